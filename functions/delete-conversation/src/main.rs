@@ -1,0 +1,7 @@
+//! `DELETE /api/{app_id}/conversations/{recipient_id}[?delete=true]`: archive or delete.
+//! Behaviour: `chat21::ops::conversations::archive_or_delete`.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), chat21::lambda::Error> {
+    chat21::lambda::serve_http(chat21::routes::Route::DeleteConversation).await
+}

@@ -1,0 +1,7 @@
+//! `GET /api/{app_id}/groups/{group_id}`.
+//! Behaviour: `chat21::ops::groups::get`.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), chat21::lambda::Error> {
+    chat21::lambda::serve_http(chat21::routes::Route::GetGroup).await
+}

@@ -1,0 +1,7 @@
+//! `GET /api/{app_id}/{user_id}/conversations/archived` and `.../archived_conversations`.
+//! Behaviour: `chat21::ops::conversations::list`.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), chat21::lambda::Error> {
+    chat21::lambda::serve_http(chat21::routes::Route::ListArchivedConversations).await
+}

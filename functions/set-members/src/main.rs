@@ -1,0 +1,7 @@
+//! `PUT /api/{app_id}/groups/{group_id}/members`: replace the member set.
+//! Behaviour: `chat21::ops::groups::set_members`.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), chat21::lambda::Error> {
+    chat21::lambda::serve_http(chat21::routes::Route::SetMembers).await
+}

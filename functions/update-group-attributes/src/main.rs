@@ -1,0 +1,7 @@
+//! `PUT /api/{app_id}/groups/{group_id}/attributes`.
+//! Behaviour: `chat21::ops::groups::set_attributes`.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), chat21::lambda::Error> {
+    chat21::lambda::serve_http(chat21::routes::Route::UpdateGroupAttributes).await
+}

@@ -1,0 +1,125 @@
+//! The local server: every route of the API in one process, on the embedded store, at the same
+//! paths as `template.yaml`. Requests go through the same HTTP glue and operations as on
+//! Lambda; published events are delivered in-process by the same deliver operation.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
+use chat21::api::{self, Api};
+use chat21::auth::JwtVerifier;
+use chat21::error::Error;
+use chat21::events::{DELIVER_CONSUMES, Event};
+use chat21::input::MAX_BODY_BYTES;
+use chat21::lambda_http::{self, Body, RequestExt};
+use chat21::ops::{Deps, Settings, deliver};
+use chat21::ports::{SystemClock, UuidIds};
+use chat21::routes::{self, Match};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tracing::{info, warn};
+
+/// Builds the API on the embedded store, and the receiver of the events it publishes.
+pub fn embedded_api(verifier: JwtVerifier) -> (Arc<Api>, UnboundedReceiver<Event>) {
+    let (sink, events) = unbounded_channel();
+    let deps = Deps {
+        store: Arc::new(EmbeddedStore::new()),
+        events: Arc::new(EmbeddedEvents::with_sink(sink)),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(UuidIds),
+        settings: Settings::default(),
+    };
+    (Arc::new(Api { deps, verifier }), events)
+}
+
+/// The in-process deliver step: what SNS → SQS → the deliver function do on AWS, with retries.
+pub async fn deliver_events(deps: Deps, mut events: UnboundedReceiver<Event>) {
+    while let Some(event) = events.recv().await {
+        if !DELIVER_CONSUMES.contains(&event.event_type) {
+            continue;
+        }
+        for attempt in 1..=5u32 {
+            match deliver::handle(&deps, &event).await {
+                Ok(()) => break,
+                Err(e) => {
+                    warn!(error = %e, attempt, event = event.event_type.as_str(), "delivery failed");
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Accepts connections until the listener fails.
+pub async fn serve(listener: TcpListener, api: Arc<Api>) -> std::io::Result<()> {
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let api = api.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(respond(&api, request).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                info!(%peer, error = %e, "connection closed with an error");
+            }
+        });
+    }
+}
+
+fn to_hyper(response: lambda_http::Response<Body>) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(text) => Bytes::from(text),
+        Body::Binary(bytes) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    hyper::Response::from_parts(parts, Full::new(bytes))
+}
+
+async fn respond(api: &Api, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let (route, params) = match routes::find(parts.method.as_str(), parts.uri.path()) {
+        Match::Found(route, params) => (route, params),
+        Match::MethodNotAllowed => {
+            let e =
+                Error::MethodNotAllowed(format!("{} is not allowed on this path", parts.method));
+            return to_hyper(api::error_response(&e));
+        }
+        Match::NotFound => {
+            return to_hyper(api::error_response(&Error::not_found("no such route")));
+        }
+    };
+    // Read at most one byte more than the limit: enough to answer 413 without reading it all.
+    let bytes = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let e = Error::PayloadTooLarge(format!(
+                "the request body is larger than {} KiB",
+                MAX_BODY_BYTES / 1024
+            ));
+            return to_hyper(api::error_response(&e));
+        }
+    };
+    let body = if bytes.is_empty() {
+        Body::Empty
+    } else {
+        Body::Binary(bytes.to_vec())
+    };
+    let query: lambda_http::aws_lambda_events::query_map::QueryMap =
+        parts.uri.query().unwrap_or("").parse().unwrap_or_default();
+    let request = lambda_http::Request::from_parts(parts, body)
+        .with_path_parameters(params)
+        .with_query_string_parameters(query);
+    to_hyper(api::handle(api, route, request).await)
+}

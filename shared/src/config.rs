@@ -1,0 +1,119 @@
+//! Configuration: environment variables only, read once at start-up (see the README).
+
+use crate::auth::JwtVerifier;
+use crate::error::Error;
+use crate::ops::Settings;
+
+/// Where the production adapters point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    pub table: String,
+    pub topic_arn: String,
+}
+
+fn required(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<String, String> {
+    get(name)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| format!("{name} is not set"))
+}
+
+impl AwsConfig {
+    /// `TABLE_NAME` and `TOPIC_ARN`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<AwsConfig, String> {
+        Ok(AwsConfig {
+            table: required(&get, "TABLE_NAME")?,
+            topic_arn: required(&get, "TOPIC_ARN")?,
+        })
+    }
+}
+
+/// `DELIVERED_EVENTS` (`true` by default): publish `message-delivered` per recipient copy.
+pub fn settings_from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+    let delivered_events = match get("DELIVERED_EVENTS").as_deref().map(str::trim) {
+        None | Some("") | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(format!(
+                "DELIVERED_EVENTS must be true or false, not {other:?}"
+            ));
+        }
+    };
+    Ok(Settings { delivered_events })
+}
+
+/// The token verifier: `JWT_ALGORITHM` (`HS256` by default) with `JWT_KEY`, or `RS256` with
+/// `JWT_PUBLIC_KEY` (PEM; `\n` escapes allowed). There is no default key: without one the
+/// function refuses to start.
+pub fn verifier_from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<JwtVerifier, String> {
+    let algorithm = get("JWT_ALGORITHM").unwrap_or_else(|| "HS256".into());
+    let shown = |e: Error| e.to_string();
+    match algorithm.trim() {
+        "" | "HS256" => JwtVerifier::hs256(required(&get, "JWT_KEY")?.as_bytes()).map_err(shown),
+        "RS256" => {
+            let pem = required(&get, "JWT_PUBLIC_KEY")?.replace("\\n", "\n");
+            JwtVerifier::rs256_pem(pem.as_bytes()).map_err(shown)
+        }
+        other => Err(format!(
+            "JWT_ALGORITHM must be HS256 or RS256, not {other:?}"
+        )),
+    }
+}
+
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn refuses_to_start_without_a_key() {
+        assert!(
+            verifier_from_lookup(lookup(&[]))
+                .unwrap_err()
+                .contains("JWT_KEY")
+        );
+        assert!(verifier_from_lookup(lookup(&[("JWT_KEY", " ")])).is_err());
+        assert!(
+            verifier_from_lookup(lookup(&[("JWT_ALGORITHM", "RS256")]))
+                .unwrap_err()
+                .contains("JWT_PUBLIC_KEY")
+        );
+        assert!(
+            verifier_from_lookup(lookup(&[
+                ("JWT_ALGORITHM", "RS256"),
+                ("JWT_PUBLIC_KEY", "nope")
+            ]))
+            .is_err()
+        );
+        assert!(
+            verifier_from_lookup(lookup(&[("JWT_ALGORITHM", "none"), ("JWT_KEY", "k")])).is_err()
+        );
+        assert!(verifier_from_lookup(lookup(&[("JWT_KEY", "k")])).is_ok());
+    }
+
+    #[test]
+    fn aws_config_and_settings() {
+        assert!(AwsConfig::from_lookup(lookup(&[("TABLE_NAME", "t")])).is_err());
+        let c =
+            AwsConfig::from_lookup(lookup(&[("TABLE_NAME", "t"), ("TOPIC_ARN", "arn")])).unwrap();
+        assert_eq!(c.table, "t");
+        assert!(settings_from_lookup(lookup(&[])).unwrap().delivered_events);
+        assert!(
+            !settings_from_lookup(lookup(&[("DELIVERED_EVENTS", "false")]))
+                .unwrap()
+                .delivered_events
+        );
+        assert!(settings_from_lookup(lookup(&[("DELIVERED_EVENTS", "maybe")])).is_err());
+    }
+}

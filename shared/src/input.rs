@@ -1,0 +1,245 @@
+//! Reading request bodies: size, JSON, object shape, and typed fields with errors that name the
+//! field. Every operation's input is read through [`Fields`].
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::keys::MAX_TIMESTAMP;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Deepest accepted nesting of free JSON (`attributes`, `metadata`); DynamoDB allows 32 levels.
+pub const MAX_JSON_DEPTH: usize = 16;
+
+/// The top-level fields of a JSON object body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields(Map<String, Value>);
+
+impl Fields {
+    /// Parses a body. An empty body is an empty object (DELETE calls usually send none).
+    pub fn parse(body: &[u8]) -> Result<Fields> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(Error::PayloadTooLarge(format!(
+                "the request body is larger than {} KiB",
+                MAX_BODY_BYTES / 1024
+            )));
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Fields::default());
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => Ok(Fields(map)),
+            Ok(_) => Err(Error::bad_request("the request body must be a JSON object")),
+            Err(e) => Err(Error::bad_request(format!(
+                "the request body is not valid JSON: {e}"
+            ))),
+        }
+    }
+
+    pub fn from_map(map: Map<String, Value>) -> Fields {
+        Fields(map)
+    }
+
+    /// A field, treating `null` as absent.
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn optional_str(&self, name: &str) -> Result<Option<String>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(Error::bad_request(format!("`{name}` must be a string"))),
+        }
+    }
+
+    pub fn required_str(&self, name: &str) -> Result<String> {
+        self.optional_str(name)?
+            .ok_or_else(|| Error::bad_request(format!("`{name}` is required")))
+    }
+
+    /// A required string that must be a valid id.
+    pub fn required_id(&self, name: &str) -> Result<String> {
+        let id = self.required_str(name)?;
+        ids::validate(name, &id)?;
+        Ok(id)
+    }
+
+    pub fn optional_id(&self, name: &str) -> Result<Option<String>> {
+        let id = self.optional_str(name)?;
+        if let Some(id) = &id {
+            ids::validate(name, id)?;
+        }
+        Ok(id)
+    }
+
+    /// A free JSON object (`attributes`, `metadata`), nested at most [`MAX_JSON_DEPTH`] deep.
+    pub fn optional_object(&self, name: &str) -> Result<Option<Map<String, Value>>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Object(map)) => {
+                if depth(&Value::Object(map.clone())) > MAX_JSON_DEPTH {
+                    return Err(Error::bad_request(format!(
+                        "`{name}` is nested deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+                Ok(Some(map.clone()))
+            }
+            Some(_) => Err(Error::bad_request(format!(
+                "`{name}` must be a JSON object"
+            ))),
+        }
+    }
+
+    pub fn required_object(&self, name: &str) -> Result<Map<String, Value>> {
+        self.optional_object(name)?
+            .ok_or_else(|| Error::bad_request(format!("`{name}` is required")))
+    }
+
+    /// An object whose keys are member ids (`{"u1": 1, ...}`), as a sorted, deduplicated list.
+    pub fn member_ids(&self, name: &str) -> Result<Vec<String>> {
+        let map = match self.get(name) {
+            None => return Err(Error::bad_request(format!("`{name}` is required"))),
+            Some(Value::Object(map)) => map,
+            Some(_) => {
+                return Err(Error::bad_request(format!(
+                    "`{name}` must be an object of member ids, like {{\"user-1\": 1}}"
+                )));
+            }
+        };
+        let mut members = Vec::with_capacity(map.len());
+        for id in map.keys() {
+            ids::validate(&format!("{name} key"), id)?;
+            members.push(id.clone());
+        }
+        members.sort();
+        Ok(members)
+    }
+
+    /// Milliseconds since the epoch: a non-negative integer.
+    pub fn optional_timestamp(&self, name: &str) -> Result<Option<u64>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(ms) if ms <= MAX_TIMESTAMP => Ok(Some(ms)),
+                _ => Err(Error::bad_request(format!(
+                    "`{name}` must be a non-negative integer number of milliseconds"
+                ))),
+            },
+            Some(_) => Err(Error::bad_request(format!(
+                "`{name}` must be a non-negative integer number of milliseconds"
+            ))),
+        }
+    }
+
+    /// `true`/`false`, also accepted as strings (query-like bodies).
+    pub fn optional_bool(&self, name: &str) -> Result<Option<bool>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(Error::bad_request(format!(
+                "`{name}` must be true or false"
+            ))),
+        }
+    }
+}
+
+/// Nesting depth of a JSON value (a scalar is 0).
+pub fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Parses `true`/`false` query values; anything else is a 400.
+pub fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Error::bad_request(format!(
+            "`{name}` must be true or false"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        assert!(Fields::parse(b"").unwrap().0.is_empty());
+        for bad in [&b"{"[..], b"[1]", b"\"x\"", b"12", b"{\"a\":}"] {
+            assert_eq!(Fields::parse(bad).unwrap_err().status(), 400);
+        }
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(Fields::parse(&big).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn typed_fields_name_the_field() {
+        let f =
+            Fields::parse(br#"{"a": 1, "b": "x", "n": null, "o": [], "t": -1, "f": 1.5}"#).unwrap();
+        assert!(
+            f.required_str("a")
+                .unwrap_err()
+                .to_string()
+                .contains("`a` must be a string")
+        );
+        assert!(
+            f.required_str("n")
+                .unwrap_err()
+                .to_string()
+                .contains("`n` is required")
+        );
+        assert!(
+            f.optional_object("o")
+                .unwrap_err()
+                .to_string()
+                .contains("object")
+        );
+        assert!(f.optional_timestamp("t").is_err());
+        assert!(f.optional_timestamp("f").is_err());
+        assert!(f.optional_timestamp("b").is_err());
+        assert_eq!(f.optional_str("missing").unwrap(), None);
+    }
+
+    #[test]
+    fn deep_json_is_refused() {
+        let mut v = Value::from(1);
+        for _ in 0..MAX_JSON_DEPTH {
+            v = serde_json::json!({ "k": v });
+        }
+        let ok = Fields::from_map(
+            serde_json::json!({ "attributes": v })
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        assert!(ok.optional_object("attributes").is_ok());
+        let deeper = Fields::from_map(
+            serde_json::json!({ "attributes": { "k": v } })
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        assert!(deeper.optional_object("attributes").is_err());
+    }
+
+    #[test]
+    fn member_ids_are_validated_and_sorted() {
+        let f =
+            Fields::parse(br#"{"m": {"b": 1, "a": 1}, "bad": {"x.y": 1}, "list": ["a"]}"#).unwrap();
+        assert_eq!(f.member_ids("m").unwrap(), vec!["a", "b"]);
+        assert_eq!(f.member_ids("bad").unwrap_err().status(), 400);
+        assert_eq!(f.member_ids("list").unwrap_err().status(), 400);
+        assert_eq!(f.member_ids("none").unwrap_err().status(), 400);
+    }
+}

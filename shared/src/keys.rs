@@ -1,0 +1,196 @@
+//! Every storage key, in one place. Both store adapters order and page by these strings, so a
+//! cursor means the same thing on DynamoDB and on the embedded store.
+//!
+//! Table layout (single table, `pk`/`sk`, local index `by_order` on `pk`/`order`):
+//!
+//! | pk                         | sk                  | order                               | item |
+//! |----------------------------|---------------------|-------------------------------------|------|
+//! | `{app}#T#{owner}#{with}`   | `M#{sender}#{id}`   | `{ts:013}#{sender}#{id}`            | message copy |
+//! | `{app}#U#{user}`           | `C#{with}`          | `active#{ts:013}#{with}` / `archived#…` | conversation row |
+//! | `{app}#S#{sender}`         | `{message_id}`      |                                     | sent record (retry safety) |
+//! | `{app}#G#{group}`          | `GROUP`             |                                     | group meta |
+//! | `{app}#G#{group}`          | `M#{member}`        |                                     | membership |
+//! | `{app}#G#{group}`          | `C#{change}`        |                                     | change whose events are owed |
+//!
+//! Ids never contain `#` (see [`crate::ids`]), so every key splits back unambiguously.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::model::Message;
+
+/// Largest timestamp a key can hold: 13 digits of milliseconds (year 2286).
+pub const MAX_TIMESTAMP: u64 = 9_999_999_999_999;
+
+pub const GROUP_META_SK: &str = "GROUP";
+pub const MEMBER_PREFIX: &str = "M#";
+pub const CHANGE_PREFIX: &str = "C#";
+const ACTIVE: &str = "active";
+const ARCHIVED: &str = "archived";
+
+pub fn timeline_pk(app: &str, owner: &str, with: &str) -> String {
+    format!("{app}#T#{owner}#{with}")
+}
+
+pub fn message_sk(sender: &str, message_id: &str) -> String {
+    format!("M#{sender}#{message_id}")
+}
+
+/// Sort key of a message inside its timeline: by time, then sender and id for ties.
+pub fn message_order(timestamp: u64, sender: &str, message_id: &str) -> String {
+    format!("{timestamp:013}#{sender}#{message_id}")
+}
+
+pub fn order_of(message: &Message) -> String {
+    message_order(message.timestamp, &message.sender, &message.message_id)
+}
+
+pub fn user_pk(app: &str, user: &str) -> String {
+    format!("{app}#U#{user}")
+}
+
+pub fn conversation_sk(with: &str) -> String {
+    format!("C#{with}")
+}
+
+pub fn conversation_order(archived: bool, timestamp: u64, with: &str) -> String {
+    format!("{}#{timestamp:013}#{with}", list_prefix(archived))
+}
+
+/// The `order` prefix shared by a user's active (or archived) conversation rows.
+pub fn list_prefix(archived: bool) -> &'static str {
+    if archived { ARCHIVED } else { ACTIVE }
+}
+
+pub fn sent_pk(app: &str, sender: &str) -> String {
+    format!("{app}#S#{sender}")
+}
+
+pub fn group_pk(app: &str, group: &str) -> String {
+    format!("{app}#G#{group}")
+}
+
+pub fn member_sk(member: &str) -> String {
+    format!("{MEMBER_PREFIX}{member}")
+}
+
+pub fn change_sk(change_id: &str) -> String {
+    format!("{CHANGE_PREFIX}{change_id}")
+}
+
+/// A page position: the `order` of the last item returned and the item's `sk`, which together
+/// with the partition key is DynamoDB's `ExclusiveStartKey` on the `by_order` index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub order: String,
+    pub sk: String,
+}
+
+/// Opaque cursor handed to clients: the `order` key, base64url.
+pub fn encode_cursor(order: &str) -> String {
+    URL_SAFE_NO_PAD.encode(order)
+}
+
+fn decode(cursor: &str) -> Result<String> {
+    let bad = || Error::bad_request("`cursor` is not a cursor this list returned");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+fn parse_timestamp(digits: &str) -> Option<u64> {
+    (digits.len() == 13 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Decodes a cursor of a message list, refusing anything that is not a message position.
+pub fn message_position(cursor: &str) -> Result<Position> {
+    let order = decode(cursor)?;
+    let parts: Vec<&str> = order.split('#').collect();
+    match parts.as_slice() {
+        [ts, sender, id]
+            if parse_timestamp(ts).is_some() && ids::is_valid(sender) && ids::is_valid(id) =>
+        {
+            Ok(Position {
+                sk: message_sk(sender, id),
+                order,
+            })
+        }
+        _ => Err(Error::bad_request(
+            "`cursor` is not a cursor this list returned",
+        )),
+    }
+}
+
+/// Decodes a cursor of a conversation list (active or archived, as asked).
+pub fn conversation_position(cursor: &str, archived: bool) -> Result<Position> {
+    let order = decode(cursor)?;
+    let parts: Vec<&str> = order.split('#').collect();
+    match parts.as_slice() {
+        [prefix, ts, with]
+            if *prefix == list_prefix(archived)
+                && parse_timestamp(ts).is_some()
+                && ids::is_valid(with) =>
+        {
+            Ok(Position {
+                sk: conversation_sk(with),
+                order,
+            })
+        }
+        _ => Err(Error::bad_request(
+            "`cursor` is not a cursor this list returned",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_sort_by_time_first() {
+        let a = message_order(999, "zed", "z");
+        let b = message_order(1000, "amy", "a");
+        assert!(a < b);
+        assert!(conversation_order(false, 5, "x") < conversation_order(false, 40, "a"));
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let order = message_order(1_700_000_000_000, "u1", "m1");
+        let pos = message_position(&encode_cursor(&order)).unwrap();
+        assert_eq!(
+            pos,
+            Position {
+                order,
+                sk: message_sk("u1", "m1")
+            }
+        );
+
+        let order = conversation_order(true, 42, "g");
+        let pos = conversation_position(&encode_cursor(&order), true).unwrap();
+        assert_eq!(pos.sk, conversation_sk("g"));
+    }
+
+    #[test]
+    fn foreign_or_forged_cursors_are_refused() {
+        let active = encode_cursor(&conversation_order(false, 42, "g"));
+        assert!(
+            conversation_position(&active, true).is_err(),
+            "active cursor on the archived list"
+        );
+        assert!(message_position(&active).is_err());
+        for bad in [
+            "",
+            "!!!",
+            &encode_cursor("12#a#b"),
+            &encode_cursor("0000000000012#a"),
+            &encode_cursor("0000000000012#a.b#c"),
+        ] {
+            let err = message_position(bad).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The data of API.md: messages, conversations, groups, and the caller.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Message status codes of Chat21.
+pub mod status {
+    pub const SENT: u16 = 100;
+    pub const DELIVERED: u16 = 150;
+    pub const RECEIVED: u16 = 200;
+    pub const RETURN_RECEIPT: u16 = 250;
+}
+
+/// The sender id of system messages (group created, member joined or left).
+pub const SYSTEM_SENDER: &str = "system";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelType {
+    Direct,
+    Group,
+}
+
+impl ChannelType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelType::Direct => "direct",
+            ChannelType::Group => "group",
+        }
+    }
+}
+
+/// One copy of a message in one timeline. The canonical copy of a direct message is the
+/// sender's (status 100); of a group message, the group's own timeline (status 100).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub message_id: String,
+    pub sender: String,
+    pub sender_fullname: String,
+    pub recipient: String,
+    pub recipient_fullname: String,
+    pub text: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub channel_type: ChannelType,
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    pub timestamp: u64,
+    pub status: u16,
+    pub app_id: String,
+    #[serde(rename = "timelineOf")]
+    pub timeline_of: String,
+    #[serde(rename = "conversWith")]
+    pub convers_with: String,
+}
+
+impl Message {
+    /// The copy of this message kept in `owner`'s timeline of the conversation with `peer`.
+    pub fn copy_for(&self, owner: &str, peer: &str, status: u16) -> Message {
+        Message {
+            timeline_of: owner.to_string(),
+            convers_with: peer.to_string(),
+            status,
+            ..self.clone()
+        }
+    }
+
+    /// Chat21's `attributes.updateconversation: false` leaves conversations untouched.
+    pub fn updates_conversation(&self) -> bool {
+        self.attributes.get("updateconversation") != Some(&Value::Bool(false))
+    }
+
+    pub fn is_group(&self) -> bool {
+        self.channel_type == ChannelType::Group
+    }
+
+    /// The message as a receipt-aware reader sees it: the owner's own message that the peer
+    /// has read (peer's read mark at or after it) shows status 250. Derived, never stored.
+    pub fn with_receipt(mut self, peer_read_at: Option<u64>) -> Message {
+        if self.sender == self.timeline_of
+            && self.status < status::RETURN_RECEIPT
+            && peer_read_at.is_some_and(|at| at >= self.timestamp)
+        {
+            self.status = status::RETURN_RECEIPT;
+        }
+        self
+    }
+}
+
+/// One row per (user, peer or group): the last message plus the per-user state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    #[serde(flatten)]
+    pub last: Message,
+    pub key: String,
+    pub last_message_text: String,
+    pub is_new: bool,
+    pub archived: bool,
+    /// Messages received from others since the last read.
+    #[serde(default)]
+    pub unread_count: u64,
+    /// When the owner last marked the conversation read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<u64>,
+    /// When the peer last read their side (direct conversations); drives status 250.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_read_at: Option<u64>,
+}
+
+impl Conversation {
+    /// The row as it looks right after `copy` became its last message.
+    pub fn from_last(copy: &Message, is_new: bool) -> Conversation {
+        Conversation {
+            key: copy.convers_with.clone(),
+            last_message_text: copy.text.clone(),
+            is_new,
+            archived: false,
+            unread_count: 0,
+            read_at: None,
+            peer_read_at: None,
+            last: copy.clone(),
+        }
+    }
+
+    /// Applies the derived return receipt to the last message.
+    pub fn with_receipt(mut self) -> Conversation {
+        self.last = self.last.with_receipt(self.peer_read_at);
+        self
+    }
+}
+
+/// What a group stores besides its members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupMeta {
+    pub uid: String,
+    pub name: String,
+    pub owner: String,
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+    #[serde(rename = "createdOn")]
+    pub created_on: u64,
+    #[serde(rename = "updatedOn")]
+    pub updated_on: u64,
+    #[serde(rename = "appId")]
+    pub app_id: String,
+    /// Bumped by every change to the member set as a whole (create, set members), so that two
+    /// concurrent set-members cannot interleave.
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl GroupMeta {
+    /// Chat21 never let members add themselves; a group may opt in with this attribute.
+    pub fn allows_self_join(&self) -> bool {
+        self.attributes.get("allow_self_join") == Some(&Value::Bool(true))
+    }
+}
+
+/// A group as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub uid: String,
+    pub name: String,
+    pub owner: String,
+    pub members: BTreeMap<String, u8>,
+    pub attributes: Map<String, Value>,
+    #[serde(rename = "createdOn")]
+    pub created_on: u64,
+    #[serde(rename = "updatedOn")]
+    pub updated_on: u64,
+    #[serde(rename = "appId")]
+    pub app_id: String,
+}
+
+impl Group {
+    pub fn new(meta: &GroupMeta, members: impl IntoIterator<Item = String>) -> Group {
+        Group {
+            uid: meta.uid.clone(),
+            name: meta.name.clone(),
+            owner: meta.owner.clone(),
+            members: members.into_iter().map(|m| (m, 1)).collect(),
+            attributes: meta.attributes.clone(),
+            created_on: meta.created_on,
+            updated_on: meta.updated_on,
+            app_id: meta.app_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Created,
+    Joined,
+    Left,
+    MembersSet,
+    Renamed,
+    AttributesSet,
+}
+
+/// A committed change to a group whose follow-up (system messages, events) may still be owed.
+/// It is stored atomically with the change itself and removed once its events are published,
+/// so a failure in between is finished by the next operation on the group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupChange {
+    /// `{at:013}-{uuid}`: sorts in commit order, and seeds the system message ids.
+    pub id: String,
+    pub at: u64,
+    pub actor: String,
+    pub kind: ChangeKind,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joined: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<String>,
+}
+
+/// The record that makes a client `message_id` safe to retry: one per (sender, message id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentRecord {
+    pub message: Message,
+    /// False until `message-sent` has been published; a retry finishes the job while false.
+    pub published: bool,
+}
+
+/// Who is calling, from a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub app_id: String,
+    pub admin: bool,
+}
+
+impl Caller {
+    /// Users act for themselves; admins for anyone in their tenant.
+    pub fn may_act_for(&self, user_id: &str) -> bool {
+        self.admin || self.user_id == user_id
+    }
+}

@@ -1,0 +1,111 @@
+//! The deliver step: consumes `message-sent` and `join-member` events from the queue and writes
+//! recipients' copies and conversations. Every write is idempotent, so a redelivered event
+//! changes nothing.
+
+use crate::error::{Error, Result};
+use crate::events::{Event, EventType, MemberChange};
+use crate::ids;
+use crate::keys;
+use crate::model::{Message, status};
+use crate::ops::Deps;
+use crate::ports::{Delivery, PageRequest};
+
+/// How many group messages a joiner receives (the newest ones).
+pub const HISTORY_ON_JOIN: usize = 200;
+
+/// Handles one event from the queue. Events deliver does not consume are ignored.
+pub async fn handle(deps: &Deps, event: &Event) -> Result<()> {
+    match event.event_type {
+        EventType::MessageSent => deliver_message(deps, event).await,
+        EventType::JoinMember => copy_history(deps, event).await,
+        _ => Ok(()),
+    }
+}
+
+/// Anything on the topic is untrusted input: refuse events whose message is not well formed.
+fn checked_message(event: &Event) -> Result<Message> {
+    let message: Message = event.data_as()?;
+    let valid_ids = [
+        &message.app_id,
+        &message.sender,
+        &message.recipient,
+        &message.message_id,
+    ]
+    .iter()
+    .all(|id| ids::is_valid(id));
+    if !valid_ids || message.app_id != event.app_id {
+        return Err(Error::bad_request(
+            "message-sent event with an invalid message",
+        ));
+    }
+    Ok(message)
+}
+
+async fn deliver_message(deps: &Deps, event: &Event) -> Result<()> {
+    let message = checked_message(event)?;
+    let update_conversation = message.updates_conversation();
+    let deliveries: Vec<Delivery> = if message.is_group() {
+        let group = &message.recipient;
+        let mut members = deps.store.members(&message.app_id, group).await?;
+        for extra in &event.also_to {
+            if ids::is_valid(extra) && !members.contains(extra) {
+                members.push(extra.clone());
+            }
+        }
+        members
+            .iter()
+            .map(|member| Delivery {
+                copy: message.copy_for(member, group, status::DELIVERED),
+                unread: *member != message.sender,
+                update_conversation,
+            })
+            .collect()
+    } else {
+        vec![Delivery {
+            copy: message.copy_for(&message.recipient, &message.sender, status::DELIVERED),
+            unread: message.recipient != message.sender,
+            update_conversation,
+        }]
+    };
+    deps.store.deliver(&deliveries).await?;
+    if !message.is_group() && update_conversation {
+        // The sender's side too (send-message did it already unless it failed there).
+        deps.store.touch_conversation(&message).await?;
+    }
+    if deps.settings.delivered_events {
+        let now = deps.now();
+        let events: Vec<Event> = deliveries
+            .iter()
+            .map(|d| Event::message_delivered(&d.copy, now))
+            .collect();
+        deps.events.publish(&events).await?;
+    }
+    Ok(())
+}
+
+/// A joiner receives the newest group messages from before their join, as delivered copies.
+async fn copy_history(deps: &Deps, event: &Event) -> Result<()> {
+    let change: MemberChange = event.data_as()?;
+    if !ids::is_valid(&change.member_id) || !ids::is_valid(&change.group_id) {
+        return Err(Error::bad_request("join-member event with invalid ids"));
+    }
+    let Some(before) = change.history_before.as_deref() else {
+        return Ok(());
+    };
+    let after = keys::message_position(&keys::encode_cursor(before))?;
+    let page = PageRequest {
+        limit: HISTORY_ON_JOIN,
+        after: Some(after),
+    };
+    let group = &change.group_id;
+    let history = deps
+        .store
+        .list_messages(&event.app_id, group, group, &page)
+        .await?;
+    let copies: Vec<Message> = history
+        .items
+        .iter()
+        .map(|m| m.copy_for(&change.member_id, group, status::DELIVERED))
+        .collect();
+    deps.store.put_copies(&copies).await
+}
