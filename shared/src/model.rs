@@ -216,6 +216,10 @@ pub struct GroupChange {
     pub joined: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left: Vec<String>,
+    /// Set when the call that made the change could not announce it: any later call on the
+    /// group finishes it (otherwise only once it is old enough to be surely abandoned).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stalled: bool,
 }
 
 /// The record that makes a client `message_id` safe to retry: one per (sender, message id).

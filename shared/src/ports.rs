@@ -143,6 +143,8 @@ pub trait GroupStore: Send + Sync {
     /// Atomically replaces the meta's name and attributes and records the change; false if the
     /// group is gone.
     async fn update_meta(&self, meta: &GroupMeta, change: &GroupChange) -> Result<bool>;
+    /// The change's own call failed to announce it: let the next call finish it.
+    async fn mark_stalled(&self, app: &str, group: &str, change_id: &str) -> Result<()>;
     /// The change's follow-up is done.
     async fn finish_change(&self, app: &str, group: &str, change_id: &str) -> Result<()>;
 }

@@ -336,6 +336,10 @@ impl DynamoStore {
                 (Some(_), None) => "#pk = :pk AND begins_with(#o, :low)",
                 (Some(_), Some(_)) => "#pk = :pk AND #o BETWEEN :low AND :before",
             };
+            let mut names = HashMap::from([("#pk".to_string(), PK.to_string())]);
+            if prefix.is_some() || before.is_some() {
+                names.insert("#o".to_string(), ORDER.to_string());
+            }
             if let Some(low) = prefix {
                 values.insert(":low".to_string(), s(low));
             }
@@ -348,8 +352,7 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .index_name(ORDER_INDEX)
                 .key_condition_expression(condition)
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#o", ORDER)
+                .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .scan_index_forward(false)
                 .consistent_read(true)
@@ -1141,6 +1144,22 @@ impl GroupStore for DynamoStore {
             self.change_put(app, group, change)?,
         ];
         Ok(matches!(self.transact(actions).await?, Tx::Committed))
+    }
+
+    async fn mark_stalled(&self, app: &str, group: &str, change_id: &str) -> Result<()> {
+        let update = built(
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(
+                    keys::group_pk(app, group),
+                    keys::change_sk(change_id),
+                )))
+                .update_expression("SET stalled = :t")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .build(),
+        )?;
+        self.update_item(update).await.map(|_| ())
     }
 
     async fn finish_change(&self, app: &str, group: &str, change_id: &str) -> Result<()> {

@@ -475,6 +475,15 @@ impl GroupStore for EmbeddedStore {
         Ok(true)
     }
 
+    async fn mark_stalled(&self, app: &str, group: &str, change_id: &str) -> Result<()> {
+        if let Some(g) = self.state().groups.get_mut(&keys::group_pk(app, group))
+            && let Some(change) = g.changes.get_mut(change_id)
+        {
+            change.stalled = true;
+        }
+        Ok(())
+    }
+
     async fn finish_change(&self, app: &str, group: &str, change_id: &str) -> Result<()> {
         if let Some(g) = self.state().groups.get_mut(&keys::group_pk(app, group)) {
             g.changes.remove(change_id);

@@ -7,6 +7,7 @@
 //! by a retry, and never silently left unannounced.
 
 use serde_json::{Map, Value, json};
+use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::events::{Event, EventType, MemberChange};
@@ -22,6 +23,9 @@ use crate::ops::Deps;
 /// are the group meta and the change record.
 pub const MAX_MEMBER_CHANGES: usize = 98;
 const MAX_GROUP_NAME_CHARS: usize = 1024;
+/// A pending change older than this is finished by any call on the group: well beyond the
+/// longest a function may run (its timeout), so its own call is surely over.
+const ABANDONED_AFTER_MS: u64 = 60_000;
 /// How often set-members retries when another set-members moved the group under it.
 const SET_MEMBERS_ATTEMPTS: usize = 8;
 
@@ -97,6 +101,7 @@ fn new_change(
         kind,
         joined,
         left,
+        stalled: false,
     }
 }
 
@@ -242,7 +247,30 @@ async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Result<(
         .await
 }
 
-/// Reads a group's meta, first finishing any change whose follow-up is still owed.
+/// Announces a change right after its commit. If that fails the change is marked stalled, so
+/// that the next call on the group (typically the client's retry) finishes it.
+async fn announce(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Result<()> {
+    let announced = settle(deps, meta, change).await;
+    if let Err(e) = &announced {
+        warn!(error = %e, change = %change.id, "group change left for the next call to announce");
+        if let Err(mark) = deps
+            .store
+            .mark_stalled(&meta.app_id, &meta.uid, &change.id)
+            .await
+        {
+            warn!(error = %mark, change = %change.id, "could not mark the change stalled");
+        }
+    }
+    announced
+}
+
+/// Whether a pending change is owed by nobody: its call failed, or is surely over (older than
+/// any call may run). Fresh changes belong to calls still running, which announce them.
+fn abandoned(deps: &Deps, change: &GroupChange) -> bool {
+    change.stalled || deps.now().saturating_sub(change.at) >= ABANDONED_AFTER_MS
+}
+
+/// Reads a group's meta, first finishing any abandoned change whose follow-up is still owed.
 async fn load(deps: &Deps, app: &str, group: &str) -> Result<GroupMeta> {
     ids::validate("group_id", group)?;
     let head = deps
@@ -250,7 +278,7 @@ async fn load(deps: &Deps, app: &str, group: &str) -> Result<GroupMeta> {
         .group_head(app, group)
         .await?
         .ok_or_else(|| not_found(group))?;
-    for change in &head.pending {
+    for change in head.pending.iter().filter(|c| abandoned(deps, c)) {
         settle(deps, &head.meta, change).await?;
     }
     Ok(head.meta)
@@ -296,7 +324,7 @@ pub async fn create(deps: &Deps, caller: &Caller, app: &str, input: CreateGroup)
         Vec::new(),
     );
     if deps.store.create_group(&meta, &members, &change).await? {
-        settle(deps, &meta, &change).await?;
+        announce(deps, &meta, &change).await?;
         return Ok(Group::new(&meta, members));
     }
     // The id is taken. If it is this caller's own create that committed but could not announce
@@ -338,7 +366,7 @@ async fn update_meta(
     if !deps.store.update_meta(&meta, &change).await? {
         return Err(not_found(&meta.uid));
     }
-    settle(deps, &meta, &change).await
+    announce(deps, &meta, &change).await
 }
 
 /// Renames a group (owner or admin).
@@ -386,6 +414,7 @@ pub async fn join(
     group: &str,
     member: String,
 ) -> Result<bool> {
+    ids::validate("member_id", &member)?;
     let meta = load(deps, app, group).await?;
     let self_join = caller.user_id == member && meta.allows_self_join();
     if !self_join {
@@ -395,7 +424,7 @@ pub async fn join(
     if !deps.store.add_member(app, group, &change).await? {
         return Ok(false);
     }
-    settle(deps, &meta, &change).await?;
+    announce(deps, &meta, &change).await?;
     Ok(true)
 }
 
@@ -424,7 +453,7 @@ pub async fn leave(
             "{member} is not a member of group {group}"
         )));
     }
-    settle(deps, &meta, &change).await
+    announce(deps, &meta, &change).await
 }
 
 /// Replaces the member set (owner or admin). Returns false when the set was already that.
@@ -435,6 +464,9 @@ pub async fn set_members(
     group: &str,
     wanted: Vec<String>,
 ) -> Result<bool> {
+    for member in &wanted {
+        ids::validate("members key", member)?;
+    }
     let mut meta = load(deps, app, group).await?;
     owner_or_admin(caller, &meta)?;
     for _ in 0..SET_MEMBERS_ATTEMPTS {
@@ -461,7 +493,7 @@ pub async fn set_members(
             .set_members(app, group, meta.version, &change)
             .await?
         {
-            return settle(deps, &meta, &change).await.map(|()| true);
+            return announce(deps, &meta, &change).await.map(|()| true);
         }
         // Another change got in between: read again (finishing its follow-up) and recompute.
         meta = load(deps, app, group).await?;

@@ -1,0 +1,1139 @@
+//! The behavioural suite: every scenario runs against the embedded store and against DynamoDB
+//! (moto), so the two adapters cannot drift apart.
+
+mod common;
+
+use chat21::events::EventType;
+use chat21::model::{ChangeKind, ChannelType, status};
+use chat21::ops::groups::{self, CreateGroup};
+use chat21::ops::{conversations, deliver};
+use chat21::ports::PageRequest;
+use chat21::{Error, keys};
+use common::{APP, Harness, admin, count, input, label, user};
+use serde_json::json;
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(&super::Harness::embedded()).await
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(&super::Harness::dynamo().await).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    direct_message_reaches_both_sides,
+    retry_with_message_id_stores_and_delivers_once,
+    failed_publish_is_finished_by_a_retry_with_the_same_id,
+    failed_publish_without_an_id_leaves_nothing,
+    redelivered_events_change_nothing,
+    late_older_message_counts_but_does_not_replace_the_last,
+    updateconversation_false_leaves_conversations_alone,
+    paging_reaches_every_item,
+    archive_and_unarchive,
+    permanent_delete_removes_only_the_callers_copies,
+    read_marks_read_and_shows_receipts,
+    concurrent_deliveries_keep_unread_exact,
+    conversation_refusals_change_nothing,
+    create_group_makes_owner_a_member_and_announces,
+    group_reads_and_refusals,
+    join_rules,
+    leave_rules,
+    set_members_applies_the_difference,
+    group_message_fans_out_to_every_member,
+    joiner_gets_the_newest_history,
+    failed_announcement_is_finished_by_the_next_call,
+    concurrent_joins_keep_every_member,
+    concurrent_set_members_serialize,
+);
+
+async fn direct_message_reaches_both_sides(h: &Harness) {
+    let sent = h.send(&user("u1"), "u2", "hi").await.unwrap();
+    assert_eq!(sent.status, status::SENT);
+    assert_eq!(
+        (sent.timeline_of.as_str(), sent.convers_with.as_str()),
+        ("u1", "u2")
+    );
+    assert_eq!(h.timeline("u1", "u2").await, vec![sent.clone()]);
+    assert!(
+        h.timeline("u2", "u1").await.is_empty(),
+        "recipient copies come from deliver"
+    );
+    let mine = h.conversation("u1", "u2").await.unwrap();
+    assert!(!mine.is_new);
+    assert_eq!(mine.last_message_text, "hi");
+
+    let events = h.deliver_all().await;
+    assert_eq!(count(&events, EventType::MessageSent), 1);
+    assert_eq!(count(&events, EventType::MessageDelivered), 1);
+    let theirs = h.timeline("u2", "u1").await;
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].status, status::DELIVERED);
+    assert_eq!(
+        (
+            theirs[0].timeline_of.as_str(),
+            theirs[0].convers_with.as_str()
+        ),
+        ("u2", "u1")
+    );
+    assert_eq!(theirs[0].message_id, sent.message_id);
+    let conv = h.conversation("u2", "u1").await.unwrap();
+    assert!(conv.is_new);
+    assert_eq!(conv.unread_count, 1);
+    assert_eq!(conv.key, "u1");
+    assert_eq!(h.conversation("u1", "u2").await.unwrap().unread_count, 0);
+}
+
+async fn retry_with_message_id_stores_and_delivers_once(h: &Harness) {
+    let first = h
+        .send_with(
+            &user("u1"),
+            chat21::ops::messages::SendMessage {
+                message_id: Some("m-1".into()),
+                ..input("u2", "one")
+            },
+        )
+        .await
+        .unwrap();
+    let again = h
+        .send_with(
+            &user("u1"),
+            chat21::ops::messages::SendMessage {
+                message_id: Some("m-1".into()),
+                ..input("u2", "changed")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, first, "a retry answers with the original message");
+    let events = h.deliver_all().await;
+    assert_eq!(count(&events, EventType::MessageSent), 1);
+    assert_eq!(h.timeline("u1", "u2").await.len(), 1);
+    assert_eq!(h.timeline("u2", "u1").await.len(), 1);
+    assert_eq!(h.conversation("u2", "u1").await.unwrap().unread_count, 1);
+    // Another sender may use the same id: ids are per sender.
+    h.send_with(
+        &user("u3"),
+        chat21::ops::messages::SendMessage {
+            message_id: Some("m-1".into()),
+            ..input("u2", "x")
+        },
+    )
+    .await
+    .unwrap();
+    h.deliver_all().await;
+    assert_eq!(h.timeline("u2", "u3").await.len(), 1);
+}
+
+async fn failed_publish_is_finished_by_a_retry_with_the_same_id(h: &Harness) {
+    let body = || chat21::ops::messages::SendMessage {
+        message_id: Some("m-9".into()),
+        ..input("u2", "hello")
+    };
+    h.events.fail_next(1);
+    let err = h.send_with(&user("u1"), body()).await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    assert!(h.events.published().is_empty());
+    assert!(h.deliver_all().await.is_empty());
+    assert!(h.timeline("u2", "u1").await.is_empty());
+
+    let sent = h.send_with(&user("u1"), body()).await.unwrap();
+    assert_eq!(sent.message_id, "m-9");
+    let events = h.deliver_all().await;
+    assert_eq!(count(&events, EventType::MessageSent), 1);
+    assert_eq!(h.timeline("u1", "u2").await.len(), 1);
+    assert_eq!(h.timeline("u2", "u1").await.len(), 1);
+    // Once published, a further retry neither stores nor publishes.
+    h.send_with(&user("u1"), body()).await.unwrap();
+    assert_eq!(count(&h.deliver_all().await, EventType::MessageSent), 0);
+}
+
+async fn failed_publish_without_an_id_leaves_nothing(h: &Harness) {
+    h.events.fail_next(1);
+    let err = h.send(&user("u1"), "u2", "lost").await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    assert!(
+        h.timeline("u1", "u2").await.is_empty(),
+        "the failed send is rolled back"
+    );
+    assert!(h.conversation("u1", "u2").await.is_none());
+    assert!(h.events.published().is_empty());
+    h.send(&user("u1"), "u2", "again").await.unwrap();
+    h.deliver_all().await;
+    let texts: Vec<String> = h
+        .timeline("u2", "u1")
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, vec!["again"]);
+}
+
+async fn redelivered_events_change_nothing(h: &Harness) {
+    h.send(&user("u1"), "u2", "once").await.unwrap();
+    let events = h.events.published();
+    h.deliver_all().await;
+    for _ in 0..2 {
+        for event in &events {
+            deliver::handle(&h.deps, event).await.unwrap();
+        }
+    }
+    assert_eq!(h.timeline("u2", "u1").await.len(), 1);
+    assert_eq!(h.conversation("u2", "u1").await.unwrap().unread_count, 1);
+}
+
+async fn late_older_message_counts_but_does_not_replace_the_last(h: &Harness) {
+    let at = |ts, text: &str| chat21::ops::messages::SendMessage {
+        timestamp: Some(ts),
+        ..input("u2", text)
+    };
+    h.send_with(&user("u1"), at(2_000, "newer")).await.unwrap();
+    h.send_with(&user("u1"), at(1_000, "older")).await.unwrap();
+    let events = h.events.take();
+    assert_eq!(events.len(), 2);
+    for event in &events {
+        deliver::handle(&h.deps, event).await.unwrap();
+    }
+    let conv = h.conversation("u2", "u1").await.unwrap();
+    assert_eq!(conv.last_message_text, "newer");
+    assert_eq!(conv.unread_count, 2);
+    assert_eq!(
+        h.conversation("u1", "u2").await.unwrap().last_message_text,
+        "newer"
+    );
+    let texts: Vec<String> = h
+        .timeline("u2", "u1")
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, vec!["newer", "older"], "timelines are newest first");
+}
+
+async fn updateconversation_false_leaves_conversations_alone(h: &Harness) {
+    let quiet = chat21::ops::messages::SendMessage {
+        attributes: Some(
+            json!({"updateconversation": false})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        ..input("u2", "quiet")
+    };
+    h.send_with(&user("u1"), quiet).await.unwrap();
+    h.deliver_all().await;
+    assert_eq!(
+        h.timeline("u2", "u1").await.len(),
+        1,
+        "the message is still delivered"
+    );
+    assert!(h.conversation("u2", "u1").await.is_none());
+    assert!(h.conversation("u1", "u2").await.is_none());
+}
+
+async fn paging_reaches_every_item(h: &Harness) {
+    for i in 0..5u64 {
+        let m = chat21::ops::messages::SendMessage {
+            timestamp: Some(10_000 + i),
+            ..input("u2", &format!("m{i}"))
+        };
+        h.send_with(&user("u1"), m).await.unwrap();
+    }
+    let mut texts = Vec::new();
+    let mut page = PageRequest::first(2);
+    let mut pages = 0;
+    loop {
+        let got = conversations::messages(&h.deps, &user("u1"), APP, "u1", "u2", &page)
+            .await
+            .unwrap();
+        pages += 1;
+        texts.extend(got.items.into_iter().map(|m| m.text));
+        match got.next {
+            Some(next) => {
+                page.after = Some(keys::message_position(&keys::encode_cursor(&next)).unwrap())
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(texts, vec!["m4", "m3", "m2", "m1", "m0"]);
+
+    for peer in ["p1", "p2", "p3", "p4", "p5"] {
+        h.send(&user("u9"), peer, "x").await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let got = conversations::list(&h.deps, &user("u9"), APP, "u9", false, &page)
+            .await
+            .unwrap();
+        seen.extend(got.items.into_iter().map(|c| c.key));
+        match got.next {
+            Some(next) => {
+                page.after =
+                    Some(keys::conversation_position(&keys::encode_cursor(&next), false).unwrap())
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        vec!["p5", "p4", "p3", "p2", "p1"],
+        "newest first, each once"
+    );
+}
+
+async fn archive_and_unarchive(h: &Harness) {
+    h.send(&user("u1"), "u2", "first").await.unwrap();
+    h.deliver_all().await;
+    conversations::archive_or_delete(&h.deps, APP, "u2", "u1", false)
+        .await
+        .unwrap();
+    assert!(h.list("u2", false).await.items.is_empty());
+    let archived = h.list("u2", true).await.items;
+    assert_eq!(archived.len(), 1);
+    assert!(archived[0].archived);
+    let detail = conversations::detail(&h.deps, &user("u2"), APP, "u2", "u1", true)
+        .await
+        .unwrap();
+    assert!(detail.is_some());
+    assert!(
+        conversations::detail(&h.deps, &user("u2"), APP, "u2", "u1", false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(count(&h.events.take(), EventType::ConversationArchived), 1);
+    // Archiving again is harmless.
+    conversations::archive_or_delete(&h.deps, APP, "u2", "u1", false)
+        .await
+        .unwrap();
+    assert_eq!(h.list("u2", true).await.items.len(), 1);
+
+    // A new message brings it back for the recipient (deliver)...
+    h.send(&user("u1"), "u2", "second").await.unwrap();
+    h.deliver_all().await;
+    let active = h.list("u2", false).await.items;
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].last_message_text, "second");
+    assert!(h.list("u2", true).await.items.is_empty());
+    // ...and for the sender (send-message).
+    conversations::archive_or_delete(&h.deps, APP, "u1", "u2", false)
+        .await
+        .unwrap();
+    assert!(h.list("u1", false).await.items.is_empty());
+    h.send(&user("u1"), "u2", "third").await.unwrap();
+    assert_eq!(h.list("u1", false).await.items.len(), 1);
+    assert!(h.list("u1", true).await.items.is_empty());
+}
+
+async fn permanent_delete_removes_only_the_callers_copies(h: &Harness) {
+    h.send(&user("u1"), "u2", "a").await.unwrap();
+    h.send(&user("u2"), "u1", "b").await.unwrap();
+    h.send(&user("u1"), "u2", "c").await.unwrap();
+    h.deliver_all().await;
+    assert_eq!(h.timeline("u2", "u1").await.len(), 3);
+    conversations::archive_or_delete(&h.deps, APP, "u2", "u1", true)
+        .await
+        .unwrap();
+    assert!(h.conversation("u2", "u1").await.is_none());
+    assert!(h.timeline("u2", "u1").await.is_empty());
+    assert!(
+        h.list("u2", false).await.items.is_empty() && h.list("u2", true).await.items.is_empty()
+    );
+    assert_eq!(
+        h.timeline("u1", "u2").await.len(),
+        3,
+        "the peer keeps every copy"
+    );
+    assert!(h.conversation("u1", "u2").await.is_some());
+    assert_eq!(count(&h.events.take(), EventType::ConversationDeleted), 1);
+    let again = conversations::archive_or_delete(&h.deps, APP, "u2", "u1", true)
+        .await
+        .unwrap_err();
+    assert_eq!(again.status(), 404);
+    let unknown = conversations::archive_or_delete(&h.deps, APP, "u2", "nobody", false)
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.status(), 404);
+}
+
+async fn read_marks_read_and_shows_receipts(h: &Harness) {
+    h.send(&user("u1"), "u2", "one").await.unwrap();
+    h.send(&user("u1"), "u2", "two").await.unwrap();
+    h.deliver_all().await;
+    assert_eq!(h.conversation("u2", "u1").await.unwrap().unread_count, 2);
+    assert!(
+        h.read_timeline("u1", "u2")
+            .await
+            .iter()
+            .all(|m| m.status == status::SENT)
+    );
+
+    conversations::mark_read(&h.deps, &user("u2"), APP, "u2", "u1")
+        .await
+        .unwrap();
+    let mine = h.conversation("u2", "u1").await.unwrap();
+    assert_eq!((mine.unread_count, mine.is_new), (0, false));
+    assert!(mine.read_at.is_some());
+    let theirs = h.read_timeline("u1", "u2").await;
+    assert!(
+        theirs.iter().all(|m| m.status == status::RETURN_RECEIPT),
+        "{theirs:?}"
+    );
+    assert_eq!(
+        h.list("u1", false).await.items[0].last.status,
+        status::RETURN_RECEIPT
+    );
+    // The reader's own copies keep their status.
+    assert!(
+        h.read_timeline("u2", "u1")
+            .await
+            .iter()
+            .all(|m| m.status == status::DELIVERED)
+    );
+
+    h.send(&user("u1"), "u2", "three").await.unwrap();
+    h.deliver_all().await;
+    let statuses: Vec<u16> = h
+        .read_timeline("u1", "u2")
+        .await
+        .iter()
+        .map(|m| m.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![status::SENT, status::RETURN_RECEIPT, status::RETURN_RECEIPT]
+    );
+    assert_eq!(h.conversation("u2", "u1").await.unwrap().unread_count, 1);
+    let unknown = conversations::mark_read(&h.deps, &user("u2"), APP, "u2", "nobody")
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.status(), 404);
+}
+
+async fn concurrent_deliveries_keep_unread_exact(h: &Harness) {
+    for i in 0..20u64 {
+        let m = chat21::ops::messages::SendMessage {
+            timestamp: Some(50_000 + i),
+            ..input("u0", &format!("m{i}"))
+        };
+        h.send_with(&user("u1"), m).await.unwrap();
+    }
+    let events = h.events.take();
+    let mut tasks = Vec::new();
+    for event in events {
+        let deps = h.deps.clone();
+        tasks.push(tokio::spawn(
+            async move { deliver::handle(&deps, &event).await },
+        ));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let conv = h.conversation("u0", "u1").await.unwrap();
+    assert_eq!(conv.unread_count, 20);
+    assert_eq!(conv.last_message_text, "m19");
+    assert_eq!(h.timeline("u0", "u1").await.len(), 20);
+}
+
+async fn conversation_refusals_change_nothing(h: &Harness) {
+    h.send(&user("u1"), "u2", "x").await.unwrap();
+    h.deliver_all().await;
+    let forbidden = [
+        conversations::list(
+            &h.deps,
+            &user("u3"),
+            APP,
+            "u1",
+            false,
+            &PageRequest::first(10),
+        )
+        .await
+        .map(|_| ()),
+        conversations::messages(
+            &h.deps,
+            &user("u3"),
+            APP,
+            "u1",
+            "u2",
+            &PageRequest::first(10),
+        )
+        .await
+        .map(|_| ()),
+        conversations::mark_read(&h.deps, &user("u3"), APP, "u2", "u1").await,
+        conversations::acting_user(&user("u3"), Some("u2".into())).map(|_| ()),
+    ];
+    for result in forbidden {
+        assert_eq!(result.unwrap_err().status(), 403);
+    }
+    assert_eq!(
+        conversations::acting_user(&admin("a"), Some("u2".into())).unwrap(),
+        "u2"
+    );
+    assert_eq!(
+        conversations::acting_user(&admin("a"), Some("u.2".into()))
+            .unwrap_err()
+            .status(),
+        400
+    );
+    let bad = conversations::archive_or_delete(&h.deps, APP, "u2", "u1*", false)
+        .await
+        .unwrap_err();
+    assert_eq!(bad.status(), 400);
+    assert!(
+        conversations::list(
+            &h.deps,
+            &admin("a"),
+            APP,
+            "u1",
+            false,
+            &PageRequest::first(10)
+        )
+        .await
+        .is_ok()
+    );
+    let conv = h.conversation("u2", "u1").await.unwrap();
+    assert_eq!((conv.unread_count, conv.archived), (1, false));
+}
+
+fn create_input(name: &str, members: &[&str], id: Option<&str>) -> CreateGroup {
+    CreateGroup {
+        name: name.into(),
+        members: members.iter().map(|m| m.to_string()).collect(),
+        group_id: id.map(str::to_string),
+        attributes: Default::default(),
+        owner: None,
+    }
+}
+
+async fn make_group(h: &Harness, id: &str, members: &[&str]) {
+    groups::create(
+        &h.deps,
+        &user("u1"),
+        APP,
+        create_input("Team", members, Some(id)),
+    )
+    .await
+    .unwrap();
+    h.deliver_all().await;
+}
+
+async fn create_group_makes_owner_a_member_and_announces(h: &Harness) {
+    let group = groups::create(
+        &h.deps,
+        &user("u1"),
+        APP,
+        create_input("Team", &["u2", "u3"], Some("group-a")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(group.owner, "u1");
+    assert_eq!(
+        group.members.keys().collect::<Vec<_>>(),
+        vec!["u1", "u2", "u3"]
+    );
+    let events = h.deliver_all().await;
+    assert_eq!(count(&events, EventType::GroupCreated), 1);
+    assert_eq!(count(&events, EventType::MessageSent), 4);
+    let history = h.timeline("group-a", "group-a").await;
+    assert_eq!(history.len(), 4);
+    assert!(
+        history
+            .iter()
+            .all(|m| m.status == status::SENT && m.sender == "system")
+    );
+    let copies = h.timeline("u2", "group-a").await;
+    assert_eq!(copies.len(), 4);
+    assert!(
+        copies
+            .iter()
+            .all(|m| m.status == status::DELIVERED && m.channel_type == ChannelType::Group)
+    );
+    let mut labels: Vec<String> = copies.iter().filter_map(label).collect();
+    labels.sort();
+    assert_eq!(
+        labels,
+        vec![
+            "GROUP_CREATED",
+            "MEMBER_JOINED_GROUP",
+            "MEMBER_JOINED_GROUP",
+            "MEMBER_JOINED_GROUP"
+        ]
+    );
+    let created = copies
+        .iter()
+        .find(|m| label(m).as_deref() == Some("GROUP_CREATED"))
+        .unwrap();
+    assert_eq!(
+        created.attributes["messagelabel"]["parameters"]["creator"],
+        "u1"
+    );
+    assert_eq!(created.attributes["subtype"], "info");
+    assert!(h.conversation("u3", "group-a").await.is_some());
+
+    let taken = groups::create(
+        &h.deps,
+        &user("u9"),
+        APP,
+        create_input("Other", &[], Some("group-a")),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(taken, Error::Conflict(_)), "{taken:?}");
+    assert_eq!(
+        h.members("group-a").await,
+        vec!["u1", "u2", "u3"],
+        "a refused create changes nothing"
+    );
+    let generated = groups::create(&h.deps, &user("u1"), APP, create_input("Gen", &[], None))
+        .await
+        .unwrap();
+    assert!(generated.uid.starts_with("group-"));
+    // Only admins may create for someone else; the admin then is not a member.
+    let refused = CreateGroup {
+        owner: Some("u5".into()),
+        ..create_input("X", &[], Some("group-x"))
+    };
+    assert_eq!(
+        groups::create(&h.deps, &user("u1"), APP, refused)
+            .await
+            .unwrap_err()
+            .status(),
+        403
+    );
+    let for_u5 = CreateGroup {
+        owner: Some("u5".into()),
+        ..create_input("X", &["u6"], Some("group-x"))
+    };
+    let g = groups::create(&h.deps, &admin("boss"), APP, for_u5)
+        .await
+        .unwrap();
+    assert_eq!(g.owner, "u5");
+    assert_eq!(g.members.keys().collect::<Vec<_>>(), vec!["u5", "u6"]);
+    let many: Vec<String> = (0..98).map(|i| format!("m{i}")).collect();
+    let too_big = CreateGroup {
+        members: many,
+        ..create_input("Big", &[], Some("group-big"))
+    };
+    assert_eq!(
+        groups::create(&h.deps, &user("u1"), APP, too_big)
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
+    assert!(
+        h.deps
+            .store
+            .group_head(APP, "group-big")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn group_reads_and_refusals(h: &Harness) {
+    make_group(h, "group-r", &["u2"]).await;
+    let g = groups::get(&h.deps, &user("u2"), APP, "group-r")
+        .await
+        .unwrap();
+    assert_eq!(g.name, "Team");
+    assert!(
+        groups::get(&h.deps, &admin("boss"), APP, "group-r")
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        groups::get(&h.deps, &user("u9"), APP, "group-r")
+            .await
+            .unwrap_err()
+            .status(),
+        403
+    );
+    assert_eq!(
+        groups::get(&h.deps, &user("u2"), APP, "group-none")
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        groups::get(&h.deps, &user("u2"), APP, "group/x")
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
+
+    let member = groups::rename(&h.deps, &user("u2"), APP, "group-r", "Mine".into())
+        .await
+        .unwrap_err();
+    assert_eq!(member.status(), 403);
+    let attrs = json!({"color": "blue"}).as_object().unwrap().clone();
+    assert_eq!(
+        groups::set_attributes(&h.deps, &user("u9"), APP, "group-r", attrs.clone())
+            .await
+            .unwrap_err()
+            .status(),
+        403
+    );
+    assert_eq!(
+        groups::rename(&h.deps, &user("u1"), APP, "group-none", "x".into())
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        groups::get(&h.deps, &user("u2"), APP, "group-r")
+            .await
+            .unwrap()
+            .name,
+        "Team",
+        "refusals change nothing"
+    );
+    assert!(h.events.take().is_empty());
+
+    groups::rename(&h.deps, &user("u1"), APP, "group-r", "Renamed".into())
+        .await
+        .unwrap();
+    groups::set_attributes(&h.deps, &admin("boss"), APP, "group-r", attrs)
+        .await
+        .unwrap();
+    let g = groups::get(&h.deps, &user("u2"), APP, "group-r")
+        .await
+        .unwrap();
+    assert_eq!(
+        (g.name.as_str(), g.attributes["color"].as_str()),
+        ("Renamed", Some("blue"))
+    );
+    assert_eq!(g.members.len(), 2);
+    let events = h.events.take();
+    assert_eq!(count(&events, EventType::GroupUpdated), 2);
+    assert_eq!(events.last().unwrap().data["attributes"]["color"], "blue");
+}
+
+async fn join_rules(h: &Harness) {
+    make_group(h, "group-j", &["u2"]).await;
+    assert!(
+        groups::join(&h.deps, &user("u1"), APP, "group-j", "u4".into())
+            .await
+            .unwrap()
+    );
+    let events = h.deliver_all().await;
+    assert_eq!(count(&events, EventType::JoinMember), 1);
+    assert_eq!(count(&events, EventType::MessageSent), 1);
+    assert_eq!(h.members("group-j").await, vec!["u1", "u2", "u4"]);
+    let last = h.conversation("u2", "group-j").await.unwrap();
+    assert_eq!(
+        last.last.attributes["messagelabel"]["key"],
+        "MEMBER_JOINED_GROUP"
+    );
+    assert_eq!(
+        last.last.attributes["messagelabel"]["parameters"]["member_id"],
+        "u4"
+    );
+
+    // Repeated join: 200, no change, no duplicate system message.
+    assert!(
+        !groups::join(&h.deps, &user("u1"), APP, "group-j", "u4".into())
+            .await
+            .unwrap()
+    );
+    assert!(h.deliver_all().await.is_empty());
+
+    let refused = [
+        groups::join(&h.deps, &user("u5"), APP, "group-j", "u5".into()).await,
+        groups::join(&h.deps, &user("u2"), APP, "group-j", "u6".into()).await,
+    ];
+    for r in refused {
+        assert_eq!(r.unwrap_err().status(), 403);
+    }
+    assert_eq!(
+        groups::join(&h.deps, &user("u1"), APP, "group-none", "u5".into())
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        groups::join(&h.deps, &user("u1"), APP, "group-j", "u.5".into())
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
+    assert_eq!(h.members("group-j").await, vec!["u1", "u2", "u4"]);
+    assert!(h.deliver_all().await.is_empty());
+
+    let open = json!({"allow_self_join": true})
+        .as_object()
+        .unwrap()
+        .clone();
+    groups::set_attributes(&h.deps, &user("u1"), APP, "group-j", open)
+        .await
+        .unwrap();
+    assert!(
+        groups::join(&h.deps, &user("u5"), APP, "group-j", "u5".into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        groups::join(&h.deps, &user("u5"), APP, "group-j", "u7".into())
+            .await
+            .unwrap_err()
+            .status(),
+        403
+    );
+    assert_eq!(h.members("group-j").await, vec!["u1", "u2", "u4", "u5"]);
+}
+
+async fn leave_rules(h: &Harness) {
+    make_group(h, "group-l", &["u2", "u3"]).await;
+    let refused = [
+        groups::leave(&h.deps, &user("u9"), APP, "group-l", "u2").await,
+        groups::leave(&h.deps, &user("u2"), APP, "group-l", "u3").await,
+    ];
+    for r in refused {
+        assert_eq!(r.unwrap_err().status(), 403);
+    }
+    assert_eq!(h.members("group-l").await, vec!["u1", "u2", "u3"]);
+
+    groups::leave(&h.deps, &user("u2"), APP, "group-l", "u2")
+        .await
+        .unwrap();
+    let events = h.deliver_all().await;
+    assert_eq!(count(&events, EventType::LeaveMember), 1);
+    assert_eq!(h.members("group-l").await, vec!["u1", "u3"]);
+    for member in ["u1", "u2", "u3"] {
+        let conv = h.conversation(member, "group-l").await.unwrap();
+        assert_eq!(
+            conv.last.attributes["messagelabel"]["key"], "MEMBER_LEFT_GROUP",
+            "{member}"
+        );
+    }
+    let before = h.timeline("u2", "group-l").await.len();
+    assert_eq!(
+        groups::leave(&h.deps, &user("u2"), APP, "group-l", "u2")
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+
+    // The removed user keeps their past and gets nothing new, and may not post.
+    h.send(&user("u1"), "group-l", "after").await.unwrap();
+    h.deliver_all().await;
+    assert_eq!(h.timeline("u2", "group-l").await.len(), before);
+    assert_eq!(
+        h.timeline("u3", "group-l").await.first().unwrap().text,
+        "after"
+    );
+    assert_eq!(
+        h.send(&user("u2"), "group-l", "let me in")
+            .await
+            .unwrap_err()
+            .status(),
+        403
+    );
+
+    groups::leave(&h.deps, &user("u1"), APP, "group-l", "u3")
+        .await
+        .unwrap();
+    assert_eq!(h.members("group-l").await, vec!["u1"]);
+}
+
+async fn set_members_applies_the_difference(h: &Harness) {
+    make_group(h, "group-s", &["u2", "u3"]).await;
+    let wanted = |ms: &[&str]| ms.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+    let refused = groups::set_members(&h.deps, &user("u2"), APP, "group-s", wanted(&["u2"]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), 403);
+    assert!(
+        groups::set_members(
+            &h.deps,
+            &user("u1"),
+            APP,
+            "group-s",
+            wanted(&["u1", "u3", "u4"])
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(h.members("group-s").await, vec!["u1", "u3", "u4"]);
+    let events = h.deliver_all().await;
+    assert_eq!(count(&events, EventType::JoinMember), 1);
+    assert_eq!(count(&events, EventType::LeaveMember), 1);
+    assert_eq!(count(&events, EventType::GroupUpdated), 1);
+    assert_eq!(count(&events, EventType::MessageSent), 2);
+    assert_eq!(
+        h.conversation("u2", "group-s")
+            .await
+            .unwrap()
+            .last
+            .attributes["messagelabel"]["key"],
+        "MEMBER_LEFT_GROUP"
+    );
+    assert!(h.conversation("u4", "group-s").await.is_some());
+
+    assert!(
+        !groups::set_members(
+            &h.deps,
+            &user("u1"),
+            APP,
+            "group-s",
+            wanted(&["u1", "u3", "u4"])
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        h.deliver_all().await.is_empty(),
+        "the same set again changes nothing"
+    );
+    let bad = groups::set_members(&h.deps, &user("u1"), APP, "group-s", wanted(&["u#1"]))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(h.members("group-s").await, vec!["u1", "u3", "u4"]);
+}
+
+async fn group_message_fans_out_to_every_member(h: &Harness) {
+    make_group(h, "group-f", &["u2", "u3"]).await;
+    let unread_before = h.conversation("u3", "group-f").await.unwrap().unread_count;
+    let sent = h.send(&user("u2"), "group-f", "hello all").await.unwrap();
+    assert_eq!(sent.channel_type, ChannelType::Group);
+    assert_eq!(sent.status, status::SENT);
+    assert_eq!(h.timeline("group-f", "group-f").await[0], sent);
+    h.deliver_all().await;
+    for member in ["u1", "u2", "u3"] {
+        let copies = h.timeline(member, "group-f").await;
+        let copy = &copies[0];
+        assert_eq!(
+            (copy.text.as_str(), copy.status),
+            ("hello all", status::DELIVERED),
+            "{member}"
+        );
+        assert_eq!(
+            copies
+                .iter()
+                .filter(|m| m.message_id == sent.message_id)
+                .count(),
+            1
+        );
+    }
+    let own = h.conversation("u2", "group-f").await.unwrap();
+    assert!(!own.is_new);
+    let other = h.conversation("u3", "group-f").await.unwrap();
+    assert!(other.is_new);
+    assert_eq!(other.unread_count, unread_before + 1);
+
+    assert_eq!(
+        h.send(&user("u9"), "group-f", "hi")
+            .await
+            .unwrap_err()
+            .status(),
+        403
+    );
+    assert_eq!(
+        h.send(&user("u9"), "group-none", "hi")
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    h.send(&admin("boss"), "group-f", "from an admin")
+        .await
+        .unwrap();
+    h.deliver_all().await;
+    assert_eq!(h.timeline("u3", "group-f").await[0].text, "from an admin");
+    assert!(
+        h.timeline("boss", "group-f").await.is_empty(),
+        "a non-member admin gets no copy"
+    );
+    // channel_type "group" makes any id a group recipient.
+    let explicit = chat21::ops::messages::SendMessage {
+        channel_type: Some("group".into()),
+        ..input("team", "x")
+    };
+    assert_eq!(
+        h.send_with(&user("u1"), explicit)
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+}
+
+async fn joiner_gets_the_newest_history(h: &Harness) {
+    make_group(h, "group-h", &[]).await;
+    for i in 0..205u64 {
+        h.send(&user("u1"), "group-h", &format!("h{i}"))
+            .await
+            .unwrap();
+    }
+    h.deliver_all().await;
+    groups::join(&h.deps, &user("u1"), APP, "group-h", "u2".into())
+        .await
+        .unwrap();
+    h.deliver_all().await;
+    let copies = h.timeline("u2", "group-h").await;
+    let texts: Vec<&str> = copies.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        copies.len(),
+        201,
+        "200 history messages and the join message"
+    );
+    assert!(texts.contains(&"h5") && texts.contains(&"h204"));
+    assert!(!texts.contains(&"h4"), "the oldest are not copied");
+    assert!(
+        copies
+            .iter()
+            .all(|m| m.status == status::DELIVERED && m.timeline_of == "u2")
+    );
+    assert_eq!(label(&copies[0]).as_deref(), Some("MEMBER_JOINED_GROUP"));
+}
+
+async fn failed_announcement_is_finished_by_the_next_call(h: &Harness) {
+    make_group(h, "group-p", &["u2"]).await;
+    h.events.fail_next(1);
+    let err = groups::join(&h.deps, &user("u1"), APP, "group-p", "u4".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 503);
+    assert!(h.events.published().is_empty());
+    let pending = h
+        .deps
+        .store
+        .group_head(APP, "group-p")
+        .await
+        .unwrap()
+        .unwrap()
+        .pending;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].kind, ChangeKind::Joined);
+
+    // The client's retry: already a member, and the owed announcement goes out exactly now.
+    assert!(
+        !groups::join(&h.deps, &user("u1"), APP, "group-p", "u4".into())
+            .await
+            .unwrap()
+    );
+    let events = h.deliver_all().await;
+    assert_eq!(count(&events, EventType::JoinMember), 1);
+    assert_eq!(count(&events, EventType::MessageSent), 1);
+    assert!(
+        h.deps
+            .store
+            .group_head(APP, "group-p")
+            .await
+            .unwrap()
+            .unwrap()
+            .pending
+            .is_empty()
+    );
+    let joined = h.conversation("u4", "group-p").await.unwrap();
+    assert_eq!(
+        joined.last.attributes["messagelabel"]["key"],
+        "MEMBER_JOINED_GROUP"
+    );
+    assert_eq!(
+        h.timeline("u4", "group-p").await.len(),
+        4,
+        "history (created, u1 and u2 joined) and the join"
+    );
+
+    // A create whose announcement failed is finished by the same caller's retry.
+    h.events.fail_next(1);
+    let input = || create_input("Retry", &["u2"], Some("group-q"));
+    assert_eq!(
+        groups::create(&h.deps, &user("u1"), APP, input())
+            .await
+            .unwrap_err()
+            .status(),
+        503
+    );
+    let group = groups::create(&h.deps, &user("u1"), APP, input())
+        .await
+        .unwrap();
+    assert_eq!(group.members.len(), 2);
+    let events = h.deliver_all().await;
+    assert_eq!(count(&events, EventType::GroupCreated), 1);
+    assert_eq!(h.timeline("u2", "group-q").await.len(), 3);
+    let conflict = groups::create(&h.deps, &user("u1"), APP, input())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        conflict.status(),
+        409,
+        "once finished, the id is simply taken"
+    );
+}
+
+async fn concurrent_joins_keep_every_member(h: &Harness) {
+    make_group(h, "group-c", &[]).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let deps = h.deps.clone();
+        tasks.push(tokio::spawn(async move {
+            groups::join(&deps, &user("u1"), APP, "group-c", format!("j{i:02}")).await
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap());
+    }
+    let members = h.members("group-c").await;
+    assert_eq!(members.len(), 51);
+    assert!(
+        h.deps
+            .store
+            .group_head(APP, "group-c")
+            .await
+            .unwrap()
+            .unwrap()
+            .pending
+            .is_empty()
+    );
+    assert_eq!(count(&h.events.take(), EventType::JoinMember), 50);
+}
+
+async fn concurrent_set_members_serialize(h: &Harness) {
+    make_group(h, "group-z", &["x"]).await;
+    let a: Vec<String> = vec!["u1".into(), "a1".into(), "a2".into()];
+    let b: Vec<String> = vec!["u1".into(), "b1".into()];
+    let (deps_a, deps_b) = (h.deps.clone(), h.deps.clone());
+    let (wa, wb) = (a.clone(), b.clone());
+    let ta =
+        tokio::spawn(
+            async move { groups::set_members(&deps_a, &user("u1"), APP, "group-z", wa).await },
+        );
+    let tb =
+        tokio::spawn(
+            async move { groups::set_members(&deps_b, &user("u1"), APP, "group-z", wb).await },
+        );
+    ta.await.unwrap().unwrap();
+    tb.await.unwrap().unwrap();
+    let mut members = h.members("group-z").await;
+    members.sort();
+    let (mut a, mut b) = (a, b);
+    a.sort();
+    b.sort();
+    assert!(
+        members == a || members == b,
+        "the result is one of the sets, not a mix: {members:?}"
+    );
+}

@@ -1,0 +1,253 @@
+//! Test harness shared by the integration suites: the same deps on the embedded store or on
+//! DynamoDB (moto's server on loopback, started by `scripts/test`).
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use chat21::adapters::dynamo::{DynamoStore, ORDER_INDEX};
+use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
+use chat21::events::{DELIVER_CONSUMES, Event, EventType};
+use chat21::model::{Caller, Conversation, Message};
+use chat21::ops::messages::SendMessage;
+use chat21::ops::{Deps, Settings, conversations, deliver, messages};
+use chat21::ports::{Clock, IdSource, Page, PageRequest};
+
+/// A clock that moves forward by one millisecond per reading: deterministic order.
+pub struct StepClock(AtomicU64);
+
+impl Clock for StepClock {
+    fn now_ms(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+pub struct SeqIds(AtomicU64);
+
+impl IdSource for SeqIds {
+    fn new_id(&self) -> String {
+        format!("id-{:06}", self.0.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+pub const APP: &str = "app1";
+
+pub fn user(id: &str) -> Caller {
+    Caller {
+        user_id: id.into(),
+        app_id: APP.into(),
+        admin: false,
+    }
+}
+
+pub fn admin(id: &str) -> Caller {
+    Caller {
+        user_id: id.into(),
+        app_id: APP.into(),
+        admin: true,
+    }
+}
+
+/// The moto endpoint from the environment; refuses anything but loopback.
+pub fn moto_endpoint() -> String {
+    let url = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run the suites with scripts/test, which starts moto's server")
+    });
+    assert!(
+        url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+        "tests only talk to a loopback emulator, not {url}"
+    );
+    url
+}
+
+pub async fn aws_config() -> aws_config::SdkConfig {
+    moto_endpoint();
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates a table with the production schema (template.yaml's).
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    let index = LocalSecondaryIndex::builder()
+        .index_name(ORDER_INDEX)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("order_key", KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .unwrap();
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .attribute_definitions(attr("order_key"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .local_secondary_indexes(index)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table on moto");
+}
+
+/// Deps plus the recording event bus, on either store.
+#[derive(Clone)]
+pub struct Harness {
+    pub deps: Deps,
+    pub events: Arc<EmbeddedEvents>,
+    pub dynamo: Option<Arc<DynamoStore>>,
+}
+
+fn deps_with(store: Arc<dyn chat21::ports::Store>, events: Arc<EmbeddedEvents>) -> Deps {
+    Deps {
+        store,
+        events,
+        clock: Arc::new(StepClock(AtomicU64::new(1_700_000_000_000))),
+        ids: Arc::new(SeqIds(AtomicU64::new(1))),
+        settings: Settings::default(),
+    }
+}
+
+impl Harness {
+    pub fn embedded() -> Harness {
+        let events = Arc::new(EmbeddedEvents::new());
+        Harness {
+            deps: deps_with(Arc::new(EmbeddedStore::new()), events.clone()),
+            events,
+            dynamo: None,
+        }
+    }
+
+    /// A fresh table on moto, so that tests running in parallel never see each other's data.
+    pub async fn dynamo() -> Harness {
+        let config = aws_config().await;
+        let client = aws_sdk_dynamodb::Client::new(&config);
+        let table = unique("chat21");
+        create_table(&client, &table).await;
+        let store = Arc::new(DynamoStore::new(client, table));
+        let events = Arc::new(EmbeddedEvents::new());
+        Harness {
+            deps: deps_with(store.clone(), events.clone()),
+            events,
+            dynamo: Some(store),
+        }
+    }
+
+    /// Runs the deliver step for every published event it consumes, until none are left
+    /// (what SNS → SQS → deliver do on AWS). Returns every event seen.
+    pub async fn deliver_all(&self) -> Vec<Event> {
+        let mut seen = Vec::new();
+        loop {
+            let batch = self.events.take();
+            if batch.is_empty() {
+                return seen;
+            }
+            for event in &batch {
+                if DELIVER_CONSUMES.contains(&event.event_type) {
+                    deliver::handle(&self.deps, event).await.expect("deliver");
+                }
+            }
+            seen.extend(batch);
+        }
+    }
+
+    pub async fn send(&self, from: &Caller, to: &str, text: &str) -> chat21::Result<Message> {
+        messages::send_message(&self.deps, from, APP, input(to, text)).await
+    }
+
+    pub async fn send_with(&self, from: &Caller, input: SendMessage) -> chat21::Result<Message> {
+        messages::send_message(&self.deps, from, APP, input).await
+    }
+
+    pub async fn timeline(&self, owner: &str, with: &str) -> Vec<Message> {
+        let page = PageRequest::first(1000);
+        self.deps
+            .store
+            .list_messages(APP, owner, with, &page)
+            .await
+            .unwrap()
+            .items
+    }
+
+    /// The timeline as its owner reads it over the API (with derived receipts).
+    pub async fn read_timeline(&self, owner: &str, with: &str) -> Vec<Message> {
+        let page = PageRequest::first(1000);
+        conversations::messages(&self.deps, &user(owner), APP, owner, with, &page)
+            .await
+            .unwrap()
+            .items
+    }
+
+    pub async fn conversation(&self, owner: &str, with: &str) -> Option<Conversation> {
+        self.deps
+            .store
+            .get_conversation(APP, owner, with)
+            .await
+            .unwrap()
+    }
+
+    pub async fn list(&self, owner: &str, archived: bool) -> Page<Conversation> {
+        conversations::list(
+            &self.deps,
+            &user(owner),
+            APP,
+            owner,
+            archived,
+            &PageRequest::first(1000),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn members(&self, group: &str) -> Vec<String> {
+        self.deps.store.members(APP, group).await.unwrap()
+    }
+}
+
+pub fn input(to: &str, text: &str) -> SendMessage {
+    SendMessage {
+        sender_fullname: "Sender".into(),
+        recipient_id: to.into(),
+        recipient_fullname: "Recipient".into(),
+        text: text.into(),
+        ..SendMessage::default()
+    }
+}
+
+pub fn count(events: &[Event], kind: EventType) -> usize {
+    events.iter().filter(|e| e.event_type == kind).count()
+}
+
+pub fn label(message: &Message) -> Option<String> {
+    message
+        .attributes
+        .get("messagelabel")?
+        .get("key")?
+        .as_str()
+        .map(str::to_string)
+}
