@@ -123,6 +123,11 @@ fn fields(request: &Request) -> Result<Fields> {
 async fn serve(api: &Api, route: Route, request: &Request) -> Result<Response<Body>> {
     let deps = &api.deps;
     match route {
+        // The banner function also serves API Gateway's catch-all route: only `GET /` is the
+        // banner, anything else is an unknown route.
+        Route::Banner if request.method() != http::Method::GET || request.uri().path() != "/" => {
+            return Err(Error::not_found("no such route"));
+        }
         Route::Banner => {
             let mut response = Response::new(Body::Text(BANNER.to_string()));
             response.headers_mut().insert(

@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, DeleteRequest, KeysAndAttributes, Put, PutRequest,
     ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 use tracing::warn;
 
@@ -51,6 +51,42 @@ const BATCH_GET_LIMIT: usize = 100;
 const DELIVERIES_PER_TRANSACTION: usize = 50;
 /// Attempts for throttled batches and conflicting transactions before answering 503.
 const ATTEMPTS: u32 = 8;
+
+/// A conversation row as stored: the last message as one map attribute, so that making a
+/// message the last one is a single `SET` rather than one per message field.
+#[derive(Serialize, Deserialize)]
+struct StoredConversation {
+    last: Message,
+    key: String,
+    last_message_text: String,
+    is_new: bool,
+    archived: bool,
+    #[serde(default)]
+    unread_count: u64,
+    #[serde(default)]
+    read_at: Option<u64>,
+    #[serde(default)]
+    peer_read_at: Option<u64>,
+}
+
+impl From<StoredConversation> for Conversation {
+    fn from(row: StoredConversation) -> Conversation {
+        Conversation {
+            last: row.last,
+            key: row.key,
+            last_message_text: row.last_message_text,
+            is_new: row.is_new,
+            archived: row.archived,
+            unread_count: row.unread_count,
+            read_at: row.read_at,
+            peer_read_at: row.peer_read_at,
+        }
+    }
+}
+
+fn conversation_of(item: Item) -> Result<Conversation> {
+    parse::<StoredConversation>(item).map(Conversation::from)
+}
 
 pub struct DynamoStore {
     client: Client,
@@ -405,24 +441,29 @@ impl DynamoStore {
 
     /// The update that makes `copy` the last message of its owner's conversation, if newer.
     fn set_last(&self, copy: &Message, is_new: bool, unread: bool) -> Result<Update> {
-        let mut fields: Item = to_item(Conversation::from_last(copy, is_new))
+        let last = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(copy)
             .map_err(|e| Error::internal(format!("cannot store conversation: {e}")))?;
-        // Counters and read marks belong to the row, not to the message.
-        fields.remove("unread_count");
         let order = keys::order_of(copy);
-        fields.insert(
-            ORDER.into(),
-            s(keys::conversation_order(
-                false,
-                copy.timestamp,
-                &copy.convers_with,
-            )),
-        );
-        fields.insert(LAST.into(), s(order.clone()));
+        let fields = [
+            ("last", last),
+            ("key", s(copy.convers_with.clone())),
+            ("last_message_text", s(copy.text.clone())),
+            ("is_new", AttributeValue::Bool(is_new)),
+            ("archived", AttributeValue::Bool(false)),
+            (
+                ORDER,
+                s(keys::conversation_order(
+                    false,
+                    copy.timestamp,
+                    &copy.convers_with,
+                )),
+            ),
+            (LAST, s(order.clone())),
+        ];
         let mut e = Expr::default();
         let sets: Vec<String> = fields
             .into_iter()
-            .map(|(name, value)| format!("{} = {}", e.name(&name), e.value(value)))
+            .map(|(name, value)| format!("{} = {}", e.name(name), e.value(value)))
             .collect();
         let mut update = format!("SET {}", sets.join(", "));
         if unread {
@@ -776,7 +817,7 @@ impl ConversationStore for DynamoStore {
     ) -> Result<Option<Conversation>> {
         self.get(keys::user_pk(app, user), keys::conversation_sk(with))
             .await?
-            .map(parse)
+            .map(conversation_of)
             .transpose()
     }
 
@@ -788,8 +829,13 @@ impl ConversationStore for DynamoStore {
         page: &PageRequest,
     ) -> Result<Page<Conversation>> {
         let prefix = format!("{}#", keys::list_prefix(archived));
-        self.query_page(keys::user_pk(app, user), Some(&prefix), page)
-            .await
+        let page: Page<StoredConversation> = self
+            .query_page(keys::user_pk(app, user), Some(&prefix), page)
+            .await?;
+        Ok(Page {
+            items: page.items.into_iter().map(Conversation::from).collect(),
+            next: page.next,
+        })
     }
 
     async fn archive_conversation(
@@ -808,7 +854,7 @@ impl ConversationStore for DynamoStore {
                 return Ok(None);
             };
             let last = row.get(LAST).cloned().unwrap_or_else(|| s(""));
-            let current: Conversation = parse(row)?;
+            let current = conversation_of(row)?;
             let mut e = Expr::default();
             let update = format!(
                 "SET {} = {}, {} = {}",
@@ -833,7 +879,7 @@ impl ConversationStore for DynamoStore {
                     .build(),
             )?;
             if let Some(item) = self.update_item(update).await? {
-                return parse(item).map(Some);
+                return conversation_of(item).map(Some);
             }
         }
         Err(Error::unavailable("the conversation kept changing; retry"))
@@ -905,7 +951,10 @@ impl ConversationStore for DynamoStore {
                 .set_expression_attribute_values(e.values())
                 .build(),
         )?;
-        self.update_item(update).await?.map(parse).transpose()
+        self.update_item(update)
+            .await?
+            .map(conversation_of)
+            .transpose()
     }
 
     async fn mark_peer_read(&self, app: &str, peer: &str, reader: &str, at: u64) -> Result<()> {

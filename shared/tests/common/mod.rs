@@ -52,8 +52,19 @@ pub fn admin(id: &str) -> Caller {
     }
 }
 
+/// Logs of the code under test, shown for failing tests (`RUST_LOG`, default warn).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 /// The moto endpoint from the environment; refuses anything but loopback.
 pub fn moto_endpoint() -> String {
+    init_logs();
     let url = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
         panic!("AWS_ENDPOINT_URL is not set: run the suites with scripts/test, which starts moto's server")
     });
@@ -250,4 +261,74 @@ pub fn label(message: &Message) -> Option<String> {
         .get("key")?
         .as_str()
         .map(str::to_string)
+}
+
+/// The key the HTTP-level tests sign their tokens with.
+pub const KEY: &[u8] = b"test-key";
+
+pub fn token_for(sub: &str, app: &str, admin: bool) -> String {
+    let mut claims = serde_json::json!({
+        "sub": sub,
+        "app_id": app,
+        "exp": jsonwebtoken::get_current_timestamp() + 3600,
+    });
+    if admin {
+        claims["tiledesk_api_roles"] = "admin".into();
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(KEY),
+    )
+    .unwrap()
+}
+
+pub fn token(sub: &str) -> String {
+    token_for(sub, APP, false)
+}
+
+pub fn api_on(deps: Deps) -> chat21::api::Api {
+    chat21::api::Api {
+        deps,
+        verifier: chat21::auth::JwtVerifier::hs256(KEY).unwrap(),
+    }
+}
+
+/// Calls the API as API Gateway would: the route table picks the route and path parameters,
+/// the query string becomes query parameters. Returns the status and the JSON body.
+pub async fn call(
+    api: &chat21::api::Api,
+    method: &str,
+    path_and_query: &str,
+    token: Option<&str>,
+    body: Option<&[u8]>,
+) -> (u16, serde_json::Value) {
+    use chat21::lambda_http::{Body, RequestExt};
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let (route, params) = match chat21::routes::find(method, path) {
+        chat21::routes::Match::Found(route, params) => (route, params),
+        other => panic!("{method} {path} is not routed: {other:?}"),
+    };
+    let mut builder = http::Request::builder().method(method).uri(path_and_query);
+    if let Some(token) = token {
+        builder = builder.header("authorization", token);
+    }
+    if body.is_some() {
+        builder = builder.header("content-type", "application/json");
+    }
+    let body = body.map_or(Body::Empty, |b| Body::Binary(b.to_vec()));
+    let query: chat21::lambda_http::aws_lambda_events::query_map::QueryMap = query.parse().unwrap();
+    let request = builder
+        .body(body)
+        .unwrap()
+        .with_path_parameters(params)
+        .with_query_string_parameters(query);
+    let response = chat21::api::handle(api, route, request).await;
+    let status = response.status().as_u16();
+    let bytes: &[u8] = response.body().as_ref();
+    let json = serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into()));
+    (status, json)
 }

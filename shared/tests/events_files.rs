@@ -1,0 +1,548 @@
+//! Every sample event in `events/` replayed through its function's handler, in the scenario
+//! order of `events/README.md`, against one embedded store: each must succeed, and the state
+//! it leaves behind is checked. Also: every function has an event, every event a function.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
+use chat21::api::{self, Api};
+use chat21::auth::JwtVerifier;
+use chat21::events::{DELIVER_CONSUMES, Event, EventType};
+use chat21::lambda;
+use chat21::lambda_http::{self, Body, RequestExt};
+use chat21::model::{Message, status};
+use chat21::ops::{Deps, Settings};
+use chat21::ports::{
+    ConversationStore, GroupStore, MessageStore, PageRequest, SystemClock, UuidIds,
+};
+use chat21::routes::{self, Match, ROUTES, Route};
+use serde_json::{Value, json};
+
+/// The key the sample tokens are signed with (events/README.md).
+const KEY: &[u8] = b"chat21-events-example-key";
+const APP: &str = "default";
+const GROUP: &str = "group-events-demo";
+const MESSAGE_ID: &str = "events-demo-message-1";
+/// The one function fed by the queue instead of the HTTP API.
+const DELIVER: &str = "deliver";
+
+/// Replay order (file stems). Every file in `events/` must be listed here, and only those.
+const ORDER: &[&str] = &[
+    "banner",
+    "create-group",
+    "send-message",
+    "deliver",
+    "list-conversations",
+    "get-conversation",
+    "read-conversation",
+    "conversation-messages",
+    "get-group",
+    "update-group",
+    "update-group-attributes",
+    "join-group",
+    "set-members",
+    "leave-group",
+    "delete-conversation",
+    "list-archived-conversations",
+    "list-archived-conversations-alias",
+    "get-conversation-archived",
+];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The function packages: every directory under `functions/` with a `Cargo.toml`.
+fn functions() -> BTreeSet<String> {
+    let dir = workspace().join("functions");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.join("Cargo.toml").is_file())
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// `events/*.json` by file stem.
+fn event_files() -> BTreeMap<String, PathBuf> {
+    let dir = workspace().join("events");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .map(|path| {
+            (
+                path.file_stem().unwrap().to_string_lossy().into_owned(),
+                path,
+            )
+        })
+        .collect()
+}
+
+/// The function an events file is for: its stem is the function's name, or the name followed
+/// by `-<variant>` (the longest matching name wins, so `update-group-attributes` is not a
+/// variant of `update-group`).
+fn function_of<'a>(stem: &str, functions: &'a BTreeSet<String>) -> Option<&'a str> {
+    functions
+        .iter()
+        .filter(|f| {
+            stem == f.as_str()
+                || stem
+                    .strip_prefix(f.as_str())
+                    .is_some_and(|rest| rest.starts_with('-'))
+        })
+        .max_by_key(|f| f.len())
+        .map(String::as_str)
+}
+
+/// The route an HTTP function serves (aliases share one route).
+fn route_of(function: &str) -> Route {
+    let routes: BTreeSet<String> = ROUTES
+        .iter()
+        .filter(|def| def.route.function() == function)
+        .map(|def| format!("{:?}", def.route))
+        .collect();
+    assert_eq!(
+        routes.len(),
+        1,
+        "function {function} should serve exactly one route of ROUTES, found {routes:?}"
+    );
+    ROUTES
+        .iter()
+        .find(|def| def.route.function() == function)
+        .map(|def| def.route)
+        .unwrap()
+}
+
+#[test]
+fn every_function_has_an_event_and_every_event_a_function() {
+    let functions = functions();
+    assert!(
+        functions.len() >= 2,
+        "no function packages found under functions/"
+    );
+    let files = event_files();
+    for stem in files.keys() {
+        assert!(
+            function_of(stem, &functions).is_some(),
+            "events/{stem}.json is not for any function under functions/ (name it <function>.json or <function>-<variant>.json)"
+        );
+    }
+    for function in &functions {
+        assert!(
+            files
+                .keys()
+                .any(|stem| function_of(stem, &functions) == Some(function.as_str())),
+            "function {function} has no sample event: add events/{function}.json"
+        );
+    }
+    let listed: BTreeSet<&str> = ORDER.iter().copied().collect();
+    assert_eq!(listed.len(), ORDER.len(), "ORDER lists a file twice");
+    let present: BTreeSet<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        present, listed,
+        "the files in events/ and the replay ORDER of this test differ: list new files in ORDER"
+    );
+    // Every HTTP function's events name one of its routes.
+    for (stem, path) in &files {
+        let function = function_of(stem, &functions).unwrap();
+        if function == DELIVER {
+            continue;
+        }
+        let event: Value = serde_json::from_str(&read(path)).unwrap();
+        let route_key = event["routeKey"].as_str().unwrap_or_default();
+        assert!(
+            ROUTES
+                .iter()
+                .any(|def| format!("{} {}", def.method, def.path) == route_key
+                    && def.route.function() == function),
+            "events/{stem}.json: routeKey {route_key:?} is not a route of {function} in ROUTES"
+        );
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+struct Harness {
+    api: Api,
+    store: Arc<EmbeddedStore>,
+    events: Arc<EmbeddedEvents>,
+    /// Published and not yet handed to deliver.
+    pending: Vec<Event>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let store = Arc::new(EmbeddedStore::new());
+        let events = Arc::new(EmbeddedEvents::new());
+        let deps = Deps {
+            store: store.clone(),
+            events: events.clone(),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(UuidIds),
+            settings: Settings::default(),
+        };
+        let verifier = JwtVerifier::hs256(KEY).unwrap();
+        Harness {
+            api: Api { deps, verifier },
+            store,
+            events,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Hands what deliver consumes to it, as the filtered subscription and the queue would,
+    /// until nothing is left.
+    async fn pump(&mut self) {
+        loop {
+            self.pending.extend(self.events.take());
+            let consumed: Vec<Event> = self
+                .pending
+                .drain(..)
+                .filter(|e| DELIVER_CONSUMES.contains(&e.event_type))
+                .collect();
+            if consumed.is_empty() {
+                return;
+            }
+            let records: Vec<Value> = consumed
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    json!({ "messageId": format!("pump-{i}"), "body": e.to_json(), "eventSource": "aws:sqs" })
+                })
+                .collect();
+            let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+            let response = lambda::handle_sqs(&self.api.deps, batch).await;
+            assert!(
+                response.batch_item_failures.is_empty(),
+                "deliver failed on published events: {:?}",
+                response.batch_item_failures
+            );
+        }
+    }
+
+    async fn timeline(&self, owner: &str, with: &str) -> Vec<Message> {
+        self.store
+            .list_messages(APP, owner, with, &PageRequest::first(500))
+            .await
+            .unwrap()
+            .items
+    }
+
+    async fn members(&self) -> Vec<String> {
+        let mut members = self.store.members(APP, GROUP).await.unwrap();
+        members.sort();
+        members
+    }
+}
+
+/// A system message's `messagelabel` key and the member it is about (empty if none).
+fn label(message: &Message) -> (String, String) {
+    let label = message
+        .attributes
+        .get("messagelabel")
+        .cloned()
+        .unwrap_or_default();
+    (
+        label["key"].as_str().unwrap_or_default().to_string(),
+        label["parameters"]["member_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+fn has_label(timeline: &[Message], key: &str, member: &str) -> bool {
+    timeline
+        .iter()
+        .any(|m| m.sender == "system" && label(m) == (key.to_string(), member.to_string()))
+}
+
+fn keys_of(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|c| c["key"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Runs one HTTP event through its function's handler; returns the JSON body.
+async fn replay_http(h: &Harness, stem: &str, function: &str, json: &str) -> Value {
+    let raw: Value = serde_json::from_str(json).unwrap();
+    let route_key = raw["routeKey"].as_str().unwrap();
+    let (method, _) = route_key.split_once(' ').unwrap();
+    let route = route_of(function);
+    // The concrete path is one API Gateway sends to this route, with these path parameters.
+    let raw_path = raw["rawPath"].as_str().unwrap();
+    let params: HashMap<String, String> =
+        serde_json::from_value(raw["pathParameters"].clone()).unwrap_or_default();
+    assert_eq!(
+        routes::find(method, raw_path),
+        Match::Found(route, params),
+        "events/{stem}.json: {method} {raw_path} does not match its route and pathParameters"
+    );
+    assert_eq!(raw["requestContext"]["routeKey"], raw["routeKey"]);
+
+    let request = lambda_http::request::from_str(json)
+        .unwrap_or_else(|e| panic!("events/{stem}.json is not an HTTP API event: {e}"));
+    assert_eq!(request.method().as_str(), method, "events/{stem}.json");
+    assert!(
+        request.path_parameters_ref().is_some() || raw["pathParameters"].is_null(),
+        "events/{stem}.json: path parameters lost"
+    );
+    let response = api::handle(&h.api, route, request).await;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body: &Body = response.body();
+    let text = String::from_utf8(body.as_ref().to_vec()).unwrap();
+    let expected = if stem == "create-group" { 201 } else { 200 };
+    assert_eq!(
+        status, expected,
+        "events/{stem}.json answered {status}: {text}"
+    );
+    if route == Route::Banner {
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        assert!(text.starts_with("Chat21 HTTP API"), "{text}");
+        return Value::Null;
+    }
+    assert_eq!(content_type, "application/json", "events/{stem}.json");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["success"], true, "events/{stem}.json: {body}");
+    body
+}
+
+/// Runs the SQS event; its record must be an event some function published (so the sample is
+/// what production sends), and deliver must accept it.
+async fn replay_sqs(h: &mut Harness, json: &str) {
+    let batch: SqsEvent =
+        serde_json::from_str(json).expect("events/deliver.json is not an SQS event");
+    assert!(!batch.records.is_empty());
+    h.pending.extend(h.events.take());
+    for record in &batch.records {
+        let event = lambda::event_of(record.body.as_deref().unwrap()).unwrap();
+        let same = |e: &Event| {
+            e.event_type == event.event_type
+                && e.app_id == event.app_id
+                && e.recipient_id == event.recipient_id
+                && e.message_id == event.message_id
+                && e.data == event.data
+        };
+        let at = h.pending.iter().position(same).unwrap_or_else(|| {
+            panic!(
+                "events/deliver.json carries an event nothing published; published: {:#?}",
+                h.pending
+            )
+        });
+        // This record is its delivery.
+        h.pending.remove(at);
+    }
+    let response = lambda::handle_sqs(&h.api.deps, batch).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "deliver reported failures: {:?}",
+        response.batch_item_failures
+    );
+}
+
+/// What each step must have done, beyond answering 2xx.
+async fn check(h: &Harness, stem: &str, body: &Value) {
+    match stem {
+        "create-group" => {
+            assert_eq!(body["group"]["uid"], GROUP);
+            assert_eq!(body["group"]["owner"], "user-1");
+            assert_eq!(
+                body["group"]["members"],
+                json!({ "user-1": 1, "user-2": 1 })
+            );
+        }
+        "send-message" => {
+            assert_eq!(body["message"]["message_id"], MESSAGE_ID);
+            assert_eq!(body["message"]["sender"], "user-1");
+            assert_eq!(body["message"]["status"], status::SENT);
+        }
+        "deliver" => {
+            let copies = h.timeline("user-2", "user-1").await;
+            let copy = copies
+                .iter()
+                .find(|m| m.message_id == MESSAGE_ID)
+                .expect("user-2 has no copy of the message");
+            assert_eq!(copy.status, status::DELIVERED);
+            assert_eq!(copy.timeline_of, "user-2");
+            let conversation = h
+                .store
+                .get_conversation(APP, "user-2", "user-1")
+                .await
+                .unwrap()
+                .expect("user-2 has no conversation with user-1");
+            assert!(conversation.is_new);
+            assert_eq!(conversation.unread_count, 1);
+        }
+        "list-conversations" => {
+            let keys = keys_of(&body["result"]);
+            assert!(keys.contains(&"user-2".to_string()), "{keys:?}");
+            assert!(keys.contains(&GROUP.to_string()), "{keys:?}");
+        }
+        "get-conversation" => {
+            let result = body["result"].as_array().unwrap();
+            assert_eq!(result.len(), 1, "{body}");
+            assert_eq!(result[0]["key"], "user-2");
+            assert_eq!(
+                result[0]["last_message_text"],
+                "Hello from the events folder"
+            );
+            assert_eq!(result[0]["archived"], false);
+        }
+        "read-conversation" => {
+            let conversation = h
+                .store
+                .get_conversation(APP, "user-2", "user-1")
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!conversation.is_new);
+            assert_eq!(conversation.unread_count, 0);
+        }
+        "conversation-messages" => {
+            let result = body["result"].as_array().unwrap();
+            assert_eq!(result.len(), 1, "{body}");
+            assert_eq!(result[0]["message_id"], MESSAGE_ID);
+            // user-2 read it: user-1 sees the return receipt.
+            assert_eq!(result[0]["status"], status::RETURN_RECEIPT);
+        }
+        "get-group" => {
+            assert_eq!(body["result"]["uid"], GROUP);
+            assert_eq!(body["result"]["name"], "Events demo");
+            assert_eq!(
+                body["result"]["members"],
+                json!({ "user-1": 1, "user-2": 1 })
+            );
+        }
+        "update-group" => {
+            let head = h.store.group_head(APP, GROUP).await.unwrap().unwrap();
+            assert_eq!(head.meta.name, "Events demo (renamed)");
+        }
+        "update-group-attributes" => {
+            let head = h.store.group_head(APP, GROUP).await.unwrap().unwrap();
+            assert_eq!(head.meta.attributes["topic"], "sample events");
+            assert_eq!(head.meta.attributes["allow_self_join"], false);
+        }
+        "join-group" => {
+            assert_eq!(h.members().await, ["user-1", "user-2", "user-3"]);
+        }
+        "set-members" => {
+            assert_eq!(h.members().await, ["user-1", "user-3", "user-4"]);
+        }
+        "leave-group" => {
+            assert_eq!(h.members().await, ["user-1", "user-4"]);
+        }
+        "delete-conversation" => {
+            let archived = h
+                .store
+                .get_conversation(APP, "user-1", "user-2")
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(archived.archived);
+            assert!(
+                h.events
+                    .published()
+                    .iter()
+                    .any(|e| e.event_type == EventType::ConversationArchived
+                        && e.recipient_id == "user-1"),
+                "no conversation-archived event"
+            );
+        }
+        "list-archived-conversations" | "list-archived-conversations-alias" => {
+            let result = body["result"].as_array().unwrap();
+            assert_eq!(keys_of(&body["result"]), ["user-2"], "{body}");
+            assert_eq!(result[0]["archived"], true);
+        }
+        "get-conversation-archived" => {
+            let result = body["result"].as_array().unwrap();
+            assert_eq!(result.len(), 1, "{body}");
+            assert_eq!(result[0]["key"], "user-2");
+            assert_eq!(result[0]["archived"], true);
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn event_files_replay_in_order_against_one_store() {
+    let functions = functions();
+    let files = event_files();
+    let mut h = Harness::new();
+    for stem in ORDER {
+        let path = files
+            .get(*stem)
+            .unwrap_or_else(|| panic!("events/{stem}.json is missing"));
+        let function = function_of(stem, &functions)
+            .unwrap_or_else(|| panic!("events/{stem}.json is for no function"));
+        let json = read(path);
+        if function == DELIVER {
+            replay_sqs(&mut h, &json).await;
+            check(&h, stem, &Value::Null).await;
+        } else {
+            // Whatever earlier calls published reaches deliver before the next request. (The
+            // deliver sample, which follows send-message, is itself the delivery of its message.)
+            h.pump().await;
+            let body = replay_http(&h, stem, function, &json).await;
+            check(&h, stem, &body).await;
+        }
+        // Real requests are milliseconds apart: keep every step's timestamps distinct.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    h.pump().await;
+
+    // The group's fan-out, through deliver: joiners got the history, leavers the goodbye.
+    let user3 = h.timeline("user-3", GROUP).await;
+    assert!(
+        has_label(&user3, "GROUP_CREATED", ""),
+        "user-3 did not get the group history on joining"
+    );
+    assert!(has_label(&user3, "MEMBER_JOINED_GROUP", "user-3"));
+    assert!(
+        has_label(&user3, "MEMBER_LEFT_GROUP", "user-3"),
+        "user-3 did not get their own MEMBER_LEFT_GROUP"
+    );
+    let user4 = h.timeline("user-4", GROUP).await;
+    assert!(
+        has_label(&user4, "GROUP_CREATED", ""),
+        "user-4 got no history"
+    );
+    assert!(has_label(&user4, "MEMBER_LEFT_GROUP", "user-3"));
+    let user2 = h.timeline("user-2", GROUP).await;
+    assert!(has_label(&user2, "MEMBER_LEFT_GROUP", "user-2"));
+    assert!(
+        !has_label(&user2, "MEMBER_LEFT_GROUP", "user-3"),
+        "user-2 left before user-3 and must not get later group messages"
+    );
+    assert!(
+        user2
+            .iter()
+            .chain(&user3)
+            .chain(&user4)
+            .all(|m| m.status == status::DELIVERED)
+    );
+    // user-1's group conversation ends with the last change.
+    let conversation = h
+        .store
+        .get_conversation(APP, "user-1", GROUP)
+        .await
+        .unwrap()
+        .expect("user-1 has no group conversation");
+    assert_eq!(
+        label(&conversation.last),
+        ("MEMBER_LEFT_GROUP".into(), "user-3".into())
+    );
+}
