@@ -1,0 +1,318 @@
+//! DynamoDB's request limits, checked on the wire. moto accepts any batch size and never
+//! leaves items unprocessed, so an SDK interceptor watches every request (operation, batch and
+//! transaction sizes) and can withhold items from a BatchWriteItem and report them back as
+//! `UnprocessedItems`, as DynamoDB does under load: the items really are not written unless
+//! the adapter retries them.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+use chat21::adapters::dynamo::DynamoStore;
+use chat21::adapters::embedded::EmbeddedEvents;
+use chat21::model::{ChannelType, Message, status};
+use chat21::ops::{Deps, Settings, conversations, deliver, groups};
+use chat21::ports::{ConversationStore, MessageStore, PageRequest, SystemClock, UuidIds};
+use common::{APP, user};
+use serde_json::{Value, json};
+
+#[derive(Debug, Default)]
+struct Seen {
+    operations: Vec<String>,
+    batch_write_sizes: Vec<usize>,
+    transaction_sizes: Vec<usize>,
+    /// BatchWriteItem calls that will still have 3 items withheld.
+    withhold: usize,
+    /// Answer every BatchWriteItem as if nothing was processed (a store under endless load).
+    refuse_all: bool,
+    withheld: Option<(String, Vec<Value>)>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Spy(Arc<Mutex<Seen>>);
+
+impl Spy {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.0.lock().unwrap()
+    }
+
+    fn count(&self, operation: &str) -> usize {
+        self.seen()
+            .operations
+            .iter()
+            .filter(|o| *o == operation)
+            .count()
+    }
+}
+
+impl Intercept for Spy {
+    fn name(&self) -> &'static str {
+        "request-spy"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request_mut();
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("")
+            .to_string();
+        let mut seen = self.seen();
+        seen.operations.push(operation.clone());
+        let Some(bytes) = request.body().bytes() else {
+            return Ok(());
+        };
+        let mut body: Value = serde_json::from_slice(bytes)?;
+        match operation.as_str() {
+            "TransactWriteItems" => {
+                let n = body["TransactItems"].as_array().map_or(0, Vec::len);
+                seen.transaction_sizes.push(n);
+            }
+            "BatchWriteItem" => {
+                let items = body["RequestItems"].as_object_mut().unwrap();
+                let (table, requests) = items.iter_mut().next().unwrap();
+                let requests = requests.as_array_mut().unwrap();
+                seen.batch_write_sizes.push(requests.len());
+                if seen.refuse_all {
+                    seen.withheld = Some((table.clone(), requests.clone()));
+                } else if seen.withhold > 0 && requests.len() > 3 {
+                    seen.withhold -= 1;
+                    let kept = requests.len() - 3;
+                    let withheld = requests.split_off(kept);
+                    seen.withheld = Some((table.clone(), withheld));
+                    let bytes = serde_json::to_vec(&body)?;
+                    request
+                        .headers_mut()
+                        .insert("content-length", bytes.len().to_string());
+                    *request.body_mut() = SdkBody::from(bytes);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some((table, withheld)) = self.seen().withheld.take() {
+            let body = json!({ "UnprocessedItems": { table: withheld } }).to_string();
+            let response = context.response_mut();
+            response.headers_mut().remove("x-amz-crc32");
+            response
+                .headers_mut()
+                .insert("content-length", body.len().to_string());
+            *response.body_mut() = SdkBody::from(body);
+        }
+        Ok(())
+    }
+}
+
+struct Spied {
+    spy: Spy,
+    store: Arc<DynamoStore>,
+    deps: Deps,
+}
+
+async fn spied() -> Spied {
+    let config = common::aws_config().await;
+    let plain = aws_sdk_dynamodb::Client::new(&config);
+    let table = common::unique("limits");
+    common::create_table(&plain, &table).await;
+    let spy = Spy::default();
+    let conf = aws_sdk_dynamodb::config::Builder::from(&config)
+        .interceptor(spy.clone())
+        .build();
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(conf),
+        table,
+    ));
+    let deps = Deps {
+        store: store.clone(),
+        events: Arc::new(EmbeddedEvents::new()),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(UuidIds),
+        settings: Settings {
+            delivered_events: false,
+        },
+    };
+    Spied { spy, store, deps }
+}
+
+fn copy(owner: &str, with: &str, sender: &str, i: usize) -> Message {
+    Message {
+        message_id: format!("m{i:05}"),
+        sender: sender.into(),
+        sender_fullname: "S".into(),
+        recipient: with.into(),
+        recipient_fullname: "R".into(),
+        text: format!("text {i}"),
+        kind: "text".into(),
+        channel_type: ChannelType::Direct,
+        attributes: Default::default(),
+        metadata: None,
+        timestamp: 1_700_000_000_000 + i as u64,
+        status: status::SENT,
+        app_id: APP.into(),
+        timeline_of: owner.into(),
+        convers_with: with.into(),
+    }
+}
+
+async fn timeline_len(store: &DynamoStore, owner: &str, with: &str) -> usize {
+    store
+        .list_messages(APP, owner, with, &PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+#[tokio::test]
+async fn batches_stay_within_25_and_unprocessed_items_are_retried() {
+    let s = spied().await;
+    s.spy.seen().withhold = 2;
+    let copies: Vec<Message> = (0..60).map(|i| copy("u1", "u2", "u1", i)).collect();
+    s.store.put_copies(&copies).await.unwrap();
+    let seen = s.spy.seen();
+    assert!(
+        seen.batch_write_sizes.iter().all(|&n| n <= 25),
+        "{:?}",
+        seen.batch_write_sizes
+    );
+    assert_eq!(
+        seen.batch_write_sizes.len(),
+        5,
+        "3 chunks and 2 retries of withheld items: {:?}",
+        seen.batch_write_sizes
+    );
+    drop(seen);
+    assert_eq!(
+        timeline_len(&s.store, "u1", "u2").await,
+        60,
+        "withheld items were written by the retries"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_keeps_items_unprocessed_answers_503() {
+    let s = spied().await;
+    s.spy.seen().refuse_all = true;
+    let copies: Vec<Message> = (0..10).map(|i| copy("u1", "u2", "u1", i)).collect();
+    let err = s.store.put_copies(&copies).await.unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    assert_eq!(s.spy.count("BatchWriteItem"), 8, "bounded retries");
+}
+
+#[tokio::test]
+async fn permanent_delete_of_a_1000_message_conversation_is_batched_without_scans() {
+    let s = spied().await;
+    let mut copies: Vec<Message> = (0..1000).map(|i| copy("u1", "u2", "u1", i)).collect();
+    copies.extend((0..5).map(|i| copy("u2", "u1", "u1", i)));
+    s.store.put_copies(&copies).await.unwrap();
+    s.store.touch_conversation(&copies[999]).await.unwrap();
+    assert_eq!(timeline_len(&s.store, "u1", "u2").await, 1000);
+    s.spy.seen().operations.clear();
+    s.spy.seen().batch_write_sizes.clear();
+    s.spy.seen().withhold = 3;
+
+    conversations::archive_or_delete(&s.deps, APP, "u1", "u2", true)
+        .await
+        .unwrap();
+
+    assert_eq!(timeline_len(&s.store, "u1", "u2").await, 0);
+    assert!(
+        s.store
+            .get_conversation(APP, "u1", "u2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        timeline_len(&s.store, "u2", "u1").await,
+        5,
+        "the peer's copies stay"
+    );
+    let seen = s.spy.seen();
+    assert!(
+        !seen.operations.iter().any(|o| o == "Scan"),
+        "{:?}",
+        seen.operations
+    );
+    assert!(seen.batch_write_sizes.iter().all(|&n| n <= 25));
+    assert_eq!(
+        seen.batch_write_sizes.len(),
+        40 + 3,
+        "1000 deletes in 40 batches, 3 retries"
+    );
+    assert!(
+        seen.operations.len() <= 50,
+        "{} requests",
+        seen.operations.len()
+    );
+}
+
+#[tokio::test]
+async fn group_fan_out_uses_transactions_of_at_most_100_actions() {
+    let s = spied().await;
+    let members: Vec<String> = (0..90).map(|i| format!("m{i:03}")).collect();
+    let input = groups::CreateGroup {
+        name: "Big".into(),
+        members,
+        group_id: Some("group-big".into()),
+        attributes: Default::default(),
+        owner: None,
+    };
+    groups::create(&s.deps, &user("owner"), APP, input)
+        .await
+        .unwrap();
+    for i in 90..120 {
+        groups::join(
+            &s.deps,
+            &user("owner"),
+            APP,
+            "group-big",
+            format!("m{i:03}"),
+        )
+        .await
+        .unwrap();
+    }
+    let mut message = copy("group-big", "group-big", "owner", 0);
+    message.channel_type = ChannelType::Group;
+    message.recipient = "group-big".into();
+    let event = chat21::events::Event::message_sent(&message, 0);
+    s.spy.seen().transaction_sizes.clear();
+
+    deliver::handle(&s.deps, &event).await.unwrap();
+
+    let sizes = s.spy.seen().transaction_sizes.clone();
+    assert_eq!(
+        sizes,
+        vec![100, 100, 42],
+        "121 members, 50 per transaction, 2 actions each"
+    );
+    for member in ["owner", "m000", "m119"] {
+        assert_eq!(
+            timeline_len(&s.store, member, "group-big").await,
+            1,
+            "{member}"
+        );
+    }
+}
