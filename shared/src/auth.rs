@@ -232,6 +232,36 @@ pub(crate) mod tests {
         assert_eq!(verifier().verify(&hs384).unwrap_err().status(), 401);
     }
 
+    /// A key pair made for these tests only (`testdata/`).
+    const RSA_PRIVATE: &[u8] = include_bytes!("testdata/rs256-test-private.pem");
+    const RSA_PUBLIC: &[u8] = include_bytes!("testdata/rs256-test-public.pem");
+
+    #[test]
+    fn rs256_tokens_from_an_identity_provider() {
+        let verifier = JwtVerifier::rs256_pem(RSA_PUBLIC).unwrap();
+        let claims = json!({"sub": "u1", "app_id": "a", "exp": far()});
+        let signed = encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(verifier.verify(&signed).unwrap().user_id, "u1");
+        // The classic confusion: an HS256 token whose secret is the public key.
+        let confused = sign(claims, RSA_PUBLIC);
+        assert_eq!(verifier.verify(&confused).unwrap_err().status(), 401);
+        // And an HS256 verifier does not accept RS256 tokens.
+        assert_eq!(
+            JwtVerifier::hs256(KEY)
+                .unwrap()
+                .verify(&signed)
+                .unwrap_err()
+                .status(),
+            401
+        );
+        assert!(JwtVerifier::rs256_pem(b"not a key").is_err());
+    }
+
     #[test]
     fn token_sources() {
         let none = |_: &str| None;
