@@ -478,19 +478,11 @@ impl DynamoStore {
             "attribute_not_exists({last}) OR {last} < {}",
             e.value(s(order))
         );
-        built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::conversation_key(
-                    &copy.app_id,
-                    &copy.timeline_of,
-                    &copy.convers_with,
-                )))
-                .update_expression(update)
-                .condition_expression(condition)
-                .set_expression_attribute_names(e.names())
-                .set_expression_attribute_values(e.values())
-                .build(),
+        self.update(
+            Self::conversation_key(&copy.app_id, &copy.timeline_of, &copy.convers_with),
+            update,
+            condition,
+            &e,
         )
     }
 
@@ -499,19 +491,11 @@ impl DynamoStore {
         let mut e = Expr::default();
         let update = format!("ADD {} {}", e.name("unread_count"), e.value(n(1)));
         let condition = format!("attribute_exists({})", e.name(LAST));
-        built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::conversation_key(
-                    &copy.app_id,
-                    &copy.timeline_of,
-                    &copy.convers_with,
-                )))
-                .update_expression(update)
-                .condition_expression(condition)
-                .set_expression_attribute_names(e.names())
-                .set_expression_attribute_values(e.values())
-                .build(),
+        self.update(
+            Self::conversation_key(&copy.app_id, &copy.timeline_of, &copy.convers_with),
+            update,
+            condition,
+            &e,
         )
     }
 
@@ -539,6 +523,34 @@ impl DynamoStore {
             }
             Err(e) => Err(sdk_error("UpdateItem", e)),
         }
+    }
+
+    /// An update of one item, with the names and values `e` collected.
+    fn update(&self, key: Item, expression: String, condition: String, e: &Expr) -> Result<Update> {
+        built(
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression(expression)
+                .condition_expression(condition)
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values())
+                .build(),
+        )
+    }
+
+    /// Sets a boolean attribute of an existing item to true (nothing if the item is gone).
+    async fn set_flag(&self, key: Item, flag: &str) -> Result<()> {
+        let mut e = Expr::default();
+        let expression = format!(
+            "SET {} = {}",
+            e.name(flag),
+            e.value(AttributeValue::Bool(true))
+        );
+        let condition = format!("attribute_exists({})", e.name(PK));
+        self.update_item(self.update(key, expression, condition, &e)?)
+            .await
+            .map(|_| ())
     }
 
     fn member_item(app: &str, group: &str, member: &str) -> Item {
@@ -645,19 +657,11 @@ impl MessageStore for DynamoStore {
     }
 
     async fn mark_published(&self, message: &Message) -> Result<()> {
-        let update = built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(
-                    keys::sent_pk(&message.app_id, &message.sender),
-                    message.message_id.clone(),
-                )))
-                .update_expression("SET published = :t")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":t", AttributeValue::Bool(true))
-                .build(),
-        )?;
-        self.update_item(update).await.map(|_| ())
+        let sent = key(
+            keys::sent_pk(&message.app_id, &message.sender),
+            message.message_id.clone(),
+        );
+        self.set_flag(sent, "published").await
     }
 
     async fn abandon_sent(&self, message: &Message) -> Result<()> {
@@ -868,15 +872,11 @@ impl ConversationStore for DynamoStore {
                 )))
             );
             let condition = format!("{} = {}", e.name(LAST), e.value(last));
-            let update = built(
-                Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::conversation_key(app, user, with)))
-                    .update_expression(update)
-                    .condition_expression(condition)
-                    .set_expression_attribute_names(e.names())
-                    .set_expression_attribute_values(e.values())
-                    .build(),
+            let update = self.update(
+                Self::conversation_key(app, user, with),
+                update,
+                condition,
+                &e,
             )?;
             if let Some(item) = self.update_item(update).await? {
                 return conversation_of(item).map(Some);
@@ -941,15 +941,11 @@ impl ConversationStore for DynamoStore {
             e.value(n(at))
         );
         let condition = format!("attribute_exists({})", e.name(PK));
-        let update = built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::conversation_key(app, user, with)))
-                .update_expression(update)
-                .condition_expression(condition)
-                .set_expression_attribute_names(e.names())
-                .set_expression_attribute_values(e.values())
-                .build(),
+        let update = self.update(
+            Self::conversation_key(app, user, with),
+            update,
+            condition,
+            &e,
         )?;
         self.update_item(update)
             .await?
@@ -966,15 +962,11 @@ impl ConversationStore for DynamoStore {
             "attribute_exists({}) AND (attribute_not_exists({mark}) OR {mark} < {at})",
             e.name(PK)
         );
-        let update = built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::conversation_key(app, peer, reader)))
-                .update_expression(update)
-                .condition_expression(condition)
-                .set_expression_attribute_names(e.names())
-                .set_expression_attribute_values(e.values())
-                .build(),
+        let update = self.update(
+            Self::conversation_key(app, peer, reader),
+            update,
+            condition,
+            &e,
         )?;
         self.update_item(update).await.map(|_| ())
     }
@@ -1136,18 +1128,11 @@ impl GroupStore for DynamoStore {
         let v = e.name("version");
         let update = format!("SET {v} = {v} + {}", e.value(n(1)));
         let condition = format!("{v} = {}", e.value(n(version)));
-        let bump = built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(
-                    keys::group_pk(app, group),
-                    keys::GROUP_META_SK.into(),
-                )))
-                .update_expression(update)
-                .condition_expression(condition)
-                .set_expression_attribute_names(e.names())
-                .set_expression_attribute_values(e.values())
-                .build(),
+        let bump = self.update(
+            key(keys::group_pk(app, group), keys::GROUP_META_SK.into()),
+            update,
+            condition,
+            &e,
         )?;
         let mut actions = vec![TransactWriteItem::builder().update(bump).build()];
         for member in &change.joined {
@@ -1175,18 +1160,11 @@ impl GroupStore for DynamoStore {
             e.value(n(meta.updated_on))
         );
         let condition = format!("attribute_exists({})", e.name(PK));
-        let set = built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(
-                    keys::group_pk(app, group),
-                    keys::GROUP_META_SK.into(),
-                )))
-                .update_expression(update)
-                .condition_expression(condition)
-                .set_expression_attribute_names(e.names())
-                .set_expression_attribute_values(e.values())
-                .build(),
+        let set = self.update(
+            key(keys::group_pk(app, group), keys::GROUP_META_SK.into()),
+            update,
+            condition,
+            &e,
         )?;
         let actions = vec![
             TransactWriteItem::builder().update(set).build(),
@@ -1196,19 +1174,8 @@ impl GroupStore for DynamoStore {
     }
 
     async fn mark_stalled(&self, app: &str, group: &str, change_id: &str) -> Result<()> {
-        let update = built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(
-                    keys::group_pk(app, group),
-                    keys::change_sk(change_id),
-                )))
-                .update_expression("SET stalled = :t")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":t", AttributeValue::Bool(true))
-                .build(),
-        )?;
-        self.update_item(update).await.map(|_| ())
+        let change = key(keys::group_pk(app, group), keys::change_sk(change_id));
+        self.set_flag(change, "stalled").await
     }
 
     async fn finish_change(&self, app: &str, group: &str, change_id: &str) -> Result<()> {
