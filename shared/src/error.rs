@@ -98,9 +98,4 @@ impl Error {
             "message": self.public_message(),
         })
     }
-
-    /// True when retrying the same call later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unavailable(_) | Error::Throttled(_))
-    }
 }

@@ -83,7 +83,7 @@ impl Fields {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Object(map)) => {
-                if depth(&Value::Object(map.clone())) > MAX_JSON_DEPTH {
+                if 1 + map.values().map(depth).max().unwrap_or(0) > MAX_JSON_DEPTH {
                     return Err(Error::bad_request(format!(
                         "`{name}` is nested deeper than {MAX_JSON_DEPTH} levels"
                     )));

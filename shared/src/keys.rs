@@ -80,12 +80,11 @@ pub fn change_sk(change_id: &str) -> String {
     format!("{CHANGE_PREFIX}{change_id}")
 }
 
-/// A page position: the `order` of the last item returned and the item's `sk`, which together
-/// with the partition key is DynamoDB's `ExclusiveStartKey` on the `by_order` index.
+/// A page position: the `order` of the last item a page returned. The next page holds the
+/// items that sort before it (lists are newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
     pub order: String,
-    pub sk: String,
 }
 
 /// Opaque cursor handed to clients: the `order` key, base64url.
@@ -113,10 +112,7 @@ pub fn message_position(cursor: &str) -> Result<Position> {
         [ts, sender, id]
             if parse_timestamp(ts).is_some() && ids::is_valid(sender) && ids::is_valid(id) =>
         {
-            Ok(Position {
-                sk: message_sk(sender, id),
-                order,
-            })
+            Ok(Position { order })
         }
         _ => Err(Error::bad_request(
             "`cursor` is not a cursor this list returned",
@@ -134,10 +130,7 @@ pub fn conversation_position(cursor: &str, archived: bool) -> Result<Position> {
                 && parse_timestamp(ts).is_some()
                 && ids::is_valid(with) =>
         {
-            Ok(Position {
-                sk: conversation_sk(with),
-                order,
-            })
+            Ok(Position { order })
         }
         _ => Err(Error::bad_request(
             "`cursor` is not a cursor this list returned",
@@ -161,17 +154,11 @@ mod tests {
     fn cursors_round_trip() {
         let order = message_order(1_700_000_000_000, "u1", "m1");
         let pos = message_position(&encode_cursor(&order)).unwrap();
-        assert_eq!(
-            pos,
-            Position {
-                order,
-                sk: message_sk("u1", "m1")
-            }
-        );
+        assert_eq!(pos, Position { order });
 
         let order = conversation_order(true, 42, "g");
         let pos = conversation_position(&encode_cursor(&order), true).unwrap();
-        assert_eq!(pos.sk, conversation_sk("g"));
+        assert_eq!(pos.order, order);
     }
 
     #[test]

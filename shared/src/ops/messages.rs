@@ -196,6 +196,9 @@ async fn finish(deps: &Deps, message: Message, keep_on_failure: bool) -> Result<
         if !keep_on_failure && let Err(undo) = deps.store.abandon_sent(&message).await {
             warn!(error = %undo, message_id = %message.message_id, "could not roll back a failed send");
         }
+        if !matches!(e, Error::Unavailable(_)) {
+            return Err(e);
+        }
         let hint = if keep_on_failure {
             " with the same message_id"
         } else {
