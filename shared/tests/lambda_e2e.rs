@@ -475,11 +475,15 @@ async fn a_poison_record_fails_alone() {
     // The same event claiming another tenant than its message's.
     let mut other_tenant: Value = serde_json::from_str(good[0].body.as_deref().unwrap()).unwrap();
     other_tenant["app_id"] = json!("app2");
+    // A message claiming to be someone else's copy (it would touch their conversation).
+    let mut foreign_copy: Value = serde_json::from_str(good[0].body.as_deref().unwrap()).unwrap();
+    foreign_copy["data"]["timelineOf"] = json!("victim");
     let records = json!({ "Records": [
         { "messageId": "good", "body": good[0].body },
         { "messageId": "not-json", "body": "{{{" },
         { "messageId": "forged", "body": forged.to_string() },
         { "messageId": "other-tenant", "body": other_tenant.to_string() },
+        { "messageId": "foreign-copy", "body": foreign_copy.to_string() },
     ]});
     let response = handle_sqs(&aws.api.deps, serde_json::from_value(records).unwrap()).await;
     let mut failed: Vec<&str> = response
@@ -488,7 +492,10 @@ async fn a_poison_record_fails_alone() {
         .map(|f| f.item_identifier.as_str())
         .collect();
     failed.sort();
-    assert_eq!(failed, vec!["forged", "not-json", "other-tenant"]);
+    assert_eq!(
+        failed,
+        vec!["foreign-copy", "forged", "not-json", "other-tenant"]
+    );
     let page = chat21::ports::PageRequest::first(10);
     assert_eq!(
         aws.store

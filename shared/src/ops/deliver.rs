@@ -33,7 +33,14 @@ fn checked_message(event: &Event) -> Result<Message> {
     ]
     .iter()
     .all(|id| ids::is_valid(id));
-    if !valid_ids || message.app_id != event.app_id {
+    // The canonical copy: the sender's (direct) or the group's own (group) timeline.
+    let owner = if message.is_group() {
+        &message.recipient
+    } else {
+        &message.sender
+    };
+    let canonical = message.timeline_of == *owner && message.convers_with == message.recipient;
+    if !valid_ids || !canonical || message.app_id != event.app_id {
         return Err(Error::bad_request(
             "message-sent event with an invalid message",
         ));
