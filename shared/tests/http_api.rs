@@ -5,15 +5,14 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chat21::api::Api;
-use chat21::lambda_http::{Body, RequestExt};
 use chat21::ops::groups::MAX_MEMBER_CHANGES;
 use chat21::ports::PageRequest;
-use chat21::routes::{self, Route};
+use chat21::routes::Route;
 use common::{APP, Harness, KEY, api_on, call, token, token_for};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
 use serde_json::{Value, json};
@@ -305,50 +304,6 @@ impl World {
             .unwrap()
             .clone()
     }
-}
-
-/// A request built by hand, as `common::call` does, but with the given headers only, and
-/// optionally a forced route (the banner function serves API Gateway's catch-all route).
-/// Returns the status, the Content-Type and the body text.
-async fn raw_call(
-    api: &Api,
-    route: Option<Route>,
-    method: &str,
-    path_and_query: &str,
-    headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-) -> (u16, Option<String>, String) {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    let (route, params) = match (route, routes::find(method, path)) {
-        (Some(route), _) => (route, HashMap::new()),
-        (None, routes::Match::Found(route, params)) => (route, params),
-        (None, other) => panic!("{method} {path} is not routed: {other:?}"),
-    };
-    let mut builder = http::Request::builder().method(method).uri(path_and_query);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let body = body.map_or(Body::Empty, |b| Body::Binary(b.to_vec()));
-    let query: chat21::lambda_http::aws_lambda_events::query_map::QueryMap = query.parse().unwrap();
-    let request = builder
-        .body(body)
-        .unwrap()
-        .with_path_parameters(params)
-        .with_query_string_parameters(query);
-    let response = chat21::api::handle(api, route, request).await;
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_string());
-    let bytes: &[u8] = response.body().as_ref();
-    (
-        status,
-        content_type,
-        String::from_utf8_lossy(bytes).into_owned(),
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -874,7 +829,8 @@ async fn non_json_content_types_are_415() {
             ("authorization", u1.as_str()),
             ("content-type", content_type),
         ];
-        let response = raw_call(&w.api, None, "POST", SEND, &headers, Some(body.as_bytes()));
+        let response =
+            common::call_raw(&w.api, None, "POST", SEND, &headers, Some(body.as_bytes()));
         w.refused_raw(&what, 415, response).await;
     }
     let group = json!({"group_name": "X", "group_members": {"u2": 1}}).to_string();
@@ -883,10 +839,10 @@ async fn non_json_content_types_are_415() {
         ("authorization", u1.as_str()),
         ("content-type", "text/plain"),
     ];
-    let response = raw_call(&w.api, None, "POST", GROUPS, &plain, Some(group.as_bytes()));
+    let response = common::call_raw(&w.api, None, "POST", GROUPS, &plain, Some(group.as_bytes()));
     w.refused_raw("create group as text/plain", 415, response)
         .await;
-    let response = raw_call(
+    let response = common::call_raw(
         &w.api,
         None,
         "PUT",
@@ -897,7 +853,7 @@ async fn non_json_content_types_are_415() {
     w.refused_raw("rename group as text/plain", 415, response)
         .await;
     // JSON with parameters is JSON.
-    let (status, _, text) = raw_call(
+    let (status, _, text) = common::call_raw(
         &w.api,
         None,
         "POST",
@@ -2427,7 +2383,7 @@ async fn members_and_owners_are_held_to_their_rights() {
 #[tokio::test]
 async fn the_banner_is_only_get_slash() {
     let w = world().await;
-    let (status, content_type, text) = raw_call(&w.api, None, "GET", "/", &[], None).await;
+    let (status, content_type, text) = common::call_raw(&w.api, None, "GET", "/", &[], None).await;
     assert_eq!(status, 200, "{text}");
     assert!(
         content_type.is_some_and(|c| c.starts_with("text/plain")),
@@ -2456,11 +2412,11 @@ async fn the_banner_is_only_get_slash() {
         ("DELETE /", Route::Banner, "DELETE", "/"),
         ("the not-found route", Route::NotFound, "GET", "/nope"),
     ] {
-        let response = raw_call(&w.api, Some(route), method, path, &[], None);
+        let response = common::call_raw(&w.api, Some(route), method, path, &[], None);
         w.refused_raw(what, 404, response).await;
         let t = token("u1");
         let headers = [("authorization", t.as_str())];
-        let response = raw_call(&w.api, Some(route), method, path, &headers, None);
+        let response = common::call_raw(&w.api, Some(route), method, path, &headers, None);
         w.refused_raw(&format!("{what}, with a token"), 404, response)
             .await;
     }

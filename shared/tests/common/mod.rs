@@ -303,20 +303,42 @@ pub async fn call(
     token: Option<&str>,
     body: Option<&[u8]>,
 ) -> (u16, serde_json::Value) {
+    let mut headers = Vec::new();
+    if let Some(token) = token {
+        headers.push(("authorization", token));
+    }
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    let (status, _, text) = call_raw(api, None, method, path_and_query, &headers, body).await;
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, json)
+}
+
+/// A request with exactly the given headers, and optionally a forced route (the banner
+/// function also serves API Gateway's catch-all route). Returns the status, the
+/// Content-Type and the body text.
+pub async fn call_raw(
+    api: &chat21::api::Api,
+    route: Option<chat21::routes::Route>,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> (u16, Option<String>, String) {
     use chat21::lambda_http::{Body, RequestExt};
+    use chat21::routes::{self, Match};
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
-    let (route, params) = match chat21::routes::find(method, path) {
-        chat21::routes::Match::Found(route, params) => (route, params),
-        other => panic!("{method} {path} is not routed: {other:?}"),
+    let (route, params) = match (route, routes::find(method, path)) {
+        (Some(route), _) => (route, std::collections::HashMap::new()),
+        (None, Match::Found(route, params)) => (route, params),
+        (None, other) => panic!("{method} {path} is not routed: {other:?}"),
     };
     let mut builder = http::Request::builder().method(method).uri(path_and_query);
-    if let Some(token) = token {
-        builder = builder.header("authorization", token);
-    }
-    if body.is_some() {
-        builder = builder.header("content-type", "application/json");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
     }
     let body = body.map_or(Body::Empty, |b| Body::Binary(b.to_vec()));
     let query: chat21::lambda_http::aws_lambda_events::query_map::QueryMap = query.parse().unwrap();
@@ -327,8 +349,14 @@ pub async fn call(
         .with_query_string_parameters(query);
     let response = chat21::api::handle(api, route, request).await;
     let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string());
     let bytes: &[u8] = response.body().as_ref();
-    let json = serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into()));
-    (status, json)
+    (
+        status,
+        content_type,
+        String::from_utf8_lossy(bytes).into_owned(),
+    )
 }
