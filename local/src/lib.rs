@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
+use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
 use chat21::error::Error;
@@ -14,7 +15,6 @@ use chat21::events::{DELIVER_CONSUMES, Event};
 use chat21::input::MAX_BODY_BYTES;
 use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::ops::{Deps, Settings, deliver};
-use chat21::ports::{SystemClock, UuidIds};
 use chat21::routes::{self, Match};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -41,14 +41,14 @@ pub fn embedded_api(verifier: JwtVerifier) -> (Arc<Api>, UnboundedReceiver<Event
 /// The in-process deliver step: what SNS → SQS → the deliver function do on AWS, with retries.
 pub async fn deliver_events(deps: Deps, mut events: UnboundedReceiver<Event>) {
     while let Some(event) = events.recv().await {
-        if !DELIVER_CONSUMES.contains(&event.event_type) {
+        if !DELIVER_CONSUMES.contains(&event.event_type()) {
             continue;
         }
         for attempt in 1..=5u32 {
             match deliver::handle(&deps, &event).await {
                 Ok(()) => break,
                 Err(e) => {
-                    warn!(error = %e, attempt, event = event.event_type.as_str(), "delivery failed");
+                    warn!(error = %e, attempt, event = event.event_type().as_str(), "delivery failed");
                     tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
                 }
             }

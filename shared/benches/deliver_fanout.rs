@@ -2,7 +2,7 @@
 //! on the embedded store and (when `AWS_ENDPOINT_URL` points at moto, as `scripts/bench`
 //! arranges) on DynamoDB. Prints a small report; nothing here is asserted.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/integration/common.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -10,30 +10,32 @@ use std::time::{Duration, Instant};
 use chat21::events::Event;
 use chat21::model::{ChannelType, Message, status};
 use chat21::ops::{deliver, groups};
-use common::{APP, Harness, user};
+use common::{APP, Harness, id, user};
 
 const MEMBERS: usize = 1000;
 const GROUP: &str = "group-bench";
 
 /// Builds a group of `MEMBERS` through the operations (98 member changes per call).
 async fn seed(h: &Harness) {
-    let all: Vec<String> = (0..MEMBERS - 1).map(|i| format!("member-{i:04}")).collect();
+    let all: Vec<_> = (0..MEMBERS - 1)
+        .map(|i| id(&format!("member-{i:04}")))
+        .collect();
     let input = groups::CreateGroup {
         name: "Bench".into(),
         members: all[..97].to_vec(),
-        group_id: Some(GROUP.into()),
+        group_id: Some(id(GROUP)),
         attributes: Default::default(),
         owner: None,
     };
-    groups::create(&h.deps, &user("owner"), APP, input)
+    groups::create(&h.deps, &user("owner"), input)
         .await
         .expect("create");
-    let mut wanted: Vec<String> = all[..97].to_vec();
-    wanted.push("owner".into());
+    let mut wanted = all[..97].to_vec();
+    wanted.push(id("owner"));
     for chunk in all[97..].chunks(98) {
         wanted.extend(chunk.iter().cloned());
         wanted.sort();
-        groups::set_members(&h.deps, &user("owner"), APP, GROUP, wanted.clone())
+        groups::set_members(&h.deps, &user("owner"), &id(GROUP), wanted.clone())
             .await
             .expect("set members");
     }

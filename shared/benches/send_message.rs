@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
+use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
 use chat21::lambda_http::{Body, RequestExt};
 use chat21::ops::{Deps, Settings};
-use chat21::ports::{SystemClock, UuidIds};
 use chat21::routes::Route;
 use criterion::{Criterion, criterion_group, criterion_main};
 

@@ -8,10 +8,11 @@ use tracing::{error, warn};
 
 use crate::auth::{self, JwtVerifier};
 use crate::error::{Error, Result};
+use crate::ids::Id;
 use crate::input::{self, Fields};
 use crate::keys;
 use crate::model::Caller;
-use crate::ops::{self, Deps, conversations, groups, messages};
+use crate::ops::{Deps, conversations, groups, messages};
 use crate::ports::Page;
 use crate::routes::Route;
 
@@ -73,12 +74,16 @@ fn list<T: Serialize>(page: Page<T>) -> Result<Response<Body>> {
 
 /// A path parameter. API Gateway always supplies the route's parameters; a missing one means
 /// the request did not come through the route table.
-fn param(request: &Request, name: &str) -> Result<String> {
+fn param<'a>(request: &'a Request, name: &str) -> Result<&'a str> {
     request
         .path_parameters_ref()
         .and_then(|p| p.first(name))
-        .map(str::to_string)
         .ok_or_else(|| Error::bad_request(format!("missing path parameter `{name}`")))
+}
+
+/// A path parameter that is an id.
+fn id(request: &Request, name: &str) -> Result<Id> {
+    Id::parse(name, param(request, name)?)
 }
 
 fn query<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
@@ -87,7 +92,7 @@ fn query<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
         .and_then(|q| q.first(name))
 }
 
-fn caller(api: &Api, request: &Request) -> Result<(Caller, String)> {
+fn caller(api: &Api, request: &Request) -> Result<Caller> {
     let app = param(request, "app_id")?;
     let header = match request.headers().get(http::header::AUTHORIZATION) {
         None => None,
@@ -96,8 +101,7 @@ fn caller(api: &Api, request: &Request) -> Result<(Caller, String)> {
         })?),
     };
     let token = auth::token_from(header, |name| query(request, name));
-    let caller = auth::authenticate(&api.verifier, token, &app)?;
-    Ok((caller, app))
+    auth::authenticate(&api.verifier, token, app)
 }
 
 /// The JSON body: at most 256 KiB, declared as JSON when a type is declared, an object.
@@ -122,39 +126,35 @@ fn fields(request: &Request) -> Result<Fields> {
 
 async fn serve(api: &Api, route: Route, request: &Request) -> Result<Response<Body>> {
     let deps = &api.deps;
-    match route {
+    if route == Route::Banner {
         // The banner function also serves API Gateway's catch-all route: only `GET /` is the
         // banner, anything else is an unknown route.
-        Route::Banner if request.method() != http::Method::GET || request.uri().path() != "/" => {
+        if request.method() != http::Method::GET || request.uri().path() != "/" {
             return Err(Error::not_found("no such route"));
         }
-        Route::Banner => {
-            let mut response = Response::new(Body::Text(BANNER.to_string()));
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            return Ok(response);
-        }
-        Route::NotFound => return Err(Error::not_found("no such route")),
-        _ => {}
+        let mut response = Response::new(Body::Text(BANNER.to_string()));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return Ok(response);
     }
-    let (caller, app) = caller(api, request)?;
-    let app = app.as_str();
+    let caller = &caller(api, request)?;
     match route {
-        Route::Banner | Route::NotFound => Err(Error::not_found("no such route")),
+        Route::Banner => Err(Error::not_found("no such route")),
         Route::SendMessage => {
             let input = messages::SendMessage::from_fields(&fields(request)?)?;
-            let message = messages::send_message(deps, &caller, app, input).await?;
+            let message = messages::send_message(deps, caller, input).await?;
             ok(json!({ "success": true, "message": message }))
         }
         Route::ListConversations | Route::ListArchivedConversations => {
             let archived = route == Route::ListArchivedConversations;
-            let user = param(request, "user_id")?;
-            let page = ops::page_request(query(request, "limit"), query(request, "cursor"), |c| {
-                keys::conversation_position(c, archived)
-            })?;
-            list(conversations::list(deps, &caller, app, &user, archived, &page).await?)
+            let user = id(request, "user_id")?;
+            let page =
+                input::page_request(query(request, "limit"), query(request, "cursor"), |c| {
+                    keys::conversation_position(c, archived)
+                })?;
+            list(conversations::list(deps, caller, user, archived, &page).await?)
         }
         Route::GetConversation => {
             let archived = request
@@ -162,71 +162,73 @@ async fn serve(api: &Api, route: Route, request: &Request) -> Result<Response<Bo
                 .path()
                 .split('/')
                 .any(|s| s == "archived_conversations");
-            let (user, with) = (param(request, "user_id")?, param(request, "convers_with")?);
-            let found = conversations::detail(deps, &caller, app, &user, &with, archived).await?;
+            let (user, with) = (id(request, "user_id")?, id(request, "convers_with")?);
+            let found = conversations::detail(deps, caller, user, &with, archived).await?;
             ok(json!({ "success": true, "result": found.into_iter().collect::<Vec<_>>() }))
         }
         Route::ConversationMessages => {
-            let (user, with) = (param(request, "user_id")?, param(request, "convers_with")?);
-            let page = ops::page_request(
+            let (user, with) = (id(request, "user_id")?, id(request, "convers_with")?);
+            let page = input::page_request(
                 query(request, "limit"),
                 query(request, "cursor"),
                 keys::message_position,
             )?;
-            list(conversations::messages(deps, &caller, app, &user, &with, &page).await?)
+            list(conversations::messages(deps, caller, user, &with, &page).await?)
         }
         Route::DeleteConversation => {
-            let with = param(request, "recipient_id")?;
+            let with = id(request, "recipient_id")?;
             let delete = query(request, "delete")
                 .map(|v| input::parse_bool("delete", v))
-                .transpose()?;
-            let user =
-                conversations::acting_user(&caller, fields(request)?.optional_str("user_id")?)?;
-            conversations::archive_or_delete(deps, app, &user, &with, delete.unwrap_or(false))
-                .await?;
+                .transpose()?
+                .unwrap_or(false);
+            let user = fields(request)?.optional_id("user_id")?;
+            if delete {
+                conversations::delete(deps, caller, user, &with).await?;
+            } else {
+                conversations::archive(deps, caller, user, &with).await?;
+            }
             success()
         }
         Route::ReadConversation => {
-            let (user, with) = (param(request, "user_id")?, param(request, "convers_with")?);
-            conversations::mark_read(deps, &caller, app, &user, &with).await?;
+            let (user, with) = (id(request, "user_id")?, id(request, "convers_with")?);
+            conversations::mark_read(deps, caller, user, &with).await?;
             success()
         }
         Route::CreateGroup => {
             let input = groups::CreateGroup::from_fields(&fields(request)?)?;
-            let group = groups::create(deps, &caller, app, input).await?;
+            let group = groups::create(deps, caller, input).await?;
             Ok(json_response(
                 201,
                 &json!({ "success": true, "group": group }),
             ))
         }
         Route::GetGroup => {
-            let group = groups::get(deps, &caller, app, &param(request, "group_id")?).await?;
+            let group = groups::get(deps, caller, &id(request, "group_id")?).await?;
             ok(json!({ "success": true, "result": group }))
         }
         Route::UpdateGroup => {
             let name = groups::rename_input(&fields(request)?)?;
-            groups::rename(deps, &caller, app, &param(request, "group_id")?, name).await?;
+            groups::rename(deps, caller, &id(request, "group_id")?, name).await?;
             success()
         }
         Route::UpdateGroupAttributes => {
             let attributes = groups::attributes_input(&fields(request)?)?;
-            groups::set_attributes(deps, &caller, app, &param(request, "group_id")?, attributes)
-                .await?;
+            groups::set_attributes(deps, caller, &id(request, "group_id")?, attributes).await?;
             success()
         }
         Route::JoinGroup => {
             let member = groups::join_input(&fields(request)?)?;
-            groups::join(deps, &caller, app, &param(request, "group_id")?, member).await?;
+            groups::join(deps, caller, &id(request, "group_id")?, member).await?;
             success()
         }
         Route::LeaveGroup => {
-            let (group, member) = (param(request, "group_id")?, param(request, "member_id")?);
-            groups::leave(deps, &caller, app, &group, &member).await?;
+            let (group, member) = (id(request, "group_id")?, id(request, "member_id")?);
+            groups::leave(deps, caller, &group, &member).await?;
             success()
         }
         Route::SetMembers => {
             let members = groups::set_members_input(&fields(request)?)?;
-            groups::set_members(deps, &caller, app, &param(request, "group_id")?, members).await?;
+            groups::set_members(deps, caller, &id(request, "group_id")?, members).await?;
             success()
         }
     }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::ids;
+use crate::ids::Id;
 use crate::model::Caller;
 
 /// Checks tokens with one configured key and one pinned algorithm.
@@ -81,18 +81,16 @@ impl JwtVerifier {
         let app_id = claims
             .app_id
             .ok_or_else(|| Error::Unauthorized("the token lacks the app_id claim".into()))?;
-        if !ids::is_valid(&claims.sub) || !ids::is_valid(&app_id) {
-            return Err(Error::Unauthorized(
-                "the token's sub or app_id is not a valid id".into(),
-            ));
-        }
+        let invalid = |_| Error::Unauthorized("the token's sub or app_id is not a valid id".into());
+        let user_id = Id::parse("sub", claims.sub).map_err(invalid)?;
+        let app_id = Id::parse("app_id", app_id).map_err(invalid)?;
         let admin = match &claims.tiledesk_api_roles {
             Some(Value::String(role)) => role == "admin",
             Some(Value::Array(roles)) => roles.iter().any(|r| r.as_str() == Some("admin")),
             _ => false,
         };
         Ok(Caller {
-            user_id: claims.sub,
+            user_id,
             app_id,
             admin,
         })
@@ -125,7 +123,7 @@ pub fn authenticate(verifier: &JwtVerifier, token: Option<&str>, app_id: &str) -
         Error::Unauthorized("missing token: send it in the Authorization header".into())
     })?;
     let caller = verifier.verify(token)?;
-    if caller.app_id != app_id {
+    if caller.app_id != *app_id {
         return Err(Error::forbidden(
             "the token belongs to another app (tenant) than the one in the path",
         ));
@@ -160,8 +158,8 @@ pub(crate) mod tests {
         assert_eq!(
             c,
             Caller {
-                user_id: "u1".into(),
-                app_id: "default".into(),
+                user_id: Id::parse("sub", "u1").unwrap(),
+                app_id: Id::parse("app_id", "default").unwrap(),
                 admin: false
             }
         );

@@ -1,11 +1,15 @@
-//! Events published to the topic, in Chat21's webhook envelope (API.md "Events").
+//! Events published to the topic, in Chat21's webhook envelope (API.md "Events"):
+//! `{event_type, createdAt, app_id, recipient_id, message_id?, data, delivered_to?}`.
+//!
+//! An event is typed: [`EventData`] is an enum whose adjacently tagged serde form is exactly the
+//! envelope's `{event_type, data}` pair, so consumers match on variants, not strings.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::ids::Id;
 use crate::model::{Conversation, Group, Message};
 
+/// The event types, as names (subscription filters, message attributes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EventType {
@@ -40,16 +44,85 @@ const MAX_GROUP_EVENT_DATA: usize = 192 * 1024;
 /// The event types the deliver function consumes (the queue's subscription filter).
 pub const DELIVER_CONSUMES: [EventType; 2] = [EventType::MessageSent, EventType::JoinMember];
 
+/// What happened, and its data: the `{event_type, data}` pair of the envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "data", rename_all = "kebab-case")]
+pub enum EventData {
+    /// The canonical copy of a new message (once per message).
+    MessageSent(Message),
+    /// One recipient's copy.
+    MessageDelivered(Message),
+    ConversationArchived(Conversation),
+    ConversationDeleted(Conversation),
+    GroupCreated(GroupData),
+    GroupUpdated(GroupData),
+    JoinMember(MemberChange),
+    LeaveMember(MemberChange),
+}
+
+impl EventData {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            EventData::MessageSent(_) => EventType::MessageSent,
+            EventData::MessageDelivered(_) => EventType::MessageDelivered,
+            EventData::ConversationArchived(_) => EventType::ConversationArchived,
+            EventData::ConversationDeleted(_) => EventType::ConversationDeleted,
+            EventData::GroupCreated(_) => EventType::GroupCreated,
+            EventData::GroupUpdated(_) => EventType::GroupUpdated,
+            EventData::JoinMember(_) => EventType::JoinMember,
+            EventData::LeaveMember(_) => EventType::LeaveMember,
+        }
+    }
+}
+
+/// `data` of `group-created` and `group-updated`: the group, without its member list when
+/// that would not fit one SNS message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupData {
+    #[serde(flatten)]
+    pub group: Group,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub members_omitted: bool,
+}
+
+impl GroupData {
+    fn of(group: &Group) -> GroupData {
+        let mut data = GroupData {
+            group: group.clone(),
+            members_omitted: false,
+        };
+        let size = serde_json::to_vec(group).map_or(usize::MAX, |v| v.len());
+        if size > MAX_GROUP_EVENT_DATA {
+            data.group.members.clear();
+            data.members_omitted = true;
+        }
+        data
+    }
+}
+
+/// `data` of `join-member` and `leave-member`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberChange {
+    pub member_id: Id,
+    pub group_id: Id,
+    pub group_name: String,
+    /// The system message that announced it (`MEMBER_JOINED_GROUP` / `MEMBER_LEFT_GROUP`);
+    /// a joiner receives the group messages ordered before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+}
+
+/// One event in Chat21's envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    pub event_type: EventType,
+    #[serde(flatten)]
+    pub data: EventData,
     #[serde(rename = "createdAt")]
     pub created_at: u64,
     pub app_id: String,
     pub recipient_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
-    pub data: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_to: Option<String>,
     /// Users who get a group message although they are no longer members: the member a
@@ -58,123 +131,180 @@ pub struct Event {
     pub also_to: Vec<String>,
 }
 
-/// `data` of `join-member` and `leave-member`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberChange {
-    pub member_id: String,
-    pub group_id: String,
-    pub group_name: String,
-    /// For joins: the joiner gets copies of the group messages ordered before this key (the
-    /// join's own system message), newest first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub history_before: Option<String>,
-}
-
-fn to_value<T: Serialize>(data: &T) -> Value {
-    // Serializing our own plain data types cannot fail (string keys, no custom impls).
-    serde_json::to_value(data).unwrap_or(Value::Null)
-}
-
 impl Event {
+    fn new(data: EventData, app_id: &str, recipient_id: &str, at: u64) -> Event {
+        Event {
+            data,
+            created_at: at,
+            app_id: app_id.to_string(),
+            recipient_id: recipient_id.to_string(),
+            message_id: None,
+            delivered_to: None,
+            also_to: Vec::new(),
+        }
+    }
+
+    pub fn event_type(&self) -> EventType {
+        self.data.event_type()
+    }
+
     /// Subscribers filter on these without parsing the body.
     pub fn attributes(&self) -> Vec<(&'static str, String)> {
         let mut attrs = vec![
-            ("event_type", self.event_type.as_str().to_string()),
+            ("event_type", self.event_type().as_str().to_string()),
             ("app_id", self.app_id.clone()),
         ];
-        if let Some(channel) = self.data.get("channel_type").and_then(Value::as_str)
-            && matches!(
-                self.event_type,
-                EventType::MessageSent | EventType::MessageDelivered
-            )
-        {
-            attrs.push(("channel_type", channel.to_string()));
+        if let EventData::MessageSent(m) | EventData::MessageDelivered(m) = &self.data {
+            attrs.push(("channel_type", m.channel_type.as_str().to_string()));
         }
         attrs
     }
 
     pub fn message_sent(message: &Message, at: u64) -> Event {
         Event {
-            event_type: EventType::MessageSent,
-            created_at: at,
-            app_id: message.app_id.clone(),
-            recipient_id: message.recipient.clone(),
             message_id: Some(message.message_id.clone()),
-            data: to_value(message),
-            delivered_to: None,
-            also_to: Vec::new(),
+            ..Event::new(
+                EventData::MessageSent(message.clone()),
+                &message.app_id,
+                &message.recipient,
+                at,
+            )
         }
     }
 
     pub fn message_delivered(copy: &Message, at: u64) -> Event {
         Event {
-            event_type: EventType::MessageDelivered,
+            message_id: Some(copy.message_id.clone()),
             delivered_to: Some(copy.timeline_of.clone()),
-            ..Event::message_sent(copy, at)
+            ..Event::new(
+                EventData::MessageDelivered(copy.clone()),
+                &copy.app_id,
+                &copy.recipient,
+                at,
+            )
         }
     }
 
-    pub fn conversation(
-        kind: EventType,
-        user: &str,
-        conversation: &Conversation,
-        at: u64,
-    ) -> Event {
-        Event {
-            event_type: kind,
-            created_at: at,
-            app_id: conversation.last.app_id.clone(),
-            recipient_id: user.to_string(),
-            message_id: None,
-            data: to_value(conversation),
-            delivered_to: None,
-            also_to: Vec::new(),
-        }
+    pub fn conversation_archived(user: &str, conversation: &Conversation, at: u64) -> Event {
+        let app = conversation.last.app_id.clone();
+        let data = EventData::ConversationArchived(conversation.clone());
+        Event::new(data, &app, user, at)
     }
 
-    /// A group event. A member list too big for one SNS message is left out (and flagged).
-    pub fn group(kind: EventType, group: &Group, at: u64) -> Event {
-        let mut data = to_value(group);
-        if data.to_string().len() > MAX_GROUP_EVENT_DATA {
-            data["members"] = Value::Object(Default::default());
-            data["members_omitted"] = Value::Bool(true);
-        }
-        Event {
-            event_type: kind,
-            created_at: at,
-            app_id: group.app_id.clone(),
-            recipient_id: group.uid.clone(),
-            message_id: None,
-            data,
-            delivered_to: None,
-            also_to: Vec::new(),
-        }
+    pub fn conversation_deleted(user: &str, conversation: &Conversation, at: u64) -> Event {
+        let app = conversation.last.app_id.clone();
+        let data = EventData::ConversationDeleted(conversation.clone());
+        Event::new(data, &app, user, at)
     }
 
-    pub fn member(kind: EventType, app_id: &str, change: &MemberChange, at: u64) -> Event {
-        Event {
-            event_type: kind,
-            created_at: at,
-            app_id: app_id.to_string(),
-            recipient_id: change.group_id.clone(),
-            message_id: None,
-            data: to_value(change),
-            delivered_to: None,
-            also_to: Vec::new(),
-        }
+    pub fn group_created(group: &Group, at: u64) -> Event {
+        let data = EventData::GroupCreated(GroupData::of(group));
+        Event::new(data, &group.app_id, &group.uid, at)
     }
 
-    /// Reads the `data` of an event as `T`, refusing events that do not carry one.
-    pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(self.data.clone()).map_err(|e| {
-            Error::bad_request(format!(
-                "{} event with unreadable data: {e}",
-                self.event_type.as_str()
-            ))
-        })
+    pub fn group_updated(group: &Group, at: u64) -> Event {
+        let data = EventData::GroupUpdated(GroupData::of(group));
+        Event::new(data, &group.app_id, &group.uid, at)
+    }
+
+    pub fn member_joined(app_id: &str, change: MemberChange, at: u64) -> Event {
+        let group = change.group_id.to_string();
+        Event::new(EventData::JoinMember(change), app_id, &group, at)
+    }
+
+    pub fn member_left(app_id: &str, change: MemberChange, at: u64) -> Event {
+        let group = change.group_id.to_string();
+        Event::new(EventData::LeaveMember(change), app_id, &group, at)
     }
 
     pub fn to_json(&self) -> String {
-        to_value(self).to_string()
+        // Our own plain data (string keys, derived impls) always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChannelType, status};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn message() -> Message {
+        Message {
+            message_id: "m1".into(),
+            sender: "u1".into(),
+            sender_fullname: "U1".into(),
+            recipient: "u2".into(),
+            recipient_fullname: "U2".into(),
+            text: "hi".into(),
+            kind: "text".into(),
+            channel_type: ChannelType::Direct,
+            attributes: Default::default(),
+            metadata: None,
+            timestamp: 5,
+            status: status::SENT,
+            app_id: "a".into(),
+            timeline_of: "u1".into(),
+            convers_with: "u2".into(),
+        }
+    }
+
+    #[test]
+    fn the_wire_form_is_chat21s_envelope() {
+        let event = Event::message_sent(&message(), 9);
+        let wire: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
+        assert_eq!(wire["event_type"], json!("message-sent"));
+        assert_eq!(wire["createdAt"], json!(9));
+        assert_eq!(wire["app_id"], json!("a"));
+        assert_eq!(wire["recipient_id"], json!("u2"));
+        assert_eq!(wire["message_id"], json!("m1"));
+        assert_eq!(wire["data"]["text"], json!("hi"));
+        assert!(wire.get("delivered_to").is_none());
+        let back: Event = serde_json::from_value(wire).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(
+            back.attributes(),
+            vec![
+                ("event_type", "message-sent".to_string()),
+                ("app_id", "a".to_string()),
+                ("channel_type", "direct".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_mismatched_data_are_refused() {
+        let wire = json!({"event_type": "nope", "createdAt": 1, "app_id": "a",
+                          "recipient_id": "r", "data": {}});
+        assert!(serde_json::from_value::<Event>(wire).is_err());
+        let wire = json!({"event_type": "join-member", "createdAt": 1, "app_id": "a",
+                          "recipient_id": "r", "data": {"member_id": "a#b", "group_id": "g",
+                          "group_name": "G"}});
+        assert!(
+            serde_json::from_value::<Event>(wire).is_err(),
+            "ids are checked"
+        );
+    }
+
+    #[test]
+    fn huge_member_lists_are_left_out_of_group_events() {
+        let members: BTreeMap<String, u8> =
+            (0..20_000).map(|i| (format!("user-{i:08}"), 1)).collect();
+        let group = Group {
+            uid: "g".into(),
+            name: "G".into(),
+            owner: "o".into(),
+            members,
+            attributes: Default::default(),
+            created_on: 1,
+            updated_on: 1,
+            app_id: "a".into(),
+        };
+        let EventData::GroupCreated(data) = Event::group_created(&group, 1).data else {
+            panic!("not a group event");
+        };
+        assert!(data.members_omitted);
+        assert!(data.group.members.is_empty());
     }
 }

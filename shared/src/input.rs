@@ -1,11 +1,12 @@
-//! Reading request bodies: size, JSON, object shape, and typed fields with errors that name the
-//! field. Every operation's input is read through [`Fields`].
+//! Reading requests: bodies (size, JSON, object shape, typed fields with errors that name the
+//! field; every operation's input is read through [`Fields`]) and query values (paging, flags).
 
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::ids;
-use crate::keys::MAX_TIMESTAMP;
+use crate::ids::Id;
+use crate::keys::{MAX_TIMESTAMP, Position};
+use crate::ports::PageRequest;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -46,10 +47,6 @@ impl Fields {
         self.0.get(name).filter(|v| !v.is_null())
     }
 
-    pub fn has(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
     pub fn optional_str(&self, name: &str) -> Result<Option<String>> {
         match self.get(name) {
             None => Ok(None),
@@ -64,18 +61,14 @@ impl Fields {
     }
 
     /// A required string that must be a valid id.
-    pub fn required_id(&self, name: &str) -> Result<String> {
-        let id = self.required_str(name)?;
-        ids::validate(name, &id)?;
-        Ok(id)
+    pub fn required_id(&self, name: &str) -> Result<Id> {
+        Id::parse(name, self.required_str(name)?)
     }
 
-    pub fn optional_id(&self, name: &str) -> Result<Option<String>> {
-        let id = self.optional_str(name)?;
-        if let Some(id) = &id {
-            ids::validate(name, id)?;
-        }
-        Ok(id)
+    pub fn optional_id(&self, name: &str) -> Result<Option<Id>> {
+        self.optional_str(name)?
+            .map(|id| Id::parse(name, id))
+            .transpose()
     }
 
     /// A free JSON object (`attributes`, `metadata`), nested at most [`MAX_JSON_DEPTH`] deep.
@@ -102,7 +95,7 @@ impl Fields {
     }
 
     /// An object whose keys are member ids (`{"u1": 1, ...}`), as a sorted, deduplicated list.
-    pub fn member_ids(&self, name: &str) -> Result<Vec<String>> {
+    pub fn member_ids(&self, name: &str) -> Result<Vec<Id>> {
         let map = match self.get(name) {
             None => return Err(Error::bad_request(format!("`{name}` is required"))),
             Some(Value::Object(map)) => map,
@@ -114,8 +107,7 @@ impl Fields {
         };
         let mut members = Vec::with_capacity(map.len());
         for id in map.keys() {
-            ids::validate(&format!("{name} key"), id)?;
-            members.push(id.clone());
+            members.push(Id::parse(&format!("{name} key"), id.as_str())?);
         }
         members.sort();
         Ok(members)
@@ -133,17 +125,6 @@ impl Fields {
             },
             Some(_) => Err(Error::bad_request(format!(
                 "`{name}` must be a non-negative integer number of milliseconds"
-            ))),
-        }
-    }
-
-    /// `true`/`false`, also accepted as strings (query-like bodies).
-    pub fn optional_bool(&self, name: &str) -> Result<Option<bool>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(Error::bad_request(format!(
-                "`{name}` must be true or false"
             ))),
         }
     }
@@ -167,6 +148,34 @@ pub fn parse_bool(name: &str, value: &str) -> Result<bool> {
             "`{name}` must be true or false"
         ))),
     }
+}
+
+pub const DEFAULT_PAGE: usize = 200;
+pub const MAX_PAGE: usize = 1000;
+
+/// Reads `?limit=` (1..=1000, default 200).
+pub fn page_limit(limit: Option<&str>) -> Result<usize> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(Error::bad_request(format!(
+                "`limit` must be an integer from 1 to {MAX_PAGE}"
+            ))),
+        },
+    }
+}
+
+/// Reads `?limit=` and `?cursor=`, with `decode` turning the cursor into a position.
+pub fn page_request(
+    limit: Option<&str>,
+    cursor: Option<&str>,
+    decode: impl Fn(&str) -> Result<Position>,
+) -> Result<PageRequest> {
+    Ok(PageRequest {
+        limit: page_limit(limit)?,
+        after: cursor.map(decode).transpose()?,
+    })
 }
 
 #[cfg(test)]
@@ -238,8 +247,18 @@ mod tests {
         let f =
             Fields::parse(br#"{"m": {"b": 1, "a": 1}, "bad": {"x.y": 1}, "list": ["a"]}"#).unwrap();
         assert_eq!(f.member_ids("m").unwrap(), vec!["a", "b"]);
+        assert_eq!(f.required_id("m").unwrap_err().status(), 400);
         assert_eq!(f.member_ids("bad").unwrap_err().status(), 400);
         assert_eq!(f.member_ids("list").unwrap_err().status(), 400);
         assert_eq!(f.member_ids("none").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn page_limits() {
+        assert_eq!(page_limit(None).unwrap(), DEFAULT_PAGE);
+        assert_eq!(page_limit(Some("1000")).unwrap(), 1000);
+        for bad in ["0", "1001", "-1", "x", ""] {
+            assert_eq!(page_limit(Some(bad)).unwrap_err().status(), 400, "{bad}");
+        }
     }
 }

@@ -1,11 +1,12 @@
 //! Every storage key, in one place. Both store adapters order and page by these strings, so a
 //! cursor means the same thing on DynamoDB and on the embedded store.
 //!
-//! Table layout (single table, `pk`/`sk`, local index `by_order` on `pk`/`order`):
+//! Table layout (single table, `pk`/`sk`, local index `by_order` on `pk`/`order_key`):
 //!
-//! | pk                         | sk                  | order                               | item |
+//! | pk                         | sk                  | order_key                           | item |
 //! |----------------------------|---------------------|-------------------------------------|------|
-//! | `{app}#T#{owner}#{with}`   | `M#{sender}#{id}`   | `{ts:013}#{sender}#{id}`            | message copy |
+//! | `{app}#T#{owner}#{with}`   | `M#{sender}#{id}`   | `{ts:013}#{sender}#{id}`            | message copy in a user's timeline |
+//! | `{app}#H#{group}`          | `M#{sender}#{id}`   | `{ts:013}#{sender}#{id}`            | group message in the group's history |
 //! | `{app}#U#{user}`           | `C#{with}`          | `active#{ts:013}#{with}` / `archived#…` | conversation row |
 //! | `{app}#S#{sender}`         | `{message_id}`      |                                     | sent record (retry safety) |
 //! | `{app}#G#{group}`          | `GROUP`             |                                     | group meta |
@@ -32,6 +33,13 @@ const ARCHIVED: &str = "archived";
 
 pub fn timeline_pk(app: &str, owner: &str, with: &str) -> String {
     format!("{app}#T#{owner}#{with}")
+}
+
+/// The group's own timeline (its history). A key of its own: user ids and group ids share
+/// one namespace, so `timeline_pk(group, group)` is also some user's conversation with
+/// themself.
+pub fn history_pk(app: &str, group: &str) -> String {
+    format!("{app}#H#{group}")
 }
 
 pub fn message_sk(sender: &str, message_id: &str) -> String {
@@ -80,11 +88,20 @@ pub fn change_sk(change_id: &str) -> String {
     format!("{CHANGE_PREFIX}{change_id}")
 }
 
-/// A page position: the `order` of the last item a page returned. The next page holds the
+/// A page position: the `order_key` of the last item a page returned. The next page holds the
 /// items that sort before it (lists are newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
     pub order: String,
+}
+
+impl Position {
+    /// The position of a message in its timeline: a page after it holds the older messages.
+    pub fn of(message: &Message) -> Position {
+        Position {
+            order: order_of(message),
+        }
+    }
 }
 
 /// Opaque cursor handed to clients: the `order` key, base64url.
@@ -141,6 +158,13 @@ pub fn conversation_position(cursor: &str, archived: bool) -> Result<Position> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_history_is_no_users_timeline() {
+        assert_ne!(history_pk("a", "g"), timeline_pk("a", "g", "g"));
+        assert_ne!(history_pk("a", "g"), user_pk("a", "g"));
+        assert_ne!(history_pk("a", "g"), group_pk("a", "g"));
+    }
 
     #[test]
     fn orders_sort_by_time_first() {

@@ -8,12 +8,12 @@ use lambda_http::{Request, service_fn};
 use lambda_runtime::LambdaEvent;
 use tracing::{error, warn};
 
+use crate::adapters::system::{SystemClock, UuidIds};
 use crate::adapters::{dynamo::DynamoStore, sns::SnsEvents};
 use crate::api::{self, Api};
 use crate::config::{self, AwsConfig};
 use crate::events::Event;
 use crate::ops::{Deps, deliver};
-use crate::ports::{SystemClock, UuidIds};
 use crate::routes::Route;
 
 pub type Error = lambda_http::Error;
@@ -37,16 +37,18 @@ pub async fn aws_deps(lookup: impl Fn(&str) -> Option<String>) -> Result<Deps, E
     let aws = AwsConfig::from_lookup(&lookup)?;
     let settings = config::settings_from_lookup(&lookup)?;
     let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let clock = Arc::new(SystemClock);
     Ok(Deps {
         store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&shared),
             aws.table,
+            clock.clone(),
         )),
         events: Arc::new(SnsEvents::new(
             aws_sdk_sns::Client::new(&shared),
             aws.topic_arn,
         )),
-        clock: Arc::new(SystemClock),
+        clock,
         ids: Arc::new(UuidIds),
         settings,
     })

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::error::{Error, Result};
+use crate::ids::Id;
+
 /// Message status codes of Chat21.
 pub mod status {
     pub const SENT: u16 = 100;
@@ -154,6 +157,23 @@ pub struct GroupMeta {
 }
 
 impl GroupMeta {
+    /// Whether `other` defines the same group (a retried create): name, owner, attributes.
+    pub fn same_definition(&self, other: &GroupMeta) -> bool {
+        (
+            &self.uid,
+            &self.app_id,
+            &self.name,
+            &self.owner,
+            &self.attributes,
+        ) == (
+            &other.uid,
+            &other.app_id,
+            &other.name,
+            &other.owner,
+            &other.attributes,
+        )
+    }
+
     /// Chat21 never let members add themselves; a group may opt in with this attribute.
     pub fn allows_self_join(&self) -> bool {
         self.attributes.get("allow_self_join") == Some(&Value::Bool(true))
@@ -233,14 +253,27 @@ pub struct SentRecord {
 /// Who is calling, from a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub user_id: String,
-    pub app_id: String,
+    pub user_id: Id,
+    pub app_id: Id,
     pub admin: bool,
 }
 
 impl Caller {
     /// Users act for themselves; admins for anyone in their tenant.
-    pub fn may_act_for(&self, user_id: &str) -> bool {
-        self.admin || self.user_id == user_id
+    pub fn may_act_for(&self, user: &str) -> bool {
+        self.admin || self.user_id == *user
+    }
+
+    /// The user a call acts for: the caller, or the user named by `field` (a path or body
+    /// field), which only admins may name when it is someone else. Every "on behalf of" rule
+    /// of API.md goes through here.
+    pub fn acting_as(&self, field: &str, named: Option<Id>) -> Result<Id> {
+        match named {
+            Some(user) if !self.may_act_for(&user) => Err(Error::forbidden(format!(
+                "only admins may act for another user (`{field}`)"
+            ))),
+            Some(user) => Ok(user),
+            None => Ok(self.user_id.clone()),
+        }
     }
 }

@@ -52,11 +52,22 @@ pub trait MessageStore: Send + Sync {
     async fn claim_sent(&self, record: &SentRecord) -> Result<Option<SentRecord>>;
     /// Notes that the message's `message-sent` event went out.
     async fn mark_published(&self, message: &Message) -> Result<()>;
-    /// Removes an unpublished send (its record and canonical copy) when nothing was promised.
+    /// Removes an unpublished send (its record and canonical copy: the sender's, or the
+    /// group history's) when nothing was promised.
     async fn abandon_sent(&self, message: &Message) -> Result<()>;
-    /// Writes copies as they are; writing the same copy again changes nothing.
+    /// Writes copies into their owners' timelines as they are; writing the same copy again
+    /// changes nothing.
     async fn put_copies(&self, copies: &[Message]) -> Result<()>;
-    /// A timeline, newest first.
+    /// Writes group messages into their group's own history (idempotent, like copies).
+    async fn put_history(&self, messages: &[Message]) -> Result<()>;
+    /// A group's history, newest first.
+    async fn list_history(
+        &self,
+        app: &str,
+        group: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Message>>;
+    /// A user's timeline with a peer or a group, newest first.
     async fn list_messages(
         &self,
         app: &str,
@@ -70,8 +81,9 @@ pub trait MessageStore: Send + Sync {
 pub trait ConversationStore: Send + Sync {
     /// For each delivery, atomically: writes the copy unless it is already there and, only if it
     /// was not, applies it to the owner's conversation (newer message becomes the last one and
-    /// un-archives; unread ones add one to `unread_count`). Returns which deliveries were new.
-    async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<bool>>;
+    /// un-archives; unread ones add one to `unread_count`). A delivery made before changes
+    /// nothing.
+    async fn deliver(&self, deliveries: &[Delivery]) -> Result<()>;
     /// The sender's side: makes `copy` the last message of its owner's conversation (read,
     /// un-archived) unless a later message is already there. Idempotent.
     async fn touch_conversation(&self, copy: &Message) -> Result<()>;
@@ -95,10 +107,10 @@ pub trait ConversationStore: Send + Sync {
         user: &str,
         with: &str,
     ) -> Result<Option<Conversation>>;
-    /// Removes every copy in `user`'s timeline with `with`; returns how many.
-    async fn delete_timeline(&self, app: &str, user: &str, with: &str) -> Result<u64>;
-    /// Removes the conversation row; false if there was none.
-    async fn delete_conversation(&self, app: &str, user: &str, with: &str) -> Result<bool>;
+    /// Removes every copy in `user`'s timeline with `with`.
+    async fn delete_timeline(&self, app: &str, user: &str, with: &str) -> Result<()>;
+    /// Removes the conversation row, if there is one.
+    async fn delete_conversation(&self, app: &str, user: &str, with: &str) -> Result<()>;
     /// Sets the read mark: `is_new` false, `unread_count` 0, `read_at`. `None` if unknown.
     async fn mark_read(
         &self,
@@ -112,37 +124,87 @@ pub trait ConversationStore: Send + Sync {
     async fn mark_peer_read(&self, app: &str, peer: &str, reader: &str, at: u64) -> Result<()>;
 }
 
+/// What creating a group did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    /// The id is taken; nothing was written.
+    Taken,
+}
+
+/// What adding one member did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    Added,
+    AlreadyMember,
+    NoGroup,
+}
+
+/// What removing one member did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    Removed,
+    /// Not a member (or no such group); nothing was written.
+    NotMember,
+}
+
+/// What a version-checked change of the whole member set did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembersSet {
+    Applied,
+    /// The group moved on (another change, or it is gone) since the version was read.
+    Stale,
+}
+
+/// What replacing a group's name and attributes did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updated {
+    Updated,
+    NoGroup,
+}
+
 #[async_trait]
 pub trait GroupStore: Send + Sync {
     /// Consistent read of the group's meta and owed changes; `None` if the group is unknown.
     async fn group_head(&self, app: &str, group: &str) -> Result<Option<GroupHead>>;
-    /// Which of `users` are members.
-    async fn members_among(&self, app: &str, group: &str, users: &[&str]) -> Result<Vec<String>>;
+    /// Whether `user` is a member of the group (false for an unknown group).
+    async fn is_member(&self, app: &str, group: &str, user: &str) -> Result<bool>;
     /// Every member, in id order.
     async fn members(&self, app: &str, group: &str) -> Result<Vec<String>>;
-    /// Atomically: the meta (unless the id is taken), the members and the change. False if taken.
+    /// Atomically: the meta (unless the id is taken), the members and the change.
     async fn create_group(
         &self,
         meta: &GroupMeta,
         members: &[String],
         change: &GroupChange,
-    ) -> Result<bool>;
-    /// Atomically adds `change.joined[0]` and records the change; false if already a member.
-    async fn add_member(&self, app: &str, group: &str, change: &GroupChange) -> Result<bool>;
-    /// Atomically removes `change.left[0]` and records the change; false if not a member.
-    async fn remove_member(&self, app: &str, group: &str, change: &GroupChange) -> Result<bool>;
+    ) -> Result<Created>;
+    /// Atomically adds `member` and records the change.
+    async fn add_member(
+        &self,
+        app: &str,
+        group: &str,
+        member: &str,
+        change: &GroupChange,
+    ) -> Result<Added>;
+    /// Atomically removes `member` and records the change.
+    async fn remove_member(
+        &self,
+        app: &str,
+        group: &str,
+        member: &str,
+        change: &GroupChange,
+    ) -> Result<Removed>;
     /// Atomically applies `change.joined`/`change.left`, records the change and bumps the
-    /// version, if the group is still at `version`; false if it moved on (retry).
+    /// version, if the group is still at `version`.
     async fn set_members(
         &self,
         app: &str,
         group: &str,
         version: u64,
         change: &GroupChange,
-    ) -> Result<bool>;
-    /// Atomically replaces the meta's name and attributes and records the change; false if the
-    /// group is gone.
-    async fn update_meta(&self, meta: &GroupMeta, change: &GroupChange) -> Result<bool>;
+    ) -> Result<MembersSet>;
+    /// Atomically replaces the meta's name and attributes and records the change.
+    async fn update_meta(&self, meta: &GroupMeta, change: &GroupChange) -> Result<Updated>;
     /// The change's own call failed to announce it: let the next call finish it.
     async fn mark_stalled(&self, app: &str, group: &str, change_id: &str) -> Result<()>;
     /// The change's follow-up is done.
@@ -166,23 +228,4 @@ pub trait Clock: Send + Sync {
 
 pub trait IdSource: Send + Sync {
     fn new_id(&self) -> String;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    }
-}
-
-pub struct UuidIds;
-
-impl IdSource for UuidIds {
-    fn new_id(&self) -> String {
-        uuid::Uuid::new_v4().to_string()
-    }
 }

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
     Banner,
-    NotFound,
     SendMessage,
     ListConversations,
     ListArchivedConversations,
@@ -28,7 +27,7 @@ impl Route {
     /// The function package (under `functions/`) that serves this route on Lambda.
     pub fn function(self) -> &'static str {
         match self {
-            Route::Banner | Route::NotFound => "banner",
+            Route::Banner => "banner",
             Route::SendMessage => "send-message",
             Route::ListConversations => "list-conversations",
             Route::ListArchivedConversations => "list-archived-conversations",

@@ -1,5 +1,5 @@
 //! `DELETE /api/{app_id}/conversations/{recipient_id}[?delete=true]`: archive or delete.
-//! Behaviour: `chat21::ops::conversations::archive_or_delete`.
+//! Behaviour: `chat21::ops::conversations::{archive, delete}`.
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), chat21::lambda::Error> {

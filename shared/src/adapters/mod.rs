@@ -1,5 +1,8 @@
-//! Adapters of the ports: production (DynamoDB, SNS) and embedded (in-process).
+//! Adapters of the ports: production (DynamoDB, SNS, the system clock) and embedded
+//! (in-process; the local server and the tests).
 
 pub mod dynamo;
 pub mod embedded;
+mod retry;
 pub mod sns;
+pub mod system;

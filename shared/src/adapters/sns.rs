@@ -1,7 +1,6 @@
 //! The production event bus: the project's SNS topic, with PublishBatch (10 per request).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
@@ -9,6 +8,7 @@ use aws_sdk_sns::error::ProvideErrorMetadata;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use tracing::warn;
 
+use crate::adapters::retry::{Attempt, retry};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::ports::EventPublisher;
@@ -16,7 +16,6 @@ use crate::ports::EventPublisher;
 /// Entries per PublishBatch, and the largest batch payload (SNS limits).
 const BATCH_ENTRIES: usize = 10;
 const BATCH_BYTES: usize = 256 * 1024;
-const ATTEMPTS: u32 = 4;
 
 pub struct SnsEvents {
     client: Client,
@@ -49,36 +48,44 @@ impl SnsEvents {
             .map_err(|e| Error::internal(format!("bad SNS entry: {e}")))
     }
 
-    async fn publish_batch(&self, mut entries: Vec<PublishBatchRequestEntry>) -> Result<()> {
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-            }
-            let out = self
-                .client
-                .publish_batch()
-                .topic_arn(&self.topic_arn)
-                .set_publish_batch_request_entries(Some(entries.clone()))
-                .send()
-                .await
-                .map_err(|e| {
-                    warn!(code = ?e.code(), message = ?e.message(), "SNS PublishBatch failed");
-                    Error::unavailable("the event bus is unavailable")
-                })?;
-            let failed = out.failed.unwrap_or_default();
-            if failed.is_empty() {
-                return Ok(());
-            }
-            if let Some(f) = failed.iter().find(|f| f.sender_fault()) {
-                return Err(Error::internal(format!(
-                    "SNS refused an event: {} {:?}",
-                    f.code(),
-                    f.message()
-                )));
-            }
-            entries.retain(|e| failed.iter().any(|f| f.id() == e.id()));
-        }
-        Err(Error::unavailable("the event bus kept failing; retry"))
+    /// One PublishBatch, retrying the entries SNS reports failed on its side (the SDK retries
+    /// failed requests, not failed entries).
+    async fn publish_batch(&self, entries: Vec<PublishBatchRequestEntry>) -> Result<()> {
+        retry(
+            "the event bus kept failing",
+            entries,
+            move |entries| async move {
+                let out = self
+                    .client
+                    .publish_batch()
+                    .topic_arn(&self.topic_arn)
+                    .set_publish_batch_request_entries(Some(entries.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        warn!(code = ?e.code(), message = ?e.message(), "SNS PublishBatch failed");
+                        Error::unavailable("the event bus is unavailable")
+                    })?;
+                let failed = out.failed.unwrap_or_default();
+                if let Some(f) = failed.iter().find(|f| f.sender_fault()) {
+                    return Err(Error::internal(format!(
+                        "SNS refused an event: {} {:?}",
+                        f.code(),
+                        f.message()
+                    )));
+                }
+                let left: Vec<_> = entries
+                    .into_iter()
+                    .filter(|e| failed.iter().any(|f| f.id() == e.id()))
+                    .collect();
+                Ok(if left.is_empty() {
+                    Attempt::Done(())
+                } else {
+                    Attempt::Again(left)
+                })
+            },
+        )
+        .await
     }
 }
 

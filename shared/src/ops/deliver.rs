@@ -3,10 +3,10 @@
 //! changes nothing.
 
 use crate::error::{Error, Result};
-use crate::events::{Event, EventType, MemberChange};
+use crate::events::{Event, EventData, MemberChange};
 use crate::ids;
-use crate::keys;
-use crate::model::{Message, status};
+use crate::keys::Position;
+use crate::model::{Message, SYSTEM_SENDER, status};
 use crate::ops::Deps;
 use crate::ports::{Delivery, PageRequest};
 
@@ -15,16 +15,15 @@ pub const HISTORY_ON_JOIN: usize = 200;
 
 /// Handles one event from the queue. Events deliver does not consume are ignored.
 pub async fn handle(deps: &Deps, event: &Event) -> Result<()> {
-    match event.event_type {
-        EventType::MessageSent => deliver_message(deps, event).await,
-        EventType::JoinMember => copy_history(deps, event).await,
+    match &event.data {
+        EventData::MessageSent(message) => deliver_message(deps, event, message).await,
+        EventData::JoinMember(change) => copy_history(deps, event, change).await,
         _ => Ok(()),
     }
 }
 
-/// Anything on the topic is untrusted input: refuse events whose message is not well formed.
-fn checked_message(event: &Event) -> Result<Message> {
-    let message: Message = event.data_as()?;
+/// Anything on the topic is untrusted input: refuse messages that are not well formed.
+fn check_message(event: &Event, message: &Message) -> Result<()> {
     let valid_ids = [
         &message.app_id,
         &message.sender,
@@ -45,11 +44,11 @@ fn checked_message(event: &Event) -> Result<Message> {
             "message-sent event with an invalid message",
         ));
     }
-    Ok(message)
+    Ok(())
 }
 
-async fn deliver_message(deps: &Deps, event: &Event) -> Result<()> {
-    let message = checked_message(event)?;
+async fn deliver_message(deps: &Deps, event: &Event, message: &Message) -> Result<()> {
+    check_message(event, message)?;
     let update_conversation = message.updates_conversation();
     let deliveries: Vec<Delivery> = if message.is_group() {
         let group = &message.recipient;
@@ -77,7 +76,7 @@ async fn deliver_message(deps: &Deps, event: &Event) -> Result<()> {
     deps.store.deliver(&deliveries).await?;
     if !message.is_group() && update_conversation {
         // The sender's side too (send-message did it already unless it failed there).
-        deps.store.touch_conversation(&message).await?;
+        deps.store.touch_conversation(message).await?;
     }
     if deps.settings.delivered_events {
         let now = deps.now();
@@ -91,24 +90,24 @@ async fn deliver_message(deps: &Deps, event: &Event) -> Result<()> {
 }
 
 /// A joiner receives the newest group messages from before their join, as delivered copies.
-async fn copy_history(deps: &Deps, event: &Event) -> Result<()> {
-    let change: MemberChange = event.data_as()?;
-    if !ids::is_valid(&change.member_id) || !ids::is_valid(&change.group_id) {
-        return Err(Error::bad_request("join-member event with invalid ids"));
-    }
-    let Some(before) = change.history_before.as_deref() else {
+async fn copy_history(deps: &Deps, event: &Event, change: &MemberChange) -> Result<()> {
+    let Some(joined) = &change.message else {
         return Ok(());
     };
-    let after = keys::message_position(&keys::encode_cursor(before))?;
+    let group = &change.group_id;
+    let announces_this_join = joined.sender == SYSTEM_SENDER
+        && joined.recipient == *group
+        && joined.app_id == event.app_id;
+    if !announces_this_join {
+        return Err(Error::bad_request(
+            "join-member event whose message is not the group's announcement",
+        ));
+    }
     let page = PageRequest {
         limit: HISTORY_ON_JOIN,
-        after: Some(after),
+        after: Some(Position::of(joined)),
     };
-    let group = &change.group_id;
-    let history = deps
-        .store
-        .list_messages(&event.app_id, group, group, &page)
-        .await?;
+    let history = deps.store.list_history(&event.app_id, group, &page).await?;
     let copies: Vec<Message> = history
         .items
         .iter()

@@ -5,7 +5,7 @@ use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::ids;
+use crate::ids::{self, Id};
 use crate::input::Fields;
 use crate::model::{Caller, ChannelType, Message, SentRecord, status};
 use crate::ops::Deps;
@@ -18,10 +18,10 @@ const MAX_NAME_CHARS: usize = 1024;
 const MAX_TYPE_CHARS: usize = 64;
 
 /// The body of a send.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SendMessage {
     pub sender_fullname: String,
-    pub recipient_id: String,
+    pub recipient_id: Id,
     pub recipient_fullname: String,
     pub text: String,
     pub kind: Option<String>,
@@ -29,8 +29,8 @@ pub struct SendMessage {
     pub attributes: Option<Map<String, Value>>,
     pub metadata: Option<Map<String, Value>>,
     pub timestamp: Option<u64>,
-    pub sender_id: Option<String>,
-    pub message_id: Option<String>,
+    pub sender_id: Option<Id>,
+    pub message_id: Option<Id>,
 }
 
 impl SendMessage {
@@ -61,17 +61,8 @@ fn check_name(field: &str, value: &str) -> Result<()> {
 }
 
 /// Builds the canonical copy of the message a caller asks to send, enforcing every rule.
-fn compose(deps: &Deps, caller: &Caller, app: &str, input: SendMessage) -> Result<Message> {
-    let sender = match input.sender_id {
-        Some(id) if id != caller.user_id && !caller.admin => {
-            return Err(Error::forbidden(
-                "only admins may send as another user (`sender_id`)",
-            ));
-        }
-        Some(id) => id,
-        None => caller.user_id.clone(),
-    };
-    ids::validate("recipient_id", &input.recipient_id)?;
+fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> {
+    let sender = caller.acting_as("sender_id", input.sender_id)?;
     let channel_type = match input.channel_type.as_deref() {
         None | Some("direct") if !ids::looks_like_group(&input.recipient_id) => ChannelType::Direct,
         None | Some("direct") | Some("group") => ChannelType::Group,
@@ -95,16 +86,20 @@ fn compose(deps: &Deps, caller: &Caller, app: &str, input: SendMessage) -> Resul
             "`type` must be a string of 1 to {MAX_TYPE_CHARS} characters"
         )));
     }
-    let message_id = input.message_id.unwrap_or_else(|| deps.ids.new_id());
+    let message_id = input
+        .message_id
+        .map_or_else(|| deps.ids.new_id(), String::from);
+    let recipient = String::from(input.recipient_id);
+    let sender = String::from(sender);
     let (timeline_of, convers_with) = match channel_type {
-        ChannelType::Direct => (sender.clone(), input.recipient_id.clone()),
-        ChannelType::Group => (input.recipient_id.clone(), input.recipient_id.clone()),
+        ChannelType::Direct => (sender.clone(), recipient.clone()),
+        ChannelType::Group => (recipient.clone(), recipient.clone()),
     };
     let message = Message {
         message_id,
         sender,
         sender_fullname: input.sender_fullname,
-        recipient: input.recipient_id,
+        recipient,
         recipient_fullname: input.recipient_fullname,
         text: input.text,
         kind,
@@ -113,7 +108,7 @@ fn compose(deps: &Deps, caller: &Caller, app: &str, input: SendMessage) -> Resul
         metadata: input.metadata,
         timestamp: input.timestamp.unwrap_or_else(|| deps.now()),
         status: status::SENT,
-        app_id: app.to_string(),
+        app_id: caller.app_id.to_string(),
         timeline_of,
         convers_with,
     };
@@ -130,15 +125,9 @@ fn compose(deps: &Deps, caller: &Caller, app: &str, input: SendMessage) -> Resul
 }
 
 /// A group message needs a member sender (admins excepted) and an existing group.
-async fn check_group_sender(
-    deps: &Deps,
-    caller: &Caller,
-    app: &str,
-    group: &str,
-    sender: &str,
-) -> Result<()> {
-    let members = deps.store.members_among(app, group, &[sender]).await?;
-    if !members.is_empty() {
+async fn check_group_sender(deps: &Deps, caller: &Caller, message: &Message) -> Result<()> {
+    let (app, group, sender) = (&message.app_id, &message.recipient, &message.sender);
+    if deps.store.is_member(app, group, sender).await? {
         return Ok(());
     }
     if deps.store.group_head(app, group).await?.is_none() {
@@ -158,16 +147,11 @@ async fn check_group_sender(
 /// A client `message_id` makes the call safe to retry: the same sender and id never store or
 /// deliver twice, and a retry after a failed publish finishes the job. Without one, a failed
 /// publish is rolled back so that the client's retry does not leave a stray copy.
-pub async fn send_message(
-    deps: &Deps,
-    caller: &Caller,
-    app: &str,
-    input: SendMessage,
-) -> Result<Message> {
+pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> {
     let client_id = input.message_id.is_some();
-    let message = compose(deps, caller, app, input)?;
+    let message = compose(deps, caller, input)?;
     if message.is_group() {
-        check_group_sender(deps, caller, app, &message.recipient, &message.sender).await?;
+        check_group_sender(deps, caller, &message).await?;
     }
     let record = SentRecord {
         message,
@@ -182,7 +166,12 @@ pub async fn send_message(
 }
 
 async fn finish(deps: &Deps, message: Message, keep_on_failure: bool) -> Result<Message> {
-    let stored = deps.store.put_copies(std::slice::from_ref(&message)).await;
+    let canonical = std::slice::from_ref(&message);
+    let stored = if message.is_group() {
+        deps.store.put_history(canonical).await
+    } else {
+        deps.store.put_copies(canonical).await
+    };
     let published = match stored {
         Ok(()) => {
             deps.events

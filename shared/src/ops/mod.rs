@@ -7,8 +7,7 @@ pub mod messages;
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
-use crate::ports::{Clock, EventPublisher, IdSource, PageRequest, Store};
+use crate::ports::{Clock, EventPublisher, IdSource, Store};
 
 /// What every operation runs against, built once per process (per cold start on Lambda).
 #[derive(Clone)]
@@ -38,32 +37,4 @@ impl Deps {
     pub fn now(&self) -> u64 {
         self.clock.now_ms()
     }
-}
-
-pub const DEFAULT_PAGE: usize = 200;
-pub const MAX_PAGE: usize = 1000;
-
-/// Reads `?limit=` (1..=1000, default 200).
-pub fn page_limit(limit: Option<&str>) -> Result<usize> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            _ => Err(Error::bad_request(format!(
-                "`limit` must be an integer from 1 to {MAX_PAGE}"
-            ))),
-        },
-    }
-}
-
-/// Builds a page request from the raw query values, with `decode` reading the cursor.
-pub fn page_request(
-    limit: Option<&str>,
-    cursor: Option<&str>,
-    decode: impl Fn(&str) -> Result<crate::keys::Position>,
-) -> Result<PageRequest> {
-    Ok(PageRequest {
-        limit: page_limit(limit)?,
-        after: cursor.map(decode).transpose()?,
-    })
 }

@@ -4,10 +4,10 @@
 //! `UnprocessedItems`, as DynamoDB does under load: the items really are not written unless
 //! the adapter retries them.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
+use crate::common::{APP, id, user};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -16,12 +16,12 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
-use chat21::adapters::dynamo::DynamoStore;
+use chat21::adapters::dynamo::{DynamoStore, SENT_RECORD_TTL_SECS};
 use chat21::adapters::embedded::EmbeddedEvents;
+use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::model::{ChannelType, Message, status};
 use chat21::ops::{Deps, Settings, conversations, deliver, groups};
-use chat21::ports::{ConversationStore, MessageStore, PageRequest, SystemClock, UuidIds};
-use common::{APP, user};
+use chat21::ports::{ConversationStore, Created, Delivery, GroupStore, MessageStore, PageRequest};
 use serde_json::{Value, json};
 
 #[derive(Debug, Default)]
@@ -34,6 +34,12 @@ struct Seen {
     /// Answer every BatchWriteItem as if nothing was processed (a store under endless load).
     refuse_all: bool,
     withheld: Option<(String, Vec<Value>)>,
+    /// TransactWriteItems calls still to answer as cancelled by a concurrent transaction.
+    conflicts: usize,
+    /// Answer every TransactWriteItems with a ThrottlingException.
+    throttle_transactions: bool,
+    /// The error the next response is replaced by: (HTTP status, body).
+    fake_error: Option<(u16, Value)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -81,6 +87,35 @@ impl Intercept for Spy {
             "TransactWriteItems" => {
                 let n = body["TransactItems"].as_array().map_or(0, Vec::len);
                 seen.transaction_sizes.push(n);
+                if seen.throttle_transactions {
+                    let error = json!({
+                        "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                        "message": "Rate of requests exceeds the allowed throughput."
+                    });
+                    seen.fake_error = Some((400, error));
+                } else if seen.conflicts > 0 {
+                    seen.conflicts -= 1;
+                    let reasons: Vec<Value> = (0..n)
+                        .map(|_| json!({"Code": "TransactionConflict"}))
+                        .collect();
+                    let error = json!({
+                        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                        "message": "Transaction cancelled",
+                        "CancellationReasons": reasons
+                    });
+                    seen.fake_error = Some((400, error));
+                    // The request itself must change nothing: send it with a failing check.
+                    body["TransactItems"] = json!([{"ConditionCheck": {
+                        "TableName": body["TransactItems"][0].as_object().and_then(|a| a.values().next()).and_then(|v| v.get("TableName")).cloned().unwrap_or_default(),
+                        "Key": {"pk": {"S": "spy"}, "sk": {"S": "spy"}},
+                        "ConditionExpression": "attribute_exists(pk)"
+                    }}]);
+                    let bytes = serde_json::to_vec(&body)?;
+                    request
+                        .headers_mut()
+                        .insert("content-length", bytes.len().to_string());
+                    *request.body_mut() = SdkBody::from(bytes);
+                }
             }
             "BatchWriteItem" => {
                 let items = body["RequestItems"].as_object_mut().unwrap();
@@ -112,6 +147,21 @@ impl Intercept for Spy {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        if let Some((status, error)) = self.seen().fake_error.take() {
+            let body = error.to_string();
+            let kind = error["__type"].as_str().unwrap_or("").rsplit('#').next();
+            let response = context.response_mut();
+            *response.status_mut() = status.try_into()?;
+            response.headers_mut().remove("x-amz-crc32");
+            response
+                .headers_mut()
+                .insert("x-amzn-errortype", kind.unwrap_or("").to_string());
+            response
+                .headers_mut()
+                .insert("content-length", body.len().to_string());
+            *response.body_mut() = SdkBody::from(body);
+            return Ok(());
+        }
         if let Some((table, withheld)) = self.seen().withheld.take() {
             let body = json!({ "UnprocessedItems": { table: withheld } }).to_string();
             let response = context.response_mut();
@@ -132,10 +182,10 @@ struct Spied {
 }
 
 async fn spied() -> Spied {
-    let config = common::aws_config().await;
+    let config = crate::common::aws_config().await;
     let plain = aws_sdk_dynamodb::Client::new(&config);
-    let table = common::unique("limits");
-    common::create_table(&plain, &table).await;
+    let table = crate::common::unique("limits");
+    crate::common::create_table(&plain, &table).await;
     let spy = Spy::default();
     let conf = aws_sdk_dynamodb::config::Builder::from(&config)
         .interceptor(spy.clone())
@@ -143,6 +193,7 @@ async fn spied() -> Spied {
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::from_conf(conf),
         table,
+        Arc::new(SystemClock),
     ));
     let deps = Deps {
         store: store.clone(),
@@ -217,6 +268,95 @@ async fn a_store_that_keeps_items_unprocessed_answers_503() {
 }
 
 #[tokio::test]
+async fn transactions_cancelled_by_a_conflict_are_retried() {
+    let s = spied().await;
+    s.spy.seen().conflicts = 2;
+    let change = |id: &str| chat21::model::GroupChange {
+        id: id.into(),
+        at: 1,
+        actor: "owner".into(),
+        kind: chat21::model::ChangeKind::Created,
+        joined: vec!["owner".into()],
+        left: vec![],
+        stalled: false,
+    };
+    let meta = chat21::model::GroupMeta {
+        uid: "group-x".into(),
+        name: "X".into(),
+        owner: "owner".into(),
+        attributes: Default::default(),
+        created_on: 1,
+        updated_on: 1,
+        app_id: APP.into(),
+        version: 1,
+    };
+    let created = s
+        .store
+        .create_group(&meta, &["owner".into()], &change("c1"))
+        .await
+        .unwrap();
+    assert_eq!(created, Created::Created);
+    assert_eq!(
+        s.spy.count("TransactWriteItems"),
+        3,
+        "two conflicts, then it went through"
+    );
+    assert!(s.store.is_member(APP, "group-x", "owner").await.unwrap());
+}
+
+#[tokio::test]
+async fn throttling_is_left_to_the_sdks_own_retries() {
+    let s = spied().await;
+    s.spy.seen().throttle_transactions = true;
+    let mut message = copy("u2", "u1", "u1", 0);
+    message.status = status::DELIVERED;
+    let delivery = Delivery {
+        copy: message,
+        unread: true,
+        update_conversation: true,
+    };
+    let err = s.store.deliver(&[delivery]).await.unwrap_err();
+    assert_eq!(err.status(), 429, "{err}");
+    // The SDK's standard retry mode makes 3 attempts; the adapter adds none on top.
+    assert_eq!(s.spy.count("TransactWriteItems"), 3);
+}
+
+#[tokio::test]
+async fn sent_records_expire_30_days_after_the_clocks_now() {
+    struct Fixed;
+    impl chat21::ports::Clock for Fixed {
+        fn now_ms(&self) -> u64 {
+            1_800_000_000_123
+        }
+    }
+    let config = crate::common::aws_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = crate::common::unique("ttl");
+    crate::common::create_table(&client, &table).await;
+    let store = DynamoStore::new(client.clone(), table.clone(), Arc::new(Fixed));
+    let record = chat21::model::SentRecord {
+        message: copy("u1", "u2", "u1", 7),
+        published: false,
+    };
+    assert_eq!(store.claim_sent(&record).await.unwrap(), None);
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(chat21::keys::sent_pk(APP, "u1")))
+        .key("sk", AttributeValue::S(record.message.message_id.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the sent record");
+    let expires = item["expires_at"].as_n().unwrap().parse::<u64>().unwrap();
+    assert_eq!(expires, 1_800_000_000 + SENT_RECORD_TTL_SECS);
+    assert_eq!(SENT_RECORD_TTL_SECS, 30 * 24 * 3600);
+    // A second claim finds the first.
+    assert_eq!(store.claim_sent(&record).await.unwrap(), Some(record));
+}
+
+#[tokio::test]
 async fn permanent_delete_of_a_1000_message_conversation_is_batched_without_scans() {
     let s = spied().await;
     let mut copies: Vec<Message> = (0..1000).map(|i| copy("u1", "u2", "u1", i)).collect();
@@ -228,7 +368,7 @@ async fn permanent_delete_of_a_1000_message_conversation_is_batched_without_scan
     s.spy.seen().batch_write_sizes.clear();
     s.spy.seen().withhold = 3;
 
-    conversations::archive_or_delete(&s.deps, APP, "u1", "u2", true)
+    conversations::delete(&s.deps, &user("u1"), None, &id("u2"))
         .await
         .unwrap();
 
@@ -267,24 +407,23 @@ async fn permanent_delete_of_a_1000_message_conversation_is_batched_without_scan
 #[tokio::test]
 async fn group_fan_out_uses_transactions_of_at_most_100_actions() {
     let s = spied().await;
-    let members: Vec<String> = (0..90).map(|i| format!("m{i:03}")).collect();
+    let members = (0..90).map(|i| id(&format!("m{i:03}"))).collect();
     let input = groups::CreateGroup {
         name: "Big".into(),
         members,
-        group_id: Some("group-big".into()),
+        group_id: Some(id("group-big")),
         attributes: Default::default(),
         owner: None,
     };
-    groups::create(&s.deps, &user("owner"), APP, input)
+    groups::create(&s.deps, &user("owner"), input)
         .await
         .unwrap();
     for i in 90..120 {
         groups::join(
             &s.deps,
             &user("owner"),
-            APP,
-            "group-big",
-            format!("m{i:03}"),
+            &id("group-big"),
+            id(&format!("m{i:03}")),
         )
         .await
         .unwrap();

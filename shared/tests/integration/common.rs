@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{
 use chat21::adapters::dynamo::{DynamoStore, ORDER_INDEX};
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
 use chat21::events::{DELIVER_CONSUMES, Event, EventType};
+use chat21::ids::Id;
 use chat21::model::{Caller, Conversation, Message};
 use chat21::ops::messages::SendMessage;
 use chat21::ops::{Deps, Settings, conversations, deliver, messages};
@@ -36,18 +37,23 @@ impl IdSource for SeqIds {
 
 pub const APP: &str = "app1";
 
-pub fn user(id: &str) -> Caller {
+/// A valid id (test data only).
+pub fn id(raw: &str) -> Id {
+    Id::parse("id", raw).unwrap_or_else(|e| panic!("{raw:?} is not a valid id: {e}"))
+}
+
+pub fn user(user_id: &str) -> Caller {
     Caller {
-        user_id: id.into(),
-        app_id: APP.into(),
+        user_id: id(user_id),
+        app_id: id(APP),
         admin: false,
     }
 }
 
-pub fn admin(id: &str) -> Caller {
+pub fn admin(user_id: &str) -> Caller {
     Caller {
-        user_id: id.into(),
-        app_id: APP.into(),
+        user_id: id(user_id),
+        app_id: id(APP),
         admin: true,
     }
 }
@@ -134,11 +140,16 @@ pub struct Harness {
     pub dynamo: Option<Arc<DynamoStore>>,
 }
 
+/// The clock every harness starts from.
+pub fn step_clock() -> Arc<StepClock> {
+    Arc::new(StepClock(AtomicU64::new(1_700_000_000_000)))
+}
+
 fn deps_with(store: Arc<dyn chat21::ports::Store>, events: Arc<EmbeddedEvents>) -> Deps {
     Deps {
         store,
         events,
-        clock: Arc::new(StepClock(AtomicU64::new(1_700_000_000_000))),
+        clock: step_clock(),
         ids: Arc::new(SeqIds(AtomicU64::new(1))),
         settings: Settings::default(),
     }
@@ -160,7 +171,7 @@ impl Harness {
         let client = aws_sdk_dynamodb::Client::new(&config);
         let table = unique("chat21");
         create_table(&client, &table).await;
-        let store = Arc::new(DynamoStore::new(client, table));
+        let store = Arc::new(DynamoStore::new(client, table, step_clock()));
         let events = Arc::new(EmbeddedEvents::new());
         Harness {
             deps: deps_with(store.clone(), events.clone()),
@@ -179,7 +190,7 @@ impl Harness {
                 return seen;
             }
             for event in &batch {
-                if DELIVER_CONSUMES.contains(&event.event_type) {
+                if DELIVER_CONSUMES.contains(&event.event_type()) {
                     deliver::handle(&self.deps, event).await.expect("deliver");
                 }
             }
@@ -188,11 +199,11 @@ impl Harness {
     }
 
     pub async fn send(&self, from: &Caller, to: &str, text: &str) -> chat21::Result<Message> {
-        messages::send_message(&self.deps, from, APP, input(to, text)).await
+        messages::send_message(&self.deps, from, input(to, text)).await
     }
 
     pub async fn send_with(&self, from: &Caller, input: SendMessage) -> chat21::Result<Message> {
-        messages::send_message(&self.deps, from, APP, input).await
+        messages::send_message(&self.deps, from, input).await
     }
 
     pub async fn timeline(&self, owner: &str, with: &str) -> Vec<Message> {
@@ -205,10 +216,21 @@ impl Harness {
             .items
     }
 
+    /// A group's own history.
+    pub async fn history(&self, group: &str) -> Vec<Message> {
+        let page = PageRequest::first(1000);
+        self.deps
+            .store
+            .list_history(APP, group, &page)
+            .await
+            .unwrap()
+            .items
+    }
+
     /// The timeline as its owner reads it over the API (with derived receipts).
     pub async fn read_timeline(&self, owner: &str, with: &str) -> Vec<Message> {
         let page = PageRequest::first(1000);
-        conversations::messages(&self.deps, &user(owner), APP, owner, with, &page)
+        conversations::messages(&self.deps, &user(owner), id(owner), &id(with), &page)
             .await
             .unwrap()
             .items
@@ -226,8 +248,7 @@ impl Harness {
         conversations::list(
             &self.deps,
             &user(owner),
-            APP,
-            owner,
+            id(owner),
             archived,
             &PageRequest::first(1000),
         )
@@ -243,15 +264,21 @@ impl Harness {
 pub fn input(to: &str, text: &str) -> SendMessage {
     SendMessage {
         sender_fullname: "Sender".into(),
-        recipient_id: to.into(),
+        recipient_id: id(to),
         recipient_fullname: "Recipient".into(),
         text: text.into(),
-        ..SendMessage::default()
+        kind: None,
+        channel_type: None,
+        attributes: None,
+        metadata: None,
+        timestamp: None,
+        sender_id: None,
+        message_id: None,
     }
 }
 
 pub fn count(events: &[Event], kind: EventType) -> usize {
-    events.iter().filter(|e| e.event_type == kind).count()
+    events.iter().filter(|e| e.event_type() == kind).count()
 }
 
 pub fn label(message: &Message) -> Option<String> {

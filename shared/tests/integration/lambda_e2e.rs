@@ -1,21 +1,20 @@
 //! The Lambda path end to end against moto: the HTTP handlers on DynamoDB + SNS, the topic's
 //! subscription delivering into an SQS queue, and the deliver handler consuming that queue.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::{APP, call, token};
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use chat21::adapters::dynamo::DynamoStore;
 use chat21::adapters::sns::SnsEvents;
+use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::Api;
 use chat21::events::{DELIVER_CONSUMES, Event, EventType};
 use chat21::lambda::{event_of, handle_sqs};
 use chat21::lambda_http::aws_lambda_events::event::sqs::SqsEvent;
 use chat21::model::status;
 use chat21::ops::{Deps, Settings};
-use chat21::ports::{ConversationStore, MessageStore, SystemClock, UuidIds};
-use common::{APP, call, token};
+use chat21::ports::{ConversationStore, MessageStore};
 use serde_json::{Value, json};
 
 struct Aws {
@@ -28,14 +27,14 @@ struct Aws {
 
 /// A table, a topic, and a queue subscribed the way template.yaml subscribes it.
 async fn setup() -> Aws {
-    let config = common::aws_config().await;
+    let config = crate::common::aws_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
-    let table = common::unique("chat21");
-    common::create_table(&dynamo, &table).await;
+    let table = crate::common::unique("chat21");
+    crate::common::create_table(&dynamo, &table).await;
     let sns = aws_sdk_sns::Client::new(&config);
     let topic_arn = sns
         .create_topic()
-        .name(common::unique("events"))
+        .name(crate::common::unique("events"))
         .send()
         .await
         .unwrap()
@@ -44,7 +43,7 @@ async fn setup() -> Aws {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queue_url = sqs
         .create_queue()
-        .queue_name(common::unique("deliver"))
+        .queue_name(crate::common::unique("deliver"))
         .send()
         .await
         .unwrap()
@@ -71,7 +70,7 @@ async fn setup() -> Aws {
         .send()
         .await
         .unwrap();
-    let store = Arc::new(DynamoStore::new(dynamo, table));
+    let store = Arc::new(DynamoStore::new(dynamo, table, Arc::new(SystemClock)));
     let api = Arc::new(api_with_topic(&config, store.clone(), &topic_arn));
     Aws {
         api,
@@ -83,7 +82,7 @@ async fn setup() -> Aws {
 }
 
 fn api_with_topic(config: &aws_config::SdkConfig, store: Arc<DynamoStore>, topic_arn: &str) -> Api {
-    common::api_on(Deps {
+    crate::common::api_on(Deps {
         store,
         events: Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(config), topic_arn)),
         clock: Arc::new(SystemClock),
@@ -202,7 +201,7 @@ async fn a_direct_message_goes_through_sns_sqs_and_deliver() {
         1,
         "only message-sent reaches the queue (filter policy): {through_queue:?}"
     );
-    assert_eq!(through_queue[0].event_type, EventType::MessageSent);
+    assert_eq!(through_queue[0].event_type(), EventType::MessageSent);
     assert_eq!(through_queue[0].message_id.as_deref(), Some(id.as_str()));
 
     let (_, theirs) = call(
@@ -353,7 +352,7 @@ async fn fifty_concurrent_joins_leave_fifty_members() {
     let events = aws.drain().await;
     let joins = events
         .iter()
-        .filter(|e| e.event_type == EventType::JoinMember)
+        .filter(|e| e.event_type() == EventType::JoinMember)
         .count();
     assert_eq!(joins, 50, "one join-member event per join");
     for i in [0, 25, 49] {

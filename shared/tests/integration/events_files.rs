@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
+use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
 use chat21::events::{DELIVER_CONSUMES, Event, EventType};
@@ -16,9 +17,7 @@ use chat21::lambda;
 use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::model::{Message, status};
 use chat21::ops::{Deps, Settings};
-use chat21::ports::{
-    ConversationStore, GroupStore, MessageStore, PageRequest, SystemClock, UuidIds,
-};
+use chat21::ports::{ConversationStore, GroupStore, MessageStore, PageRequest};
 use chat21::routes::{self, Match, ROUTES, Route};
 use serde_json::{Value, json};
 
@@ -205,7 +204,7 @@ impl Harness {
             let consumed: Vec<Event> = self
                 .pending
                 .drain(..)
-                .filter(|e| DELIVER_CONSUMES.contains(&e.event_type))
+                .filter(|e| DELIVER_CONSUMES.contains(&e.event_type()))
                 .collect();
             if consumed.is_empty() {
                 return;
@@ -331,7 +330,7 @@ async fn replay_sqs(h: &mut Harness, json: &str) {
     for record in &batch.records {
         let event = lambda::event_of(record.body.as_deref().unwrap()).unwrap();
         let same = |e: &Event| {
-            e.event_type == event.event_type
+            e.event_type() == event.event_type()
                 && e.app_id == event.app_id
                 && e.recipient_id == event.recipient_id
                 && e.message_id == event.message_id
@@ -457,7 +456,7 @@ async fn check(h: &Harness, stem: &str, body: &Value) {
                 h.events
                     .published()
                     .iter()
-                    .any(|e| e.event_type == EventType::ConversationArchived
+                    .any(|e| e.event_type() == EventType::ConversationArchived
                         && e.recipient_id == "user-1"),
                 "no conversation-archived event"
             );

@@ -1,0 +1,190 @@
+//! Groups on DynamoDB: the meta, one item per member (so concurrent joins never conflict),
+//! and change records, all in the group's partition; every change is one transaction.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
+
+use super::DynamoStore;
+use super::item::{MEMBER_ID, attribute, change_key, change_put, group_exists, group_meta_key};
+use super::item::{item_of, member_delete, member_key, member_put, parse};
+use super::request::{Expr, PK, SK, Transaction, n, s};
+use crate::error::Result;
+use crate::keys;
+use crate::model::{GroupChange, GroupMeta};
+use crate::ports::{Added, Created, GroupHead, GroupStore, MembersSet, Removed, Updated};
+
+#[async_trait]
+impl GroupStore for DynamoStore {
+    async fn group_head(&self, app: &str, group: &str) -> Result<Option<GroupHead>> {
+        // Change records (`C#…`) sort before the meta (`GROUP`), members (`M#…`) after it.
+        let items = self
+            .table
+            .query_all(
+                keys::group_pk(app, group),
+                "#sk <= :meta",
+                vec![(":meta", s(keys::GROUP_META_SK))],
+            )
+            .await?;
+        let mut meta = None;
+        let mut pending = Vec::new();
+        for item in items {
+            match item.get(SK) {
+                Some(AttributeValue::S(sk)) if sk == keys::GROUP_META_SK => {
+                    meta = Some(parse::<GroupMeta>(item)?)
+                }
+                Some(AttributeValue::S(sk)) if sk.starts_with(keys::CHANGE_PREFIX) => {
+                    pending.push(parse::<GroupChange>(item)?)
+                }
+                _ => {}
+            }
+        }
+        pending.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(meta.map(|meta| GroupHead { meta, pending }))
+    }
+
+    async fn is_member(&self, app: &str, group: &str, user: &str) -> Result<bool> {
+        let found = self.table.get(member_key(app, group, user)).await?;
+        Ok(found.is_some())
+    }
+
+    async fn members(&self, app: &str, group: &str) -> Result<Vec<String>> {
+        let items = self
+            .table
+            .query_all(
+                keys::group_pk(app, group),
+                "begins_with(#sk, :m)",
+                vec![(":m", s(keys::MEMBER_PREFIX))],
+            )
+            .await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|item| match item.get(MEMBER_ID) {
+                Some(AttributeValue::S(m)) => Some(m.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn create_group(
+        &self,
+        meta: &GroupMeta,
+        members: &[String],
+        change: &GroupChange,
+    ) -> Result<Created> {
+        let (app, group) = (&meta.app_id, &meta.uid);
+        let meta_item = item_of(meta, keys::group_pk(app, group), keys::GROUP_META_SK.into())?;
+        let put_meta = self
+            .table
+            .put(meta_item, Some("attribute_not_exists(pk)"))?;
+        let mut actions = vec![TransactWriteItem::builder().put(put_meta).build()];
+        for member in members {
+            actions.push(member_put(&self.table, app, group, member, false)?);
+        }
+        actions.push(change_put(&self.table, app, group, change)?);
+        Ok(match self.table.transact(actions).await? {
+            Transaction::Committed => Created::Created,
+            Transaction::ConditionsFailed(_) => Created::Taken,
+        })
+    }
+
+    async fn add_member(
+        &self,
+        app: &str,
+        group: &str,
+        member: &str,
+        change: &GroupChange,
+    ) -> Result<Added> {
+        let actions = vec![
+            group_exists(&self.table, app, group)?,
+            member_put(&self.table, app, group, member, true)?,
+            change_put(&self.table, app, group, change)?,
+        ];
+        Ok(match self.table.transact(actions).await? {
+            Transaction::Committed => Added::Added,
+            Transaction::ConditionsFailed(failed) if failed.first() == Some(&true) => {
+                Added::NoGroup
+            }
+            Transaction::ConditionsFailed(_) => Added::AlreadyMember,
+        })
+    }
+
+    async fn remove_member(
+        &self,
+        app: &str,
+        group: &str,
+        member: &str,
+        change: &GroupChange,
+    ) -> Result<Removed> {
+        let actions = vec![
+            member_delete(&self.table, app, group, member)?,
+            change_put(&self.table, app, group, change)?,
+        ];
+        Ok(match self.table.transact(actions).await? {
+            Transaction::Committed => Removed::Removed,
+            Transaction::ConditionsFailed(_) => Removed::NotMember,
+        })
+    }
+
+    async fn set_members(
+        &self,
+        app: &str,
+        group: &str,
+        version: u64,
+        change: &GroupChange,
+    ) -> Result<MembersSet> {
+        let mut e = Expr::default();
+        let v = e.name("version");
+        let update = format!("SET {v} = {v} + {}", e.value(n(1)));
+        let condition = format!("{v} = {}", e.value(n(version)));
+        let bump = self
+            .table
+            .update(group_meta_key(app, group), update, condition, &e)?;
+        let mut actions = vec![TransactWriteItem::builder().update(bump).build()];
+        for member in &change.joined {
+            actions.push(member_put(&self.table, app, group, member, true)?);
+        }
+        for member in &change.left {
+            actions.push(member_delete(&self.table, app, group, member)?);
+        }
+        actions.push(change_put(&self.table, app, group, change)?);
+        Ok(match self.table.transact(actions).await? {
+            Transaction::Committed => MembersSet::Applied,
+            Transaction::ConditionsFailed(_) => MembersSet::Stale,
+        })
+    }
+
+    async fn update_meta(&self, meta: &GroupMeta, change: &GroupChange) -> Result<Updated> {
+        let (app, group) = (&meta.app_id, &meta.uid);
+        let mut e = Expr::default();
+        let update = format!(
+            "SET {} = {}, {} = {}, {} = {}",
+            e.name("name"),
+            e.value(s(meta.name.clone())),
+            e.name("attributes"),
+            e.value(attribute(&meta.attributes)?),
+            e.name("updatedOn"),
+            e.value(n(meta.updated_on))
+        );
+        let condition = format!("attribute_exists({})", e.name(PK));
+        let set = self
+            .table
+            .update(group_meta_key(app, group), update, condition, &e)?;
+        let actions = vec![
+            TransactWriteItem::builder().update(set).build(),
+            change_put(&self.table, app, group, change)?,
+        ];
+        Ok(match self.table.transact(actions).await? {
+            Transaction::Committed => Updated::Updated,
+            Transaction::ConditionsFailed(_) => Updated::NoGroup,
+        })
+    }
+
+    async fn mark_stalled(&self, app: &str, group: &str, change_id: &str) -> Result<()> {
+        let change = change_key(app, group, change_id);
+        self.table.set_flag(change, "stalled").await
+    }
+
+    async fn finish_change(&self, app: &str, group: &str, change_id: &str) -> Result<()> {
+        self.table.delete(change_key(app, group, change_id)).await
+    }
+}

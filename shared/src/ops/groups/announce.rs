@@ -1,0 +1,166 @@
+//! A group change's follow-up: its system messages into the group timeline, then its events.
+//!
+//! Every change is committed atomically together with a [`GroupChange`] record. The follow-up
+//! runs right after; if that fails the call answers 503 and the record stays (marked stalled),
+//! and the next operation on the group (the client's retry, or anyone's call) finishes it
+//! first. So a change is never announced twice by a retry, and never silently left
+//! unannounced.
+
+use serde_json::{Map, Value, json};
+use tracing::warn;
+
+use crate::error::Result;
+use crate::events::{Event, MemberChange};
+use crate::ids::Id;
+use crate::model::{
+    ChangeKind, ChannelType, Group, GroupChange, GroupMeta, Message, SYSTEM_SENDER, status,
+};
+use crate::ops::Deps;
+
+/// A pending change older than this is finished by any call on the group: well beyond the
+/// longest a function may run (its timeout), so its own call is surely over.
+const ABANDONED_AFTER_MS: u64 = 60_000;
+
+/// A system message of `change`, the `index`-th it produces (ids and order are deterministic,
+/// so finishing a change twice writes the same messages).
+fn system_message(
+    meta: &GroupMeta,
+    change: &GroupChange,
+    index: usize,
+    text: String,
+    key: &str,
+    parameters: Value,
+) -> Message {
+    let mut attributes = Map::new();
+    attributes.insert("subtype".into(), json!("info"));
+    attributes.insert("updateconversation".into(), json!(true));
+    attributes.insert(
+        "messagelabel".into(),
+        json!({ "key": key, "parameters": parameters }),
+    );
+    Message {
+        message_id: format!("{}-{index:04}", change.id),
+        sender: SYSTEM_SENDER.to_string(),
+        sender_fullname: "System".to_string(),
+        recipient: meta.uid.clone(),
+        recipient_fullname: meta.name.clone(),
+        text,
+        kind: "text".to_string(),
+        channel_type: ChannelType::Group,
+        attributes,
+        metadata: None,
+        timestamp: change.at,
+        status: status::SENT,
+        app_id: meta.app_id.clone(),
+        timeline_of: meta.uid.clone(),
+        convers_with: meta.uid.clone(),
+    }
+}
+
+/// `data` of a member event. Stored members and changes hold valid ids.
+fn member_change(
+    meta: &GroupMeta,
+    member: &str,
+    message: Option<&Message>,
+) -> Result<MemberChange> {
+    Ok(MemberChange {
+        member_id: Id::parse("member_id", member)?,
+        group_id: Id::parse("group_id", meta.uid.as_str())?,
+        group_name: meta.name.clone(),
+        message: message.cloned(),
+    })
+}
+
+/// Runs a committed change's follow-up: its system messages into the group timeline, then all
+/// its events, then drops the change record. Safe to run more than once.
+pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Result<()> {
+    let mut messages = Vec::new();
+    let mut events = Vec::new();
+    let mut member_events = Vec::new();
+    if change.kind == ChangeKind::Created {
+        let created = system_message(
+            meta,
+            change,
+            0,
+            "Group created".into(),
+            "GROUP_CREATED",
+            json!({ "creator": change.actor }),
+        );
+        events.push(Event::message_sent(&created, change.at));
+        messages.push(created);
+    }
+    for member in &change.joined {
+        let message = system_message(
+            meta,
+            change,
+            messages.len(),
+            format!("{member} added to group"),
+            "MEMBER_JOINED_GROUP",
+            json!({ "member_id": member, "fullname": member, "firstname": "", "lastname": "" }),
+        );
+        if change.kind != ChangeKind::Created {
+            let data = member_change(meta, member, Some(&message))?;
+            member_events.push(Event::member_joined(&meta.app_id, data, change.at));
+        }
+        events.push(Event::message_sent(&message, change.at));
+        messages.push(message);
+    }
+    for member in &change.left {
+        let message = system_message(
+            meta,
+            change,
+            messages.len(),
+            format!("{member} left the group"),
+            "MEMBER_LEFT_GROUP",
+            json!({ "member_id": member }),
+        );
+        let data = member_change(meta, member, Some(&message))?;
+        member_events.push(Event::member_left(&meta.app_id, data, change.at));
+        // The member who left receives it too, so their conversation with the group ends with it.
+        events.push(Event {
+            also_to: vec![member.clone()],
+            ..Event::message_sent(&message, change.at)
+        });
+        messages.push(message);
+    }
+    match change.kind {
+        ChangeKind::Created => {
+            let group = Group::new(meta, change.joined.iter().cloned());
+            events.push(Event::group_created(&group, change.at));
+        }
+        ChangeKind::Renamed | ChangeKind::AttributesSet | ChangeKind::MembersSet => {
+            let members = deps.store.members(&meta.app_id, &meta.uid).await?;
+            events.push(Event::group_updated(&Group::new(meta, members), change.at));
+        }
+        ChangeKind::Joined | ChangeKind::Left => {}
+    }
+    events.extend(member_events);
+    deps.store.put_history(&messages).await?;
+    deps.events.publish(&events).await?;
+    deps.store
+        .finish_change(&meta.app_id, &meta.uid, &change.id)
+        .await
+}
+
+/// Announces a change right after its commit. If that fails the change is marked stalled, so
+/// that the next call on the group (typically the client's retry) finishes it.
+pub async fn announce(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Result<()> {
+    let announced = settle(deps, meta, change).await;
+    if let Err(e) = &announced {
+        warn!(error = %e, change = %change.id, "group change left for the next call to announce");
+        if let Err(mark) = deps
+            .store
+            .mark_stalled(&meta.app_id, &meta.uid, &change.id)
+            .await
+        {
+            warn!(error = %mark, change = %change.id, "could not mark the change stalled");
+        }
+    }
+    announced
+}
+
+/// Whether a pending change is owed by nobody: its call failed, or is surely over (older than
+/// any call may run). Fresh changes belong to calls still running, which announce them.
+pub fn abandoned(deps: &Deps, change: &GroupChange) -> bool {
+    change.stalled || deps.now().saturating_sub(change.at) >= ABANDONED_AFTER_MS
+}

@@ -1,0 +1,331 @@
+//! Groups: create, read, rename, attributes, join, leave, set members.
+//!
+//! Every change is committed atomically together with a [`GroupChange`] record, then
+//! announced (system messages, events); see [`announce`] for how a failed announcement is
+//! finished by the next call.
+
+mod announce;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::ids::Id;
+use crate::input::Fields;
+use crate::model::{Caller, ChangeKind, Group, GroupChange, GroupMeta};
+use crate::ops::Deps;
+use crate::ports::{Added, Created, MembersSet, Removed, Updated};
+use announce::{abandoned, announce, settle};
+
+/// Member changes one call may make: one DynamoDB transaction holds 100 writes, two of which
+/// are the group meta and the change record.
+pub const MAX_MEMBER_CHANGES: usize = 98;
+const MAX_GROUP_NAME_CHARS: usize = 1024;
+/// How often set-members retries when another set-members moved the group under it.
+const SET_MEMBERS_ATTEMPTS: usize = 8;
+
+fn group_name(f: &Fields) -> Result<String> {
+    let name = f.required_str("group_name")?;
+    if name.trim().is_empty() {
+        return Err(Error::bad_request("`group_name` must not be empty"));
+    }
+    if name.chars().count() > MAX_GROUP_NAME_CHARS {
+        return Err(Error::bad_request(format!(
+            "`group_name` is longer than {MAX_GROUP_NAME_CHARS} characters"
+        )));
+    }
+    Ok(name)
+}
+
+fn too_many(count: usize) -> Error {
+    Error::bad_request(format!(
+        "{count} member changes in one call; at most {MAX_MEMBER_CHANGES} are allowed, make the rest in further calls"
+    ))
+}
+
+/// `POST /api/{app_id}/groups`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateGroup {
+    pub name: String,
+    pub members: Vec<Id>,
+    pub group_id: Option<Id>,
+    pub attributes: Map<String, Value>,
+    pub owner: Option<Id>,
+}
+
+impl CreateGroup {
+    pub fn from_fields(f: &Fields) -> Result<CreateGroup> {
+        Ok(CreateGroup {
+            name: group_name(f)?,
+            members: f.member_ids("group_members")?,
+            group_id: f.optional_id("group_id")?,
+            attributes: f.optional_object("attributes")?.unwrap_or_default(),
+            owner: f.optional_id("group_owner")?,
+        })
+    }
+}
+
+pub fn rename_input(f: &Fields) -> Result<String> {
+    group_name(f)
+}
+
+pub fn attributes_input(f: &Fields) -> Result<Map<String, Value>> {
+    f.required_object("attributes")
+}
+
+pub fn join_input(f: &Fields) -> Result<Id> {
+    f.required_id("member_id")
+}
+
+pub fn set_members_input(f: &Fields) -> Result<Vec<Id>> {
+    f.member_ids("members")
+}
+
+fn new_change(
+    deps: &Deps,
+    caller: &Caller,
+    kind: ChangeKind,
+    joined: Vec<String>,
+    left: Vec<String>,
+) -> GroupChange {
+    let at = deps.now();
+    GroupChange {
+        id: format!("{at:013}-{}", deps.ids.new_id()),
+        at,
+        actor: caller.user_id.to_string(),
+        kind,
+        joined,
+        left,
+        stalled: false,
+    }
+}
+
+fn not_found(group: &str) -> Error {
+    Error::not_found(format!("group {group} not found"))
+}
+
+fn owner_or_admin(caller: &Caller, meta: &GroupMeta) -> Result<()> {
+    if caller.admin || caller.user_id == meta.owner {
+        return Ok(());
+    }
+    Err(Error::forbidden(
+        "only the group owner or an admin may do this",
+    ))
+}
+
+/// Reads a group's meta, first finishing any abandoned change whose follow-up is still owed.
+async fn load(deps: &Deps, caller: &Caller, group: &Id) -> Result<GroupMeta> {
+    let head = deps
+        .store
+        .group_head(&caller.app_id, group)
+        .await?
+        .ok_or_else(|| not_found(group))?;
+    for change in head.pending.iter().filter(|c| abandoned(deps, c)) {
+        settle(deps, &head.meta, change).await?;
+    }
+    Ok(head.meta)
+}
+
+/// Creates a group; the creator (or, for an admin, `group_owner`) is owner and member.
+pub async fn create(deps: &Deps, caller: &Caller, input: CreateGroup) -> Result<Group> {
+    let owner = caller.acting_as("group_owner", input.owner)?;
+    let mut members: Vec<String> = input.members.into_iter().map(String::from).collect();
+    if let Err(at) = members.binary_search_by(|m| m.as_str().cmp(&owner)) {
+        members.insert(at, owner.to_string());
+    }
+    if members.len() > MAX_MEMBER_CHANGES {
+        return Err(too_many(members.len()));
+    }
+    let uid = input
+        .group_id
+        .map_or_else(|| format!("group-{}", deps.ids.new_id()), String::from);
+    let app = &caller.app_id;
+    let now = deps.now();
+    let meta = GroupMeta {
+        uid: uid.clone(),
+        name: input.name,
+        owner: owner.to_string(),
+        attributes: input.attributes,
+        created_on: now,
+        updated_on: now,
+        app_id: app.to_string(),
+        version: 1,
+    };
+    let change = new_change(
+        deps,
+        caller,
+        ChangeKind::Created,
+        members.clone(),
+        Vec::new(),
+    );
+    if deps.store.create_group(&meta, &members, &change).await? == Created::Created {
+        announce(deps, &meta, &change).await?;
+        return Ok(Group::new(&meta, members));
+    }
+    // The id is taken. If it is this caller's own earlier create of the same group, which
+    // committed but could not announce itself (a 503), this retry finishes it. A create still
+    // in flight (a concurrent call) is not an earlier attempt: that is a conflict.
+    if let Some(head) = deps.store.group_head(app, &uid).await? {
+        let retried = head.pending.iter().any(|c| {
+            c.kind == ChangeKind::Created
+                && c.actor == *caller.user_id
+                && abandoned(deps, c)
+                && c.joined == members
+                && head.meta.same_definition(&meta)
+        });
+        if retried {
+            for change in &head.pending {
+                settle(deps, &head.meta, change).await?;
+            }
+            let members = deps.store.members(app, &uid).await?;
+            return Ok(Group::new(&head.meta, members));
+        }
+    }
+    Err(Error::Conflict(format!("group {uid} already exists")))
+}
+
+/// A group, for its members and admins.
+pub async fn get(deps: &Deps, caller: &Caller, group: &Id) -> Result<Group> {
+    let meta = load(deps, caller, group).await?;
+    let members = deps.store.members(&caller.app_id, group).await?;
+    if !caller.admin && !members.iter().any(|m| caller.user_id == *m) {
+        return Err(Error::forbidden(
+            "only members and admins may read this group",
+        ));
+    }
+    Ok(Group::new(&meta, members))
+}
+
+async fn update_meta(
+    deps: &Deps,
+    caller: &Caller,
+    meta: GroupMeta,
+    kind: ChangeKind,
+) -> Result<()> {
+    let change = new_change(deps, caller, kind, Vec::new(), Vec::new());
+    match deps.store.update_meta(&meta, &change).await? {
+        Updated::Updated => announce(deps, &meta, &change).await,
+        Updated::NoGroup => Err(not_found(&meta.uid)),
+    }
+}
+
+/// Renames a group (owner or admin).
+pub async fn rename(deps: &Deps, caller: &Caller, group: &Id, name: String) -> Result<()> {
+    let meta = load(deps, caller, group).await?;
+    owner_or_admin(caller, &meta)?;
+    let meta = GroupMeta {
+        name,
+        updated_on: deps.now(),
+        ..meta
+    };
+    update_meta(deps, caller, meta, ChangeKind::Renamed).await
+}
+
+/// Replaces a group's attributes (owner or admin).
+pub async fn set_attributes(
+    deps: &Deps,
+    caller: &Caller,
+    group: &Id,
+    attributes: Map<String, Value>,
+) -> Result<()> {
+    let meta = load(deps, caller, group).await?;
+    owner_or_admin(caller, &meta)?;
+    let meta = GroupMeta {
+        attributes,
+        updated_on: deps.now(),
+        ..meta
+    };
+    update_meta(deps, caller, meta, ChangeKind::AttributesSet).await
+}
+
+/// Adds a member: the owner or an admin adds anyone; a user adds only themself, and only to a
+/// group whose `allow_self_join` attribute is true. Returns false when already a member.
+pub async fn join(deps: &Deps, caller: &Caller, group: &Id, member: Id) -> Result<bool> {
+    let meta = load(deps, caller, group).await?;
+    let self_join = caller.user_id == member && meta.allows_self_join();
+    if !self_join {
+        owner_or_admin(caller, &meta)?;
+    }
+    let change = new_change(
+        deps,
+        caller,
+        ChangeKind::Joined,
+        vec![member.to_string()],
+        Vec::new(),
+    );
+    match deps
+        .store
+        .add_member(&caller.app_id, group, &member, &change)
+        .await?
+    {
+        Added::Added => announce(deps, &meta, &change).await.map(|()| true),
+        Added::AlreadyMember => Ok(false),
+        Added::NoGroup => Err(not_found(group)),
+    }
+}
+
+/// Removes a member: the member themself, the owner or an admin.
+pub async fn leave(deps: &Deps, caller: &Caller, group: &Id, member: &Id) -> Result<()> {
+    let meta = load(deps, caller, group).await?;
+    if caller.user_id != *member {
+        owner_or_admin(caller, &meta)?;
+    }
+    let change = new_change(
+        deps,
+        caller,
+        ChangeKind::Left,
+        Vec::new(),
+        vec![member.to_string()],
+    );
+    match deps
+        .store
+        .remove_member(&caller.app_id, group, member, &change)
+        .await?
+    {
+        Removed::Removed => announce(deps, &meta, &change).await,
+        Removed::NotMember => Err(Error::not_found(format!(
+            "{member} is not a member of group {group}"
+        ))),
+    }
+}
+
+/// Replaces the member set (owner or admin). Returns false when the set was already that.
+pub async fn set_members(
+    deps: &Deps,
+    caller: &Caller,
+    group: &Id,
+    wanted: Vec<Id>,
+) -> Result<bool> {
+    let app = &caller.app_id;
+    let mut meta = load(deps, caller, group).await?;
+    owner_or_admin(caller, &meta)?;
+    for _ in 0..SET_MEMBERS_ATTEMPTS {
+        let current = deps.store.members(app, group).await?;
+        let joined: Vec<String> = wanted
+            .iter()
+            .filter(|m| !current.iter().any(|c| **m == *c))
+            .map(|m| m.to_string())
+            .collect();
+        let left: Vec<String> = current
+            .iter()
+            .filter(|c| !wanted.iter().any(|m| *m == **c))
+            .cloned()
+            .collect();
+        if joined.is_empty() && left.is_empty() {
+            return Ok(false);
+        }
+        if joined.len() + left.len() > MAX_MEMBER_CHANGES {
+            return Err(too_many(joined.len() + left.len()));
+        }
+        let change = new_change(deps, caller, ChangeKind::MembersSet, joined, left);
+        match deps
+            .store
+            .set_members(app, group, meta.version, &change)
+            .await?
+        {
+            MembersSet::Applied => return announce(deps, &meta, &change).await.map(|()| true),
+            // Another change got in between: read again (finishing its follow-up), recompute.
+            MembersSet::Stale => meta = load(deps, caller, group).await?,
+        }
+    }
+    Err(Error::unavailable("the group is changing too fast; retry"))
+}
