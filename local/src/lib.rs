@@ -10,13 +10,14 @@ use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
+use chat21::cors::Cors;
 use chat21::error::Error;
 use chat21::events::{DELIVER_CONSUMES, Event};
 use chat21::input::MAX_BODY_BYTES;
 use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::ops::{Deps, Settings, deliver};
 use chat21::routes::{self, Match};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -24,6 +25,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tracing::{info, warn};
+
+mod wire;
+use wire::JsonErrors;
 
 /// Builds the API on the embedded store, and the receiver of the events it publishes.
 pub fn embedded_api(verifier: JwtVerifier) -> (Arc<Api>, UnboundedReceiver<Event>) {
@@ -56,18 +60,28 @@ pub async fn deliver_events(deps: Deps, mut events: UnboundedReceiver<Event>) {
     }
 }
 
+/// The local HTTP front: the API, and what API Gateway does in front of it on AWS (routing,
+/// CORS), plus the API's own OpenAPI document.
+pub struct Local {
+    pub api: Arc<Api>,
+    pub cors: Cors,
+}
+
+/// The OpenAPI document of the HTTP API, served at `/openapi.yaml`.
+pub const OPENAPI: &str = include_str!("../../openapi.yaml");
+
 /// Accepts connections until the listener fails.
-pub async fn serve(listener: TcpListener, api: Arc<Api>) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, local: Arc<Local>) -> std::io::Result<()> {
     loop {
         let (stream, peer) = listener.accept().await?;
-        let api = api.clone();
+        let local = local.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let api = api.clone();
-                async move { Ok::<_, Infallible>(respond(&api, request).await) }
+                let local = local.clone();
+                async move { Ok::<_, Infallible>(respond(&local, request).await) }
             });
             if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(JsonErrors::new(stream)), service)
                 .await
             {
                 info!(%peer, error = %e, "connection closed with an error");
@@ -87,28 +101,63 @@ fn to_hyper(response: lambda_http::Response<Body>) -> hyper::Response<Full<Bytes
     hyper::Response::from_parts(parts, Full::new(bytes))
 }
 
-async fn respond(api: &Api, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+fn error(e: &Error) -> hyper::Response<Full<Bytes>> {
+    to_hyper(api::error_response(e))
+}
+
+/// Answers CORS preflights (as API Gateway does for every path), and adds the CORS headers to
+/// everything else.
+async fn respond(local: &Local, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    if Cors::is_preflight(request.method(), request.headers()) {
+        let mut response = hyper::Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = hyper::StatusCode::NO_CONTENT;
+        *response.headers_mut() = local.cors.preflight_headers(request.headers());
+        return response;
+    }
+    let request_headers = request.headers().clone();
+    let mut response = route(local, request).await;
+    local
+        .cors
+        .decorate(&request_headers, response.headers_mut());
+    response
+}
+
+async fn route(local: &Local, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
+    if parts.method == hyper::Method::GET && parts.uri.path() == "/openapi.yaml" {
+        let mut response = hyper::Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/yaml"),
+        );
+        return response;
+    }
     let (route, params) = match routes::find(parts.method.as_str(), parts.uri.path()) {
         Match::Found(route, params) => (route, params),
-        Match::MethodNotAllowed => {
+        Match::MethodNotAllowed(allowed) => {
             let e =
                 Error::MethodNotAllowed(format!("{} is not allowed on this path", parts.method));
-            return to_hyper(api::error_response(&e));
+            let mut response = error(&e);
+            if let Ok(allow) = hyper::header::HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(hyper::header::ALLOW, allow);
+            }
+            return response;
         }
-        Match::NotFound => {
-            return to_hyper(api::error_response(&Error::not_found("no such route")));
-        }
+        Match::NotFound => return error(&Error::not_found("no such route")),
     };
     // Read at most one byte more than the limit: enough to answer 413 without reading it all.
     let bytes = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            let e = Error::PayloadTooLarge(format!(
+        Err(e) if e.is::<LengthLimitError>() => {
+            return error(&Error::PayloadTooLarge(format!(
                 "the request body is larger than {} KiB",
                 MAX_BODY_BYTES / 1024
-            ));
-            return to_hyper(api::error_response(&e));
+            )));
+        }
+        Err(e) => {
+            return error(&Error::bad_request(format!(
+                "the request body could not be read: {e}"
+            )));
         }
     };
     let body = if bytes.is_empty() {
@@ -121,5 +170,5 @@ async fn respond(api: &Api, request: hyper::Request<Incoming>) -> hyper::Respons
     let request = lambda_http::Request::from_parts(parts, body)
         .with_path_parameters(params)
         .with_query_string_parameters(query);
-    to_hyper(api::handle(api, route, request).await)
+    to_hyper(api::handle(&local.api, route, request).await)
 }

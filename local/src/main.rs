@@ -2,8 +2,12 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use chat21::auth::JwtVerifier;
 use chat21::config;
+use chat21::cors::Cors;
+use chat21_local::Local;
 
 /// Development key, used only when `JWT_KEY` is unset, and only by this local server.
 const DEV_KEY: &str = "chat21-local-development-key";
@@ -35,7 +39,10 @@ async fn run() -> Result<(), String> {
     };
     let dev_key = config::env("JWT_KEY").is_none() && config::env("JWT_PUBLIC_KEY").is_none();
     let verifier = if dev_key {
-        JwtVerifier::hs256(DEV_KEY.as_bytes()).map_err(|e| e.to_string())?
+        let leeway = config::leeway_from_lookup(config::env)?;
+        JwtVerifier::hs256(DEV_KEY.as_bytes())
+            .map_err(|e| e.to_string())?
+            .with_leeway(leeway)
     } else {
         config::verifier_from_lookup(config::env)?
     };
@@ -43,8 +50,13 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let cors = match config::env("CORS_ALLOW_ORIGINS") {
+        None => Cors::default(),
+        Some(list) => Cors::from_list(&list).map_err(|e| format!("CORS_ALLOW_ORIGINS: {e}"))?,
+    };
     let (api, events) = chat21_local::embedded_api(verifier);
     tokio::spawn(chat21_local::deliver_events(api.deps.clone(), events));
+    let local = Arc::new(Local { api, cors });
     println!("chat21-local listening on http://127.0.0.1:{port}");
     if dev_key {
         let token = example_token()?;
@@ -57,7 +69,7 @@ async fn run() -> Result<(), String> {
         );
     }
     tokio::select! {
-        served = chat21_local::serve(listener, api) => served.map_err(|e| e.to_string()),
+        served = chat21_local::serve(listener, local) => served.map_err(|e| e.to_string()),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
 }

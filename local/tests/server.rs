@@ -183,6 +183,42 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u
     Response { body, ..response }
 }
 
+/// Sends raw bytes on a fresh connection and parses whatever comes back.
+fn raw(port: u16, request: &[u8]) -> Response {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let request = request.to_vec();
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(&request);
+    });
+    let mut bytes = Vec::new();
+    let _ = (&stream).read_to_end(&mut bytes);
+    let _ = sender.join();
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&bytes)));
+    let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: bytes[end + 4..].to_vec(),
+    }
+}
+
 impl Server {
     /// A JSON call with an optional token and an optional JSON body.
     fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
@@ -896,5 +932,159 @@ fn an_invalid_port_stops_the_binary_with_a_message() {
     assert!(
         stderr.contains("PORT") && stderr.contains("notaport"),
         "stderr: {stderr:?}"
+    );
+}
+
+#[test]
+fn requests_hyper_cannot_parse_get_json_errors_too() {
+    let server = start();
+    let port = server.port;
+    let huge_header = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(512 * 1024)
+    );
+    let many_headers = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..200)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
+    );
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("a bad request line", b"GARBAGE\r\n\r\n".to_vec(), 400),
+        ("a bad header line", b"GET / HTTP/1.1\r\nno colon here\r\n\r\n".to_vec(), 400),
+        ("an oversized header", huge_header.into_bytes(), 431),
+        ("too many headers", many_headers.into_bytes(), 431),
+        (
+            "bad chunking",
+            format!(
+                "POST /api/{APP}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nZZZ\r\n{{}}\r\n0\r\n\r\n"
+            )
+            .into_bytes(),
+            400,
+        ),
+    ];
+    for (what, request, status) in cases {
+        let response = raw(port, &request);
+        assert_eq!(response.status, status, "{what}: {}", response.text());
+        assert!(
+            response
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("application/json")),
+            "{what}: {:?}",
+            response.headers
+        );
+        let body = response.json();
+        assert_eq!(body["success"], json!(false), "{what}");
+        assert!(
+            body["code"].is_string() && body["message"].is_string(),
+            "{what}: {body}"
+        );
+    }
+    // The server is still serving.
+    assert_eq!(http(port, "GET", "/", &[], b"").status, 200);
+}
+
+#[test]
+fn a_method_the_path_lacks_is_405_with_allow() {
+    let server = start();
+    let response = http(
+        server.port,
+        "PATCH",
+        &format!("/api/{APP}/groups/g1"),
+        &[],
+        b"",
+    );
+    assert_error(&response, 405);
+    assert_eq!(response.header("allow"), Some("GET, PUT"));
+}
+
+#[test]
+fn browsers_on_other_origins_may_call_the_api() {
+    let server = start();
+    let preflight = [
+        ("Origin", "https://widget.example"),
+        ("Access-Control-Request-Method", "POST"),
+        (
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        ),
+    ];
+    let path = format!("/api/{APP}/messages");
+    let response = http(server.port, "OPTIONS", &path, &preflight, b"");
+    assert_eq!(response.status, 204, "{}", response.text());
+    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    let methods = response
+        .header("access-control-allow-methods")
+        .unwrap_or("");
+    assert!(
+        methods.contains("POST") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let headers = response
+        .header("access-control-allow-headers")
+        .unwrap_or("");
+    assert!(headers.contains("authorization") && headers.contains("content-type"));
+    assert_eq!(response.header("access-control-max-age"), Some("600"));
+    // Ordinary answers (errors too) carry the origin header.
+    let t1 = token("u1", APP, false);
+    let answer = http(
+        server.port,
+        "GET",
+        &format!("/api/{APP}/u1/conversations"),
+        &[("Origin", "https://widget.example"), ("Authorization", &t1)],
+        b"",
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("access-control-allow-origin"), Some("*"));
+    let refused = http(
+        server.port,
+        "GET",
+        &format!("/api/{APP}/u1/conversations"),
+        &[("Origin", "https://widget.example")],
+        b"",
+    );
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("access-control-allow-origin"), Some("*"));
+
+    // A configured list: listed origins are echoed, others get no CORS headers.
+    let mut configured = command();
+    configured.env("JWT_KEY", KEY).env(
+        "CORS_ALLOW_ORIGINS",
+        "https://app.example, http://localhost:4200",
+    );
+    let listed = start_with(configured);
+    let from = |origin| {
+        let headers = [("Origin", origin), ("Access-Control-Request-Method", "GET")];
+        http(listed.port, "OPTIONS", &path, &headers, b"")
+    };
+    let ok = from("http://localhost:4200");
+    assert_eq!(ok.status, 204);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("http://localhost:4200")
+    );
+    assert_eq!(ok.header("vary"), Some("Origin"));
+    let other = from("https://evil.example");
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    assert_eq!(other.header("access-control-allow-methods"), None);
+
+    let mut bad = command();
+    bad.env("JWT_KEY", KEY)
+        .env("CORS_ALLOW_ORIGINS", "not an origin");
+    let output = bad.output().expect("run chat21-local");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("CORS_ALLOW_ORIGINS"));
+}
+
+#[test]
+fn the_openapi_document_is_served() {
+    let server = start();
+    let response = http(server.port, "GET", "/openapi.yaml", &[], b"");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/yaml"));
+    assert!(
+        response.text().starts_with("openapi: 3.1"),
+        "{}",
+        &response.text()[..40]
     );
 }

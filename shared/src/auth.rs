@@ -9,6 +9,12 @@ use crate::error::{Error, Result};
 use crate::ids::Id;
 use crate::model::Caller;
 
+/// Tolerated clock skew on `exp` unless configured (`JWT_LEEWAY_SECS`); the JWT library's own
+/// default of 60 s would keep expired tokens working for a minute.
+pub const DEFAULT_LEEWAY_SECS: u64 = 5;
+/// The most skew a configuration may allow.
+pub const MAX_LEEWAY_SECS: u64 = 300;
+
 /// Checks tokens with one configured key and one pinned algorithm.
 #[derive(Clone)]
 pub struct JwtVerifier {
@@ -57,9 +63,22 @@ impl JwtVerifier {
         // key, fail here.
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = DEFAULT_LEEWAY_SECS;
         // Tiledesk tokens carry `aud: ["rabbitmq", <uid>]`; Chat21 ignored it, so do we.
         validation.validate_aud = false;
         JwtVerifier { key, validation }
+    }
+
+    /// Accepts tokens up to `seconds` past their `exp` (or before their `nbf`): clock skew
+    /// between the token's issuer and this server.
+    pub fn with_leeway(mut self, seconds: u64) -> JwtVerifier {
+        self.validation.leeway = seconds;
+        self
+    }
+
+    /// The seconds of clock skew tolerated on `exp`.
+    pub fn leeway(&self) -> u64 {
+        self.validation.leeway
     }
 
     /// Verifies a token and returns the caller it names.
@@ -212,6 +231,20 @@ pub(crate) mod tests {
             let err = verifier().verify(&token).unwrap_err();
             assert_eq!(err.status(), 401, "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn expiry_leeway_is_small_and_configurable() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let expired_ago =
+            |secs: u64| sign(json!({"sub": "u", "app_id": "a", "exp": now - secs}), KEY);
+        assert_eq!(verifier().leeway(), DEFAULT_LEEWAY_SECS);
+        assert!(verifier().verify(&expired_ago(30)).is_err(), "not 60 s");
+        assert!(verifier().verify(&expired_ago(2)).is_ok());
+        let strict = verifier().with_leeway(0);
+        assert_eq!(strict.verify(&expired_ago(2)).unwrap_err().status(), 401);
+        let lax = verifier().with_leeway(120);
+        assert!(lax.verify(&expired_ago(60)).is_ok());
     }
 
     #[test]

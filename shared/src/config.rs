@@ -1,6 +1,6 @@
 //! Configuration: environment variables only, read once at start-up (see the README).
 
-use crate::auth::JwtVerifier;
+use crate::auth::{DEFAULT_LEEWAY_SECS, JwtVerifier, MAX_LEEWAY_SECS};
 use crate::error::Error;
 use crate::ops::Settings;
 
@@ -42,15 +42,33 @@ pub fn settings_from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Sett
 }
 
 /// The token verifier: `JWT_ALGORITHM` (`HS256` by default) with `JWT_KEY`, or `RS256` with
-/// `JWT_PUBLIC_KEY` (PEM; `\n` escapes allowed). There is no default key: without one the
-/// function refuses to start.
+/// `JWT_PUBLIC_KEY` (PEM; `\n` escapes allowed), and `JWT_LEEWAY_SECS` of tolerated clock
+/// skew. There is no default key: without one the function refuses to start.
 pub fn verifier_from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<JwtVerifier, String> {
+    let leeway = leeway_from_lookup(&get)?;
+    key_from_lookup(&get).map(|v| v.with_leeway(leeway))
+}
+
+/// `JWT_LEEWAY_SECS`: 0 to 300, default 5.
+pub fn leeway_from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<u64, String> {
+    match get("JWT_LEEWAY_SECS").as_deref().map(str::trim) {
+        None | Some("") => Ok(DEFAULT_LEEWAY_SECS),
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(secs) if secs <= MAX_LEEWAY_SECS => Ok(secs),
+            _ => Err(format!(
+                "JWT_LEEWAY_SECS must be a number of seconds from 0 to {MAX_LEEWAY_SECS}, not {raw:?}"
+            )),
+        },
+    }
+}
+
+fn key_from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<JwtVerifier, String> {
     let algorithm = get("JWT_ALGORITHM").unwrap_or_else(|| "HS256".into());
     let shown = |e: Error| e.to_string();
     match algorithm.trim() {
-        "" | "HS256" => JwtVerifier::hs256(required(&get, "JWT_KEY")?.as_bytes()).map_err(shown),
+        "" | "HS256" => JwtVerifier::hs256(required(get, "JWT_KEY")?.as_bytes()).map_err(shown),
         "RS256" => {
-            let pem = required(&get, "JWT_PUBLIC_KEY")?.replace("\\n", "\n");
+            let pem = required(get, "JWT_PUBLIC_KEY")?.replace("\\n", "\n");
             JwtVerifier::rs256_pem(pem.as_bytes()).map_err(shown)
         }
         other => Err(format!(
@@ -100,6 +118,19 @@ mod tests {
             verifier_from_lookup(lookup(&[("JWT_ALGORITHM", "none"), ("JWT_KEY", "k")])).is_err()
         );
         assert!(verifier_from_lookup(lookup(&[("JWT_KEY", "k")])).is_ok());
+    }
+
+    #[test]
+    fn leeway_is_configurable_within_bounds() {
+        let v = verifier_from_lookup(lookup(&[("JWT_KEY", "k")])).unwrap();
+        assert_eq!(v.leeway(), DEFAULT_LEEWAY_SECS);
+        let v =
+            verifier_from_lookup(lookup(&[("JWT_KEY", "k"), ("JWT_LEEWAY_SECS", "0")])).unwrap();
+        assert_eq!(v.leeway(), 0);
+        for bad in ["-1", "301", "5s"] {
+            let e = verifier_from_lookup(lookup(&[("JWT_KEY", "k"), ("JWT_LEEWAY_SECS", bad)]));
+            assert!(e.unwrap_err().contains("JWT_LEEWAY_SECS"), "{bad}");
+        }
     }
 
     #[test]

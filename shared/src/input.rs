@@ -113,19 +113,28 @@ impl Fields {
         Ok(members)
     }
 
-    /// Milliseconds since the epoch: a non-negative integer.
+    /// Milliseconds since the epoch: a non-negative integer (`435.0` counts as one, as JSON
+    /// Schema says).
     pub fn optional_timestamp(&self, name: &str) -> Result<Option<u64>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(ms) if ms <= MAX_TIMESTAMP => Ok(Some(ms)),
-                _ => Err(Error::bad_request(format!(
-                    "`{name}` must be a non-negative integer number of milliseconds"
-                ))),
-            },
-            Some(_) => Err(Error::bad_request(format!(
+        let bad = || {
+            Error::bad_request(format!(
                 "`{name}` must be a non-negative integer number of milliseconds"
-            ))),
+            ))
+        };
+        let Some(value) = self.get(name) else {
+            return Ok(None);
+        };
+        let ms = match value {
+            Value::Number(n) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (0.0..=MAX_TIMESTAMP as f64).contains(f))
+                    .map(|f| f as u64)
+            }),
+            _ => None,
+        };
+        match ms {
+            Some(ms) if ms <= MAX_TIMESTAMP => Ok(Some(ms)),
+            _ => Err(bad()),
         }
     }
 }
@@ -216,6 +225,10 @@ mod tests {
         );
         assert!(f.optional_timestamp("t").is_err());
         assert!(f.optional_timestamp("f").is_err());
+        let whole = Fields::parse(br#"{"t": 435.0, "big": 1e300, "neg": -0.5}"#).unwrap();
+        assert_eq!(whole.optional_timestamp("t").unwrap(), Some(435));
+        assert!(whole.optional_timestamp("big").is_err());
+        assert!(whole.optional_timestamp("neg").is_err());
         assert!(f.optional_timestamp("b").is_err());
         assert_eq!(f.optional_str("missing").unwrap(), None);
     }

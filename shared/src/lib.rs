@@ -10,6 +10,7 @@ pub mod adapters;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod events;
 pub mod ids;

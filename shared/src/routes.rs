@@ -132,8 +132,8 @@ pub const ROUTES: &[RouteDef] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
     Found(Route, HashMap<String, String>),
-    /// The path exists, the method does not.
-    MethodNotAllowed,
+    /// The path exists, the method does not; these methods do.
+    MethodNotAllowed(Vec<&'static str>),
     NotFound,
 }
 
@@ -146,7 +146,7 @@ fn segments(path: &str) -> Vec<&str> {
 pub fn find(method: &str, path: &str) -> Match {
     let actual = segments(path);
     let mut best: Option<(Vec<bool>, &RouteDef, HashMap<String, String>)> = None;
-    let mut path_exists = false;
+    let mut allowed: Vec<&'static str> = Vec::new();
     for def in ROUTES {
         let pattern = segments(def.path);
         if pattern.len() != actual.len() {
@@ -168,7 +168,9 @@ pub fn find(method: &str, path: &str) -> Match {
         if !matched {
             continue;
         }
-        path_exists = true;
+        if !allowed.contains(&def.method) {
+            allowed.push(def.method);
+        }
         if def.method != method {
             continue;
         }
@@ -178,7 +180,7 @@ pub fn find(method: &str, path: &str) -> Match {
     }
     match best {
         Some((_, def, params)) => Match::Found(def.route, params),
-        None if path_exists => Match::MethodNotAllowed,
+        None if !allowed.is_empty() => Match::MethodNotAllowed(allowed),
         None => Match::NotFound,
     }
 }
@@ -226,8 +228,14 @@ mod tests {
 
     #[test]
     fn unknown_paths_and_methods() {
-        assert_eq!(find("GET", "/api/a/messages"), Match::MethodNotAllowed);
+        assert_eq!(
+            find("GET", "/api/a/messages"),
+            Match::MethodNotAllowed(vec!["POST"])
+        );
         assert_eq!(find("GET", "/nope"), Match::NotFound);
-        assert_eq!(find("PATCH", "/api/a/groups/g"), Match::MethodNotAllowed);
+        assert_eq!(
+            find("PATCH", "/api/a/groups/g"),
+            Match::MethodNotAllowed(vec!["GET", "PUT"])
+        );
     }
 }

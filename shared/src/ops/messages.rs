@@ -15,6 +15,9 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Largest stored message as JSON: it travels whole in one SNS event (256 KiB with envelope).
 pub const MAX_MESSAGE_BYTES: usize = 240 * 1024;
 const MAX_NAME_CHARS: usize = 1024;
+/// How far ahead of the server's clock a client `timestamp` may be: a few minutes of clock
+/// skew. A message from further in the future would stay the conversation's last forever.
+pub const MAX_FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
 const MAX_TYPE_CHARS: usize = 64;
 
 /// The body of a send.
@@ -86,6 +89,14 @@ fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> 
             "`type` must be a string of 1 to {MAX_TYPE_CHARS} characters"
         )));
     }
+    let now = deps.now();
+    let timestamp = input.timestamp.unwrap_or(now);
+    if timestamp > now + MAX_FUTURE_SKEW_MS {
+        return Err(Error::bad_request(format!(
+            "`timestamp` is more than {} minutes ahead of the server's clock",
+            MAX_FUTURE_SKEW_MS / 60_000
+        )));
+    }
     let message_id = input
         .message_id
         .map_or_else(|| deps.ids.new_id(), String::from);
@@ -106,7 +117,7 @@ fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> 
         channel_type,
         attributes: input.attributes.unwrap_or_default(),
         metadata: input.metadata,
-        timestamp: input.timestamp.unwrap_or_else(|| deps.now()),
+        timestamp,
         status: status::SENT,
         app_id: caller.app_id.to_string(),
         timeline_of,

@@ -58,6 +58,7 @@ on_both_stores!(
     a_group_history_is_no_users_self_conversation,
     concurrent_creates_of_one_id_answer_201_once,
     only_a_stalled_create_with_the_same_body_is_finished_by_a_retry,
+    racing_self_notes_and_group_messages_never_cross,
 );
 
 async fn direct_message_reaches_both_sides(h: &Harness) {
@@ -1224,4 +1225,53 @@ async fn only_a_stalled_create_with_the_same_body_is_finished_by_a_retry(h: &Har
     assert_eq!(group.name, "First");
     assert_eq!(group.members.keys().collect::<Vec<_>>(), vec!["u1", "u2"]);
     assert_eq!(count(&h.deliver_all().await, EventType::GroupCreated), 1);
+}
+
+/// Self-notes of the user whose id is a group's id, racing messages to that group: each lands
+/// where it belongs, whatever the interleaving.
+async fn racing_self_notes_and_group_messages_never_cross(h: &Harness) {
+    make_group(h, "twin", &["u2"]).await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                h.send(&user("twin"), "twin", &format!("note {i}")).await
+            } else {
+                let to_group = chat21::ops::messages::SendMessage {
+                    channel_type: Some("group".into()),
+                    ..input("twin", &format!("group {i}"))
+                };
+                h.send_with(&user(if i % 4 == 1 { "u1" } else { "u2" }), to_group)
+                    .await
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    h.deliver_all().await;
+    let texts = |messages: Vec<chat21::model::Message>| {
+        messages.into_iter().map(|m| m.text).collect::<Vec<_>>()
+    };
+    let history = texts(h.history("twin").await);
+    assert_eq!(
+        history.iter().filter(|t| t.starts_with("group ")).count(),
+        6
+    );
+    assert!(
+        !history.iter().any(|t| t.starts_with("note")),
+        "{history:?}"
+    );
+    let own = texts(h.timeline("twin", "twin").await);
+    assert_eq!(own.len(), 6, "{own:?}");
+    assert!(own.iter().all(|t| t.starts_with("note")), "{own:?}");
+    for member in ["u1", "u2"] {
+        let theirs = texts(h.timeline(member, "twin").await);
+        assert!(
+            !theirs.iter().any(|t| t.starts_with("note")),
+            "{member}: {theirs:?}"
+        );
+        assert_eq!(theirs.iter().filter(|t| t.starts_with("group ")).count(), 6);
+    }
 }

@@ -11,4 +11,5 @@ mod dynamo_limits;
 mod events_files;
 mod http_api;
 mod lambda_e2e;
+mod openapi;
 mod template;

@@ -277,6 +277,35 @@ fn table_matches_the_dynamodb_adapter() {
 }
 
 #[test]
+fn cors_is_what_the_local_server_applies() {
+    let text = template();
+    let api = resources(&text)
+        .into_iter()
+        .find(|r| r.id == "HttpApi")
+        .expect("no HttpApi");
+    assert_eq!(api.value("AllowOrigins"), Some("!Ref CorsAllowOrigins"));
+    let list_after = |key: &str| -> Vec<String> {
+        let at = api
+            .lines
+            .iter()
+            .position(|l| l == key)
+            .unwrap_or_else(|| panic!("no {key}"));
+        api.lines[at + 1..]
+            .iter()
+            .take_while(|l| !l.contains(':'))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(list_after("AllowMethods:"), chat21::cors::ALLOW_METHODS);
+    assert_eq!(list_after("AllowHeaders:"), chat21::cors::ALLOW_HEADERS);
+    assert_eq!(
+        api.value("MaxAge"),
+        Some(chat21::cors::MAX_AGE_SECS.to_string().as_str())
+    );
+    assert!(text.contains("JWT_LEEWAY_SECS: !Ref JwtLeewaySeconds"));
+}
+
+#[test]
 fn queue_gets_what_deliver_consumes() {
     let text = template();
     let all = resources(&text);

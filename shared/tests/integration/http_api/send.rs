@@ -1,6 +1,7 @@
 //! `POST /api/{app_id}/messages`: every refusal of a send, and the stored message it answers.
 
 use super::*;
+use chat21::ops::messages::MAX_FUTURE_SKEW_MS;
 
 #[tokio::test]
 async fn send_answers_the_stored_message() {
@@ -323,6 +324,9 @@ async fn send_refuses_bad_timestamps() {
         json!(true),
         json!([1]),
         json!({"ms": 1}),
+        // Further ahead of the server's clock (the harness' clock reads 1.7e12) than allowed.
+        json!(1_700_000_000_000_u64 + MAX_FUTURE_SKEW_MS + 60_000),
+        json!(9_999_999_999_999_u64),
     ]
     .into_iter()
     .map(|ts| {
@@ -344,6 +348,16 @@ async fn send_refuses_bad_timestamps() {
         )
         .await;
     assert_eq!(sent["message"]["timestamp"], json!(0));
+    // A whole number written with a fraction is a whole number; a little ahead is skew.
+    let sent = w
+        .ok(
+            "POST",
+            SEND,
+            &u1,
+            Some(with(send_body(), "timestamp", json!(1_700_000_060_000.0))),
+        )
+        .await;
+    assert_eq!(sent["message"]["timestamp"], json!(1_700_000_060_000_u64));
 }
 
 #[tokio::test]
