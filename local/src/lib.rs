@@ -16,6 +16,7 @@ use chat21::events::{DELIVER_CONSUMES, Event};
 use chat21::input::MAX_BODY_BYTES;
 use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::ops::{Deps, Settings, deliver};
+use chat21::realtime::Realtime;
 use chat21::routes::{self, Match};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -26,15 +27,21 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tracing::{info, warn};
 
+pub mod mqtt;
 mod wire;
 use wire::JsonErrors;
 
-/// Builds the API on the embedded store, and the receiver of the events it publishes.
-pub fn embedded_api(verifier: JwtVerifier) -> (Arc<Api>, UnboundedReceiver<Event>) {
+/// Builds the API on the embedded store, publishing to connected clients through `realtime`,
+/// and the receiver of the events it publishes.
+pub fn embedded_api(
+    verifier: JwtVerifier,
+    realtime: Arc<dyn Realtime>,
+) -> (Arc<Api>, UnboundedReceiver<Event>) {
     let (sink, events) = unbounded_channel();
     let deps = Deps {
         store: Arc::new(EmbeddedStore::new()),
         events: Arc::new(EmbeddedEvents::with_sink(sink)),
+        realtime,
         clock: Arc::new(SystemClock),
         ids: Arc::new(UuidIds),
         settings: Settings::default(),

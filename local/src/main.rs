@@ -8,6 +8,8 @@ use chat21::auth::JwtVerifier;
 use chat21::config;
 use chat21::cors::Cors;
 use chat21_local::Local;
+use chat21_local::mqtt::{self, Broker, BrokerRealtime, Listener, Router};
+use tokio::net::TcpListener;
 
 /// Development key, used only when `JWT_KEY` is unset, and only by this local server.
 const DEV_KEY: &str = "chat21-local-development-key";
@@ -30,13 +32,29 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), String> {
-    let port: u16 = match config::env("PORT") {
-        None => 8004,
+/// A port from the environment (`0` = a free one).
+fn port(name: &str, default: u16) -> Result<u16, String> {
+    match config::env(name) {
+        None => Ok(default),
         Some(p) => p
+            .trim()
             .parse()
-            .map_err(|_| format!("PORT must be a port number, not {p:?}"))?,
-    };
+            .map_err(|_| format!("{name} must be a port number, not {p:?}")),
+    }
+}
+
+async fn bind(name: &str, port: u16) -> Result<(TcpListener, u16), String> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port} ({name}): {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    Ok((listener, port))
+}
+
+async fn run() -> Result<(), String> {
+    let http_port = port("PORT", 8004)?;
+    let ws_port = port("MQTT_WS_PORT", 15675)?;
+    let tcp_port = port("MQTT_TCP_PORT", 1883)?;
     let dev_key = config::env("JWT_KEY").is_none() && config::env("JWT_PUBLIC_KEY").is_none();
     let verifier = if dev_key {
         let leeway = config::leeway_from_lookup(config::env)?;
@@ -46,17 +64,32 @@ async fn run() -> Result<(), String> {
     } else {
         config::verifier_from_lookup(config::env)?
     };
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let (listener, port) = bind("PORT", http_port).await?;
+    let (ws_listener, ws_port) = bind("MQTT_WS_PORT", ws_port).await?;
+    let (tcp_listener, tcp_port) = bind("MQTT_TCP_PORT", tcp_port).await?;
     let cors = match config::env("CORS_ALLOW_ORIGINS") {
         None => Cors::default(),
         Some(list) => Cors::from_list(&list).map_err(|e| format!("CORS_ALLOW_ORIGINS: {e}"))?,
     };
-    let (api, events) = chat21_local::embedded_api(verifier);
+    let router = Arc::new(Router::new(mqtt::QUEUE_LEN));
+    let realtime = Arc::new(BrokerRealtime(router.clone()));
+    let (api, events) = chat21_local::embedded_api(verifier, realtime);
     tokio::spawn(chat21_local::deliver_events(api.deps.clone(), events));
+    let broker = Arc::new(Broker {
+        router,
+        api: api.clone(),
+    });
+    tokio::spawn(log_end(
+        "MQTT over WebSocket",
+        mqtt::serve(ws_listener, Listener::WebSocket, broker.clone()),
+    ));
+    tokio::spawn(log_end(
+        "MQTT over TCP",
+        mqtt::serve(tcp_listener, Listener::Tcp, broker),
+    ));
     let local = Arc::new(Local { api, cors });
+    println!("chat21-local MQTT over WebSocket on ws://127.0.0.1:{ws_port}/ws");
+    println!("chat21-local MQTT over TCP on mqtt://127.0.0.1:{tcp_port}");
     println!("chat21-local listening on http://127.0.0.1:{port}");
     if dev_key {
         let token = example_token()?;
@@ -71,6 +104,12 @@ async fn run() -> Result<(), String> {
     tokio::select! {
         served = chat21_local::serve(listener, local) => served.map_err(|e| e.to_string()),
         _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+async fn log_end(what: &str, served: impl Future<Output = std::io::Result<()>>) {
+    if let Err(e) = served.await {
+        eprintln!("chat21-local: {what} stopped: {e}");
     }
 }
 

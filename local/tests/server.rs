@@ -39,6 +39,8 @@ fn command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chat21-local"));
     command
         .env("PORT", "0")
+        .env("MQTT_WS_PORT", "0")
+        .env("MQTT_TCP_PORT", "0")
         .env("RUST_LOG", "warn")
         .env_remove("JWT_KEY")
         .env_remove("JWT_PUBLIC_KEY")

@@ -53,7 +53,7 @@ fn message(i: usize) -> Event {
         text: "hello, everyone".into(),
         kind: "text".into(),
         channel_type: ChannelType::Group,
-        attributes: Default::default(),
+        attributes: None,
         metadata: None,
         timestamp: 1_800_000_000_000 + i as u64,
         status: status::SENT,

@@ -33,6 +33,7 @@ impl std::fmt::Debug for JwtVerifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
     app_id: Option<String>,
     #[serde(default)]
     tiledesk_api_roles: Option<Value>,
@@ -83,6 +84,12 @@ impl JwtVerifier {
 
     /// Verifies a token and returns the caller it names.
     pub fn verify(&self, token: &str) -> Result<Caller> {
+        self.verify_until(token).map(|(caller, _)| caller)
+    }
+
+    /// Verifies a token and returns the caller it names and its `exp` (seconds since the
+    /// epoch): a connection authenticated by it must not outlive it.
+    pub fn verify_until(&self, token: &str) -> Result<(Caller, u64)> {
         let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             let why = match e.kind() {
@@ -108,11 +115,12 @@ impl JwtVerifier {
             Some(Value::Array(roles)) => roles.iter().any(|r| r.as_str() == Some("admin")),
             _ => false,
         };
-        Ok(Caller {
+        let caller = Caller {
             user_id,
             app_id,
             admin,
-        })
+        };
+        Ok((caller, claims.exp))
     }
 }
 

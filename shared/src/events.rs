@@ -21,6 +21,7 @@ pub enum EventType {
     GroupUpdated,
     JoinMember,
     LeaveMember,
+    PresenceChange,
 }
 
 impl EventType {
@@ -34,6 +35,7 @@ impl EventType {
             EventType::GroupUpdated => "group-updated",
             EventType::JoinMember => "join-member",
             EventType::LeaveMember => "leave-member",
+            EventType::PresenceChange => "presence-change",
         }
     }
 }
@@ -58,6 +60,7 @@ pub enum EventData {
     GroupUpdated(GroupData),
     JoinMember(MemberChange),
     LeaveMember(MemberChange),
+    PresenceChange(Presence),
 }
 
 impl EventData {
@@ -71,6 +74,7 @@ impl EventData {
             EventData::GroupUpdated(_) => EventType::GroupUpdated,
             EventData::JoinMember(_) => EventType::JoinMember,
             EventData::LeaveMember(_) => EventType::LeaveMember,
+            EventData::PresenceChange(_) => EventType::PresenceChange,
         }
     }
 }
@@ -112,6 +116,22 @@ pub struct MemberChange {
     pub message: Option<Message>,
 }
 
+/// A client's presence (REALTIME.md): `online` on `{"connected": true}`, `offline` on
+/// `{"disconnected": true}` (Chat21's will message). Nothing is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub user_id: Id,
+    pub client_id: Id,
+    pub presence: PresenceState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceState {
+    Online,
+    Offline,
+}
+
 /// One event in Chat21's envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -129,6 +149,9 @@ pub struct Event {
     /// `MEMBER_LEFT_GROUP` message is about.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also_to: Vec<String>,
+    /// `presence-change` carries its fields at the top level too (REALTIME.md's shape).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<Presence>,
 }
 
 impl Event {
@@ -141,6 +164,7 @@ impl Event {
             message_id: None,
             delivered_to: None,
             also_to: Vec::new(),
+            presence: None,
         }
     }
 
@@ -217,6 +241,14 @@ impl Event {
         Event::new(EventData::LeaveMember(change), app_id, &group, at)
     }
 
+    pub fn presence_change(app_id: &str, presence: Presence, at: u64) -> Event {
+        let user = presence.user_id.to_string();
+        Event {
+            presence: Some(presence.clone()),
+            ..Event::new(EventData::PresenceChange(presence), app_id, &user, at)
+        }
+    }
+
     pub fn to_json(&self) -> String {
         // Our own plain data (string keys, derived impls) always serializes.
         serde_json::to_string(self).unwrap_or_default()
@@ -285,6 +317,23 @@ mod tests {
             serde_json::from_value::<Event>(wire).is_err(),
             "ids are checked"
         );
+    }
+
+    #[test]
+    fn presence_has_realtimes_top_level_fields() {
+        let presence = Presence {
+            user_id: Id::parse("u", "u1").unwrap(),
+            client_id: Id::parse("c", "c1").unwrap(),
+            presence: PresenceState::Offline,
+        };
+        let event = Event::presence_change("a", presence, 3);
+        let wire: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
+        assert_eq!(wire["event_type"], "presence-change");
+        assert_eq!(wire["user_id"], "u1");
+        assert_eq!(wire["client_id"], "c1");
+        assert_eq!(wire["presence"], "offline");
+        assert_eq!(wire["recipient_id"], "u1");
+        assert_eq!(serde_json::from_value::<Event>(wire).unwrap(), event);
     }
 
     #[test]

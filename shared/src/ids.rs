@@ -10,8 +10,10 @@ use crate::error::{Error, Result};
 
 pub const MAX_ID_CHARS: usize = 128;
 
-/// Characters Chat21 forbade in ids; they would break storage keys and event attributes.
-const FORBIDDEN: [char; 4] = ['#', '/', '.', '*'];
+/// Characters ids may not contain: Chat21's `#` `/` `.` `*` (storage keys, event attributes,
+/// topic levels) and the wildcards of MQTT (`+`, and `#`) and of IoT policies (`*`, `?`), so an
+/// id can never widen a subscription or a policy.
+const FORBIDDEN: [char; 6] = ['#', '/', '.', '*', '+', '?'];
 
 /// A valid id (user, group, app or message): 1 to 128 printable characters without the
 /// forbidden ones. Serialized as the plain string; deserializing checks it again.
@@ -105,7 +107,7 @@ fn validate(field: &str, id: &str) -> Result<()> {
             format!("`{c}`")
         };
         return Err(Error::bad_request(format!(
-            "`{field}` contains a forbidden character ({shown}); ids may not contain # / . * or control characters"
+            "`{field}` contains a forbidden character ({shown}); ids may not contain # / . * + ? or control characters"
         )));
     }
     Ok(())
@@ -146,6 +148,8 @@ mod tests {
             "a/b",
             "a.b",
             "a*b",
+            "a+b",
+            "a?b",
             "a\nb",
             "a\u{0}b",
             "a\u{7f}b",

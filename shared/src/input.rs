@@ -43,8 +43,16 @@ impl Fields {
     }
 
     /// A field, treating `null` as absent.
-    fn get(&self, name: &str) -> Option<&Value> {
+    pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn set(&mut self, name: &str, value: Value) {
+        self.0.insert(name.to_string(), value);
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.0.remove(name);
     }
 
     pub fn optional_str(&self, name: &str) -> Result<Option<String>> {

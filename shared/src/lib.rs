@@ -20,6 +20,7 @@ pub mod lambda;
 pub mod model;
 pub mod ops;
 pub mod ports;
+pub mod realtime;
 pub mod routes;
 
 pub use error::{Error, Result};

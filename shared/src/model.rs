@@ -48,8 +48,9 @@ pub struct Message {
     #[serde(rename = "type")]
     pub kind: String,
     pub channel_type: ChannelType,
-    #[serde(default)]
-    pub attributes: Map<String, Value>,
+    /// Absent when the sender gave none (Chat21 clients test `!message.attributes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
     pub timestamp: u64,
@@ -74,21 +75,33 @@ impl Message {
 
     /// Chat21's `attributes.updateconversation: false` leaves conversations untouched.
     pub fn updates_conversation(&self) -> bool {
-        self.attributes.get("updateconversation") != Some(&Value::Bool(false))
+        self.attribute("updateconversation") != Some(&Value::Bool(false))
+    }
+
+    /// One of the message's attributes.
+    pub fn attribute(&self, name: &str) -> Option<&Value> {
+        self.attributes.as_ref()?.get(name)
     }
 
     pub fn is_group(&self) -> bool {
         self.channel_type == ChannelType::Group
     }
 
-    /// The message as a receipt-aware reader sees it: the owner's own message that the peer
-    /// has read (peer's read mark at or after it) shows status 250. Derived, never stored.
-    pub fn with_receipt(mut self, peer_read_at: Option<u64>) -> Message {
-        if self.sender == self.timeline_of
-            && self.status < status::RETURN_RECEIPT
-            && peer_read_at.is_some_and(|at| at >= self.timestamp)
-        {
-            self.status = status::RETURN_RECEIPT;
+    /// The copy as its owner sees it, with the receipts derived from the conversation's marks
+    /// (never stored per copy): a received message the owner sent a receipt for (or for a
+    /// later one) shows 200, the owner's own message the peer has read shows 250.
+    pub fn with_receipt(
+        mut self,
+        received_up_to: Option<u64>,
+        peer_read_at: Option<u64>,
+    ) -> Message {
+        let read = |mark: Option<u64>| mark.is_some_and(|at| at >= self.timestamp);
+        if self.sender == self.timeline_of {
+            if self.status < status::RETURN_RECEIPT && read(peer_read_at) {
+                self.status = status::RETURN_RECEIPT;
+            }
+        } else if self.status < status::RECEIVED && read(received_up_to) {
+            self.status = status::RECEIVED;
         }
         self
     }
@@ -112,6 +125,9 @@ pub struct Conversation {
     /// When the peer last read their side (direct conversations); drives status 250.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_read_at: Option<u64>,
+    /// The owner's receipts (status 200 on the message update topic) reach up to here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_up_to: Option<u64>,
 }
 
 impl Conversation {
@@ -125,13 +141,16 @@ impl Conversation {
             unread_count: 0,
             read_at: None,
             peer_read_at: None,
+            received_up_to: None,
             last: copy.clone(),
         }
     }
 
     /// Applies the derived return receipt to the last message.
     pub fn with_receipt(mut self) -> Conversation {
-        self.last = self.last.with_receipt(self.peer_read_at);
+        self.last = self
+            .last
+            .with_receipt(self.received_up_to, self.peer_read_at);
         self
     }
 }
@@ -248,6 +267,9 @@ pub struct SentRecord {
     pub message: Message,
     /// False until `message-sent` has been published; a retry finishes the job while false.
     pub published: bool,
+    /// An inline group's audience (its members and the sender).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_to: Vec<String>,
 }
 
 /// Who is calling, from a verified token.

@@ -38,6 +38,27 @@ pub struct Delivery {
     pub update_conversation: bool,
 }
 
+/// Whether a delivery (or the sender's own touch) took an archived conversation back.
+pub type Unarchived = bool;
+
+/// The receipt marks of a conversation row (message timestamps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMark {
+    /// `received_up_to`: the owner sent receipts (status 200) for messages up to here.
+    Received,
+    /// `peer_read_at`: the peer (of a direct conversation) read the owner's messages up to here.
+    Peer,
+}
+
+impl ReadMark {
+    pub fn attribute(self) -> &'static str {
+        match self {
+            ReadMark::Received => "received_up_to",
+            ReadMark::Peer => "peer_read_at",
+        }
+    }
+}
+
 /// A group's meta and the changes whose follow-up is still owed, oldest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupHead {
@@ -67,6 +88,15 @@ pub trait MessageStore: Send + Sync {
         group: &str,
         page: &PageRequest,
     ) -> Result<Page<Message>>;
+    /// One copy in `owner`'s timeline with `with`, by its sender and id.
+    async fn get_copy(
+        &self,
+        app: &str,
+        owner: &str,
+        with: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Option<Message>>;
     /// A user's timeline with a peer or a group, newest first.
     async fn list_messages(
         &self,
@@ -82,11 +112,12 @@ pub trait ConversationStore: Send + Sync {
     /// For each delivery, atomically: writes the copy unless it is already there and, only if it
     /// was not, applies it to the owner's conversation (newer message becomes the last one and
     /// un-archives; unread ones add one to `unread_count`). A delivery made before changes
-    /// nothing.
-    async fn deliver(&self, deliveries: &[Delivery]) -> Result<()>;
+    /// nothing. Returns, per delivery, whether it took an archived conversation back.
+    async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<Unarchived>>;
     /// The sender's side: makes `copy` the last message of its owner's conversation (read,
-    /// un-archived) unless a later message is already there. Idempotent.
-    async fn touch_conversation(&self, copy: &Message) -> Result<()>;
+    /// un-archived) unless a later message is already there. Idempotent. Returns whether it
+    /// took an archived conversation back.
+    async fn touch_conversation(&self, copy: &Message) -> Result<Unarchived>;
     async fn get_conversation(
         &self,
         app: &str,
@@ -119,9 +150,16 @@ pub trait ConversationStore: Send + Sync {
         with: &str,
         at: u64,
     ) -> Result<Option<Conversation>>;
-    /// Records on `peer`'s conversation with `reader` that `reader` read up to `at` (if later
-    /// than what is there; nothing if the row does not exist).
-    async fn mark_peer_read(&self, app: &str, peer: &str, reader: &str, at: u64) -> Result<()>;
+    /// Raises a receipt mark of `user`'s conversation with `with` to `at` (never lowers it;
+    /// nothing if the row does not exist).
+    async fn raise_read_mark(
+        &self,
+        app: &str,
+        user: &str,
+        with: &str,
+        mark: ReadMark,
+        at: u64,
+    ) -> Result<()>;
 }
 
 /// What creating a group did.

@@ -8,7 +8,9 @@ use crate::events::Event;
 use crate::ids::Id;
 use crate::model::{Caller, ChannelType, Conversation, Message};
 use crate::ops::Deps;
-use crate::ports::{Page, PageRequest};
+use crate::ops::messages::publish_quietly;
+use crate::ports::{Page, PageRequest, ReadMark};
+use crate::realtime::push;
 
 /// Active (or archived) conversations of `user`, newest first.
 pub async fn list(
@@ -66,12 +68,13 @@ pub async fn messages(
         deps.store.list_messages(app, &user, with, page),
         deps.store.get_conversation(app, &user, with),
     )?;
-    let peer_read_at = conversation.and_then(|c| c.peer_read_at);
+    let (received, peer_read_at) =
+        conversation.map_or((None, None), |c| (c.received_up_to, c.peer_read_at));
     Ok(Page {
         items: messages
             .items
             .into_iter()
-            .map(|m| m.with_receipt(peer_read_at))
+            .map(|m| m.with_receipt(received, peer_read_at))
             .collect(),
         next: messages.next,
     })
@@ -92,7 +95,9 @@ pub async fn archive(deps: &Deps, caller: &Caller, user_id: Option<Id>, with: &I
         .ok_or_else(|| not_found(with))?;
     // Published on every call, so a retry after a failed publish still announces it.
     let event = Event::conversation_archived(&user, &conversation, deps.now());
-    deps.events.publish(&[event]).await
+    deps.events.publish(&[event]).await?;
+    publish_quietly(deps, &push::archived(&conversation)).await;
+    Ok(())
 }
 
 /// `DELETE /conversations/{with}?delete=true`: removes the conversation and the user's copies
@@ -108,7 +113,9 @@ pub async fn delete(deps: &Deps, caller: &Caller, user_id: Option<Id>, with: &Id
     store.delete_timeline(app, &user, with).await?;
     let event = Event::conversation_deleted(&user, &conversation, deps.now());
     deps.events.publish(&[event]).await?;
-    store.delete_conversation(app, &user, with).await
+    store.delete_conversation(app, &user, with).await?;
+    publish_quietly(deps, &push::deleted(&conversation)).await;
+    Ok(())
 }
 
 /// Marks the conversation read: `is_new` false, `unread_count` 0; in a direct conversation the
@@ -122,8 +129,52 @@ pub async fn mark_read(deps: &Deps, caller: &Caller, user: Id, with: &Id) -> Res
         .mark_read(app, &user, with, at)
         .await?
         .ok_or_else(|| not_found(with))?;
+    let mut pushes = vec![push::conversation_read(&conversation)];
     if conversation.last.channel_type == ChannelType::Direct {
-        deps.store.mark_peer_read(app, with, &user, at).await?;
+        deps.store
+            .raise_read_mark(app, with, &user, ReadMark::Peer, at)
+            .await?;
+        pushes.push(push::peer_read(app, with, &user, at));
+    }
+    publish_quietly(deps, &pushes).await;
+    Ok(())
+}
+
+/// How far back a receipt for a group message is looked for in the reader's timeline.
+const RECEIPT_LOOKBACK: usize = 200;
+
+/// `{me}` read message `message_id` of their conversation with `with` (Chat21's
+/// `{"status": 200}` on the message's update topic): their copy, and every earlier one, shows
+/// status 200; in a direct conversation the sender's copy shows 250 and the sender is told.
+/// A receipt for a message the reader did not receive changes nothing.
+pub async fn read_message(deps: &Deps, caller: &Caller, with: &Id, message_id: &Id) -> Result<()> {
+    let (app, me) = (&caller.app_id, &caller.user_id);
+    let Some(conversation) = deps.store.get_conversation(app, me, with).await? else {
+        return Ok(());
+    };
+    let direct = conversation.last.channel_type == ChannelType::Direct;
+    let copy = if direct {
+        deps.store.get_copy(app, me, with, with, message_id).await?
+    } else {
+        // A group message's sender is not in the topic: look among the newest copies.
+        let recent = PageRequest::first(RECEIPT_LOOKBACK);
+        let page = deps.store.list_messages(app, me, with, &recent).await?;
+        page.items
+            .into_iter()
+            .find(|m| m.message_id == **message_id)
+    };
+    let Some(copy) = copy.filter(|c| c.sender != **me) else {
+        return Ok(());
+    };
+    let at = copy.timestamp;
+    deps.store
+        .raise_read_mark(app, me, with, ReadMark::Received, at)
+        .await?;
+    if direct {
+        deps.store
+            .raise_read_mark(app, with, me, ReadMark::Peer, at)
+            .await?;
+        publish_quietly(deps, &[push::receipt(app, with, me, message_id)]).await;
     }
     Ok(())
 }

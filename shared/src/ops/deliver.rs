@@ -9,6 +9,7 @@ use crate::keys::Position;
 use crate::model::{Message, SYSTEM_SENDER, status};
 use crate::ops::Deps;
 use crate::ports::{Delivery, PageRequest};
+use crate::realtime::push;
 
 /// How many group messages a joiner receives (the newest ones).
 pub const HISTORY_ON_JOIN: usize = 200;
@@ -73,11 +74,29 @@ async fn deliver_message(deps: &Deps, event: &Event, message: &Message) -> Resul
             update_conversation,
         }]
     };
-    deps.store.deliver(&deliveries).await?;
+    let unarchived = deps.store.deliver(&deliveries).await?;
+    let mut pushes = Vec::new();
     if !message.is_group() && update_conversation {
         // The sender's side too (send-message did it already unless it failed there).
-        deps.store.touch_conversation(message).await?;
+        if deps.store.touch_conversation(message).await? {
+            let (app, sender, to) = (&message.app_id, &message.sender, &message.recipient);
+            pushes.push(push::unarchived(app, sender, to));
+        }
     }
+    for (delivery, taken_back) in deliveries.iter().zip(unarchived) {
+        let copy = &delivery.copy;
+        if taken_back {
+            pushes.push(push::unarchived(
+                &copy.app_id,
+                &copy.timeline_of,
+                &copy.convers_with,
+            ));
+        }
+        pushes.push(push::message_added(copy));
+    }
+    // A failure fails the event, so that its redelivery publishes again (its writes are
+    // idempotent: they change nothing the second time).
+    deps.realtime.publish(&pushes).await?;
     if deps.settings.delivered_events {
         let now = deps.now();
         let events: Vec<Event> = deliveries
@@ -108,10 +127,14 @@ async fn copy_history(deps: &Deps, event: &Event, change: &MemberChange) -> Resu
         after: Some(Position::of(joined)),
     };
     let history = deps.store.list_history(&event.app_id, group, &page).await?;
+    // Oldest first, as clients expect copies of a conversation in the order written.
     let copies: Vec<Message> = history
         .items
         .iter()
+        .rev()
         .map(|m| m.copy_for(&change.member_id, group, status::DELIVERED))
         .collect();
-    deps.store.put_copies(&copies).await
+    deps.store.put_copies(&copies).await?;
+    let pushes: Vec<_> = copies.iter().map(push::message_added).collect();
+    deps.realtime.publish(&pushes).await
 }

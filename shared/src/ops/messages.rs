@@ -9,11 +9,13 @@ use crate::ids::{self, Id};
 use crate::input::Fields;
 use crate::model::{Caller, ChannelType, Message, SentRecord, status};
 use crate::ops::Deps;
+use crate::realtime::{Push, push, topics};
 
 /// Largest `text`, in bytes.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
-/// Largest stored message as JSON: it travels whole in one SNS event (256 KiB with envelope).
-pub const MAX_MESSAGE_BYTES: usize = 240 * 1024;
+/// Largest stored message as JSON: it travels whole in one MQTT publish (IoT Core carries at
+/// most 128 KB) and one SNS event.
+pub const MAX_MESSAGE_BYTES: usize = 120 * 1024;
 const MAX_NAME_CHARS: usize = 1024;
 /// How far ahead of the server's clock a client `timestamp` may be: a few minutes of clock
 /// skew. A message from further in the future would stay the conversation's last forever.
@@ -34,10 +36,29 @@ pub struct SendMessage {
     pub timestamp: Option<u64>,
     pub sender_id: Option<Id>,
     pub message_id: Option<Id>,
+    /// Chat21's inline ("volatile") group: `group: {members: {id: 1, …}}`, used when the
+    /// recipient group does not exist.
+    pub group_members: Option<Vec<Id>>,
 }
 
+/// Most members an inline group may name.
+pub const MAX_INLINE_MEMBERS: usize = 100;
+
 impl SendMessage {
+    /// The body of `POST /messages`.
     pub fn from_fields(f: &Fields) -> Result<SendMessage> {
+        let group_members = match f.optional_object("group")? {
+            Some(group) if group.get("members").is_some_and(|m| !m.is_null()) => {
+                let members = Fields::from_map(group).member_ids("members")?;
+                if members.len() > MAX_INLINE_MEMBERS {
+                    return Err(Error::bad_request(format!(
+                        "an inline group has at most {MAX_INLINE_MEMBERS} members"
+                    )));
+                }
+                Some(members)
+            }
+            _ => None,
+        };
         Ok(SendMessage {
             sender_fullname: f.required_str("sender_fullname")?,
             recipient_id: f.required_id("recipient_id")?,
@@ -50,7 +71,17 @@ impl SendMessage {
             timestamp: f.optional_timestamp("timestamp")?,
             sender_id: f.optional_id("sender_id")?,
             message_id: f.optional_id("message_id")?,
+            group_members,
         })
+    }
+
+    /// The payload of a publish on `…/outgoing/users/{me}/messages/{to}/outgoing`: the same
+    /// body, with the recipient from the topic and the sender from the connection.
+    pub fn from_publish(f: &Fields, to: Id) -> Result<SendMessage> {
+        let mut fields = f.clone();
+        fields.set("recipient_id", Value::String(to.to_string()));
+        fields.remove("sender_id");
+        SendMessage::from_fields(&fields)
     }
 }
 
@@ -115,7 +146,7 @@ fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> 
         text: input.text,
         kind,
         channel_type,
-        attributes: input.attributes.unwrap_or_default(),
+        attributes: input.attributes,
         metadata: input.metadata,
         timestamp,
         status: status::SENT,
@@ -135,17 +166,33 @@ fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> 
     Ok(message)
 }
 
-/// A group message needs a member sender (admins excepted) and an existing group.
-async fn check_group_sender(deps: &Deps, caller: &Caller, message: &Message) -> Result<()> {
+/// Who a group message goes to, besides the group's members.
+async fn group_audience(
+    deps: &Deps,
+    caller: &Caller,
+    message: &Message,
+    inline: Option<Vec<Id>>,
+) -> Result<Vec<String>> {
     let (app, group, sender) = (&message.app_id, &message.recipient, &message.sender);
     if deps.store.is_member(app, group, sender).await? {
-        return Ok(());
+        return Ok(Vec::new());
     }
     if deps.store.group_head(app, group).await?.is_none() {
-        return Err(Error::not_found(format!("group {group} not found")));
+        // Chat21's inline group: those members and the sender, and no group is created.
+        let Some(members) = inline else {
+            return Err(Error::not_found(format!("group {group} not found")));
+        };
+        let mut audience: Vec<String> = members.into_iter().map(String::from).collect();
+        if !audience.contains(sender) {
+            audience.push(sender.clone());
+        }
+        for member in &audience {
+            topics::check_fits(app, member, group, None)?;
+        }
+        return Ok(audience);
     }
     if caller.admin {
-        return Ok(());
+        return Ok(Vec::new());
     }
     Err(Error::forbidden(format!(
         "{sender} is not a member of group {group}"
@@ -160,34 +207,47 @@ async fn check_group_sender(deps: &Deps, caller: &Caller, message: &Message) -> 
 /// publish is rolled back so that the client's retry does not leave a stray copy.
 pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> {
     let client_id = input.message_id.is_some();
+    let inline = input.group_members.clone();
     let message = compose(deps, caller, input)?;
-    if message.is_group() {
-        check_group_sender(deps, caller, &message).await?;
-    }
+    let (app, sender, to) = (&message.app_id, &message.sender, &message.recipient);
+    topics::check_fits(app, sender, to, Some(&message.message_id))?;
+    let also_to = if message.is_group() {
+        group_audience(deps, caller, &message, inline).await?
+    } else {
+        topics::check_fits(app, to, sender, Some(&message.message_id))?;
+        Vec::new()
+    };
     let record = SentRecord {
         message,
         published: false,
+        also_to,
     };
     match deps.store.claim_sent(&record).await? {
-        None => finish(deps, record.message, client_id).await,
+        None => finish(deps, record, client_id).await,
         Some(earlier) if earlier.published => Ok(earlier.message),
         // An earlier attempt stored it but could not publish: finish that attempt.
-        Some(earlier) => finish(deps, earlier.message, true).await,
+        Some(earlier) => finish(deps, earlier, true).await,
     }
 }
 
-async fn finish(deps: &Deps, message: Message, keep_on_failure: bool) -> Result<Message> {
+async fn finish(deps: &Deps, record: SentRecord, keep_on_failure: bool) -> Result<Message> {
+    let SentRecord {
+        message, also_to, ..
+    } = record;
     let canonical = std::slice::from_ref(&message);
-    let stored = if message.is_group() {
-        deps.store.put_history(canonical).await
-    } else {
-        deps.store.put_copies(canonical).await
+    // An inline group's message has no history: nothing is created for its group id.
+    let stored = match (message.is_group(), also_to.is_empty()) {
+        (false, _) => deps.store.put_copies(canonical).await,
+        (true, true) => deps.store.put_history(canonical).await,
+        (true, false) => Ok(()),
     };
     let published = match stored {
         Ok(()) => {
-            deps.events
-                .publish(&[Event::message_sent(&message, deps.now())])
-                .await
+            let event = Event {
+                also_to,
+                ..Event::message_sent(&message, deps.now())
+            };
+            deps.events.publish(&[event]).await
         }
         Err(e) => Err(e),
     };
@@ -208,16 +268,36 @@ async fn finish(deps: &Deps, message: Message, keep_on_failure: bool) -> Result<
             "the message could not be sent now ({e}); retry{hint}"
         )));
     }
-    // The sender's own conversation; deliver repeats this idempotently, so a failure here
-    // only delays it.
-    if !message.is_group()
-        && message.updates_conversation()
-        && let Err(e) = deps.store.touch_conversation(&message).await
-    {
-        warn!(error = %e, message_id = %message.message_id, "sender conversation left to deliver");
+    if !message.is_group() {
+        let mut pushes = Vec::new();
+        // The sender's own conversation; deliver repeats this idempotently, so a failure here
+        // only delays it.
+        if message.updates_conversation() {
+            match deps.store.touch_conversation(&message).await {
+                Ok(true) => pushes.push(push::unarchived(
+                    &message.app_id,
+                    &message.sender,
+                    &message.recipient,
+                )),
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(error = %e, message_id = %message.message_id, "sender conversation left to deliver");
+                }
+            }
+        }
+        pushes.push(push::message_added(&message));
+        publish_quietly(deps, &pushes).await;
     }
     if let Err(e) = deps.store.mark_published(&message).await {
         warn!(error = %e, message_id = %message.message_id, "could not mark the send published");
     }
     Ok(message)
+}
+
+/// Real-time publishes made by an HTTP or MQTT call after its writes: a failure is logged, not
+/// answered (the writes are done, and clients reload over HTTP when they reconnect).
+pub(crate) async fn publish_quietly(deps: &Deps, pushes: &[Push]) {
+    if let Err(e) = deps.realtime.publish(pushes).await {
+        warn!(error = %e, count = pushes.len(), "real-time publishes failed");
+    }
 }

@@ -8,12 +8,15 @@ pub mod messages;
 use std::sync::Arc;
 
 use crate::ports::{Clock, EventPublisher, IdSource, Store};
+use crate::realtime::Realtime;
 
 /// What every operation runs against, built once per process (per cold start on Lambda).
 #[derive(Clone)]
 pub struct Deps {
     pub store: Arc<dyn Store>,
     pub events: Arc<dyn EventPublisher>,
+    /// Publishes to connected clients (REALTIME.md).
+    pub realtime: Arc<dyn Realtime>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
     pub settings: Settings,

@@ -562,10 +562,10 @@ async fn create_group_makes_owner_a_member_and_announces(h: &Harness) {
         .find(|m| label(m).as_deref() == Some("GROUP_CREATED"))
         .unwrap();
     assert_eq!(
-        created.attributes["messagelabel"]["parameters"]["creator"],
+        created.attribute("messagelabel").unwrap()["parameters"]["creator"],
         "u1"
     );
-    assert_eq!(created.attributes["subtype"], "info");
+    assert_eq!(created.attribute("subtype").unwrap(), "info");
     assert!(h.conversation("u3", "group-a").await.is_some());
 
     let taken = groups::create(
@@ -718,11 +718,11 @@ async fn join_rules(h: &Harness) {
     assert_eq!(h.members("group-j").await, vec!["u1", "u2", "u4"]);
     let last = h.conversation("u2", "group-j").await.unwrap();
     assert_eq!(
-        last.last.attributes["messagelabel"]["key"],
+        last.last.attribute("messagelabel").unwrap()["key"],
         "MEMBER_JOINED_GROUP"
     );
     assert_eq!(
-        last.last.attributes["messagelabel"]["parameters"]["member_id"],
+        last.last.attribute("messagelabel").unwrap()["parameters"]["member_id"],
         "u4"
     );
 
@@ -793,7 +793,8 @@ async fn leave_rules(h: &Harness) {
     for member in ["u1", "u2", "u3"] {
         let conv = h.conversation(member, "group-l").await.unwrap();
         assert_eq!(
-            conv.last.attributes["messagelabel"]["key"], "MEMBER_LEFT_GROUP",
+            conv.last.attribute("messagelabel").unwrap()["key"],
+            "MEMBER_LEFT_GROUP",
             "{member}"
         );
     }
@@ -856,7 +857,8 @@ async fn set_members_applies_the_difference(h: &Harness) {
             .await
             .unwrap()
             .last
-            .attributes["messagelabel"]["key"],
+            .attribute("messagelabel")
+            .unwrap()["key"],
         "MEMBER_LEFT_GROUP"
     );
     assert!(h.conversation("u4", "group-s").await.is_some());
@@ -1014,7 +1016,7 @@ async fn failed_announcement_is_finished_by_the_next_call(h: &Harness) {
     );
     let joined = h.conversation("u4", "group-p").await.unwrap();
     assert_eq!(
-        joined.last.attributes["messagelabel"]["key"],
+        joined.last.attribute("messagelabel").unwrap()["key"],
         "MEMBER_JOINED_GROUP"
     );
     assert_eq!(

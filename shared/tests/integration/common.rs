@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 use chat21::adapters::dynamo::{DynamoStore, ORDER_INDEX};
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
+use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, RecordingRealtime};
 use chat21::events::{DELIVER_CONSUMES, Event, EventType};
 use chat21::ids::Id;
 use chat21::model::{Caller, Conversation, Message};
@@ -132,11 +132,12 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
         .expect("create table on moto");
 }
 
-/// Deps plus the recording event bus, on either store.
+/// Deps plus the recording event bus and real-time publisher, on either store.
 #[derive(Clone)]
 pub struct Harness {
     pub deps: Deps,
     pub events: Arc<EmbeddedEvents>,
+    pub realtime: Arc<RecordingRealtime>,
     pub dynamo: Option<Arc<DynamoStore>>,
 }
 
@@ -145,10 +146,15 @@ pub fn step_clock() -> Arc<StepClock> {
     Arc::new(StepClock(AtomicU64::new(1_700_000_000_000)))
 }
 
-fn deps_with(store: Arc<dyn chat21::ports::Store>, events: Arc<EmbeddedEvents>) -> Deps {
+fn deps_with(
+    store: Arc<dyn chat21::ports::Store>,
+    events: Arc<EmbeddedEvents>,
+    realtime: Arc<RecordingRealtime>,
+) -> Deps {
     Deps {
         store,
         events,
+        realtime,
         clock: step_clock(),
         ids: Arc::new(SeqIds(AtomicU64::new(1))),
         settings: Settings::default(),
@@ -158,9 +164,15 @@ fn deps_with(store: Arc<dyn chat21::ports::Store>, events: Arc<EmbeddedEvents>) 
 impl Harness {
     pub fn embedded() -> Harness {
         let events = Arc::new(EmbeddedEvents::new());
+        let realtime = Arc::new(RecordingRealtime::new());
         Harness {
-            deps: deps_with(Arc::new(EmbeddedStore::new()), events.clone()),
+            deps: deps_with(
+                Arc::new(EmbeddedStore::new()),
+                events.clone(),
+                realtime.clone(),
+            ),
             events,
+            realtime,
             dynamo: None,
         }
     }
@@ -173,9 +185,11 @@ impl Harness {
         create_table(&client, &table).await;
         let store = Arc::new(DynamoStore::new(client, table, step_clock()));
         let events = Arc::new(EmbeddedEvents::new());
+        let realtime = Arc::new(RecordingRealtime::new());
         Harness {
-            deps: deps_with(store.clone(), events.clone()),
+            deps: deps_with(store.clone(), events.clone(), realtime.clone()),
             events,
+            realtime,
             dynamo: Some(store),
         }
     }
@@ -274,6 +288,7 @@ pub fn input(to: &str, text: &str) -> SendMessage {
         timestamp: None,
         sender_id: None,
         message_id: None,
+        group_members: None,
     }
 }
 
@@ -283,8 +298,7 @@ pub fn count(events: &[Event], kind: EventType) -> usize {
 
 pub fn label(message: &Message) -> Option<String> {
     message
-        .attributes
-        .get("messagelabel")?
+        .attribute("messagelabel")?
         .get("key")?
         .as_str()
         .map(str::to_string)

@@ -198,6 +198,7 @@ async fn spied() -> Spied {
     let deps = Deps {
         store: store.clone(),
         events: Arc::new(EmbeddedEvents::new()),
+        realtime: std::sync::Arc::new(chat21::realtime::NoRealtime),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UuidIds),
         settings: Settings {
@@ -217,7 +218,7 @@ fn copy(owner: &str, with: &str, sender: &str, i: usize) -> Message {
         text: format!("text {i}"),
         kind: "text".into(),
         channel_type: ChannelType::Direct,
-        attributes: Default::default(),
+        attributes: None,
         metadata: None,
         timestamp: 1_700_000_000_000 + i as u64,
         status: status::SENT,
@@ -337,6 +338,7 @@ async fn sent_records_expire_30_days_after_the_clocks_now() {
     let record = chat21::model::SentRecord {
         message: copy("u1", "u2", "u1", 7),
         published: false,
+        also_to: Vec::new(),
     };
     assert_eq!(store.claim_sent(&record).await.unwrap(), None);
     let item = client

@@ -183,6 +183,7 @@ impl Harness {
         let deps = Deps {
             store: store.clone(),
             events: events.clone(),
+            realtime: Arc::new(chat21::realtime::NoRealtime),
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidIds),
             settings: Settings::default(),
@@ -244,8 +245,7 @@ impl Harness {
 /// A system message's `messagelabel` key and the member it is about (empty if none).
 fn label(message: &Message) -> (String, String) {
     let label = message
-        .attributes
-        .get("messagelabel")
+        .attribute("messagelabel")
         .cloned()
         .unwrap_or_default();
     (

@@ -85,6 +85,7 @@ fn api_with_topic(config: &aws_config::SdkConfig, store: Arc<DynamoStore>, topic
     crate::common::api_on(Deps {
         store,
         events: Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(config), topic_arn)),
+        realtime: std::sync::Arc::new(chat21::realtime::NoRealtime),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UuidIds),
         settings: Settings::default(),
@@ -363,7 +364,7 @@ async fn fifty_concurrent_joins_leave_fifty_members() {
             .unwrap()
             .unwrap();
         assert_eq!(
-            conv.last.attributes["messagelabel"]["key"],
+            conv.last.attribute("messagelabel").unwrap()["key"],
             "MEMBER_JOINED_GROUP"
         );
     }

@@ -2,17 +2,19 @@
 //! sender's row, lists, archive, delete, read marks.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, ReturnValue, TransactWriteItem, WriteRequest,
+};
 
 use super::DynamoStore;
 use super::item::{LAST, StoredConversation, conversation_key, conversation_of, copy_item};
-use super::item::{count_unread, set_last};
-use super::request::{Expr, ORDER, PK, Transaction, built, key_of, n, s};
+use super::item::{Premise, count_unread, set_last};
+use super::request::{Cancelled, Expr, Item, ORDER, PK, Transaction, built, key_of, n, s};
 use crate::adapters::retry::{Attempt, retry};
 use crate::error::Result;
 use crate::keys;
 use crate::model::{Conversation, Message};
-use crate::ports::{ConversationStore, Delivery, Page, PageRequest};
+use crate::ports::{ConversationStore, Delivery, Page, PageRequest, ReadMark, Unarchived};
 
 /// Deliveries per transaction: two actions each (the copy and the conversation row).
 const DELIVERIES_PER_TRANSACTION: usize = 50;
@@ -20,8 +22,11 @@ const DELIVERIES_PER_TRANSACTION: usize = 50;
 /// How a delivery updates the owner's conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConversationWrite {
-    /// The copy is the newest message: it becomes the last one (conditional on that).
+    /// The copy is the newest message of an active conversation: it becomes the last one.
     Newer,
+    /// The copy is the newest message of an archived conversation: it becomes the last one
+    /// and takes the conversation back to the active list.
+    Unarchive,
     /// A later message is already there: only count it as unread (conditional on the row).
     Older,
     /// `updateconversation: false`, or an old message the owner sent: the row stays.
@@ -38,18 +43,38 @@ enum Part {
     Conversation,
 }
 
+/// The conversation row as a failed condition returned it: its last message's order, and
+/// whether it is archived.
+fn row_state(old: Option<&Item>) -> Option<(String, bool)> {
+    let old = old?;
+    let last = match old.get(LAST) {
+        Some(AttributeValue::S(last)) => last.clone(),
+        _ => String::new(),
+    };
+    let archived = matches!(old.get("archived"), Some(AttributeValue::Bool(true)));
+    Some((last, archived))
+}
+
 /// After a chunk's transaction was cancelled by failed conditions, what to try again. A
 /// delivery whose copy already exists was made before: it is done. One whose conversation
-/// condition failed was planned on a wrong premise: `Newer` becomes `Older` (a later message
-/// got there first) and `Older` becomes `Newer` (there is no row yet). The others were only
-/// cancelled with the chunk and go again as they were.
-fn replan(chunk: &[Planned], parts: &[(usize, Part)], failed: &[bool]) -> Vec<Planned> {
+/// condition failed was planned on a wrong premise, which the row as it was tells: a later
+/// message is there (`Older`), the row is archived (`Unarchive`), or there is no row yet
+/// (`Newer`). The others were only cancelled with the chunk and go again as they were.
+fn replan(
+    chunk: &[Planned],
+    orders: &[String],
+    parts: &[(usize, Part)],
+    outcomes: &[Cancelled],
+) -> Vec<Planned> {
     let mut copy_exists = vec![false; chunk.len()];
-    let mut premise_failed = vec![false; chunk.len()];
-    for (&(pos, part), &failed) in parts.iter().zip(failed) {
+    let mut premise_failed: Vec<Option<Option<(String, bool)>>> = vec![None; chunk.len()];
+    for (&(pos, part), outcome) in parts.iter().zip(outcomes) {
         match part {
-            Part::Copy => copy_exists[pos] |= failed,
-            Part::Conversation => premise_failed[pos] |= failed,
+            Part::Copy => copy_exists[pos] |= outcome.failed,
+            Part::Conversation if outcome.failed => {
+                premise_failed[pos] = Some(row_state(outcome.old.as_ref()))
+            }
+            Part::Conversation => {}
         }
     }
     chunk
@@ -57,10 +82,12 @@ fn replan(chunk: &[Planned], parts: &[(usize, Part)], failed: &[bool]) -> Vec<Pl
         .enumerate()
         .filter(|(pos, _)| !copy_exists[*pos])
         .map(|(pos, &(i, write))| {
-            let write = match (premise_failed[pos], write) {
-                (false, w) => w,
-                (true, ConversationWrite::Newer) => ConversationWrite::Older,
-                (true, _) => ConversationWrite::Newer,
+            let write = match &premise_failed[pos] {
+                None => write,
+                Some(None) => ConversationWrite::Newer,
+                Some(Some((last, _))) if *last >= orders[pos] => ConversationWrite::Older,
+                Some(Some((_, true))) => ConversationWrite::Unarchive,
+                Some(Some((_, false))) => ConversationWrite::Newer,
             };
             (i, write)
         })
@@ -68,26 +95,41 @@ fn replan(chunk: &[Planned], parts: &[(usize, Part)], failed: &[bool]) -> Vec<Pl
 }
 
 impl DynamoStore {
-    /// One transaction for a chunk of deliveries; returns what is left to do.
+    /// One transaction for a chunk of deliveries; returns what is left to do, or which
+    /// deliveries it made and whether each took its conversation back from the archive.
     async fn deliver_chunk(
         &self,
         deliveries: &[Delivery],
         chunk: &[Planned],
-    ) -> Result<Vec<Planned>> {
+    ) -> Result<std::result::Result<Vec<(usize, Unarchived)>, Vec<Planned>>> {
         let mut actions = Vec::new();
         let mut parts = Vec::new();
+        let mut orders = Vec::new();
         for (pos, &(i, write)) in chunk.iter().enumerate() {
             let d = &deliveries[i];
+            orders.push(keys::order_of(&d.copy));
             let put = self
                 .table
                 .put(copy_item(&d.copy)?, Some("attribute_not_exists(pk)"))?;
             actions.push(TransactWriteItem::builder().put(put).build());
             parts.push((pos, Part::Copy));
+            let table = &self.table;
             let update = match write {
-                ConversationWrite::Newer => {
-                    Some(set_last(&self.table, &d.copy, d.unread, d.unread)?)
-                }
-                ConversationWrite::Older if d.unread => Some(count_unread(&self.table, &d.copy)?),
+                ConversationWrite::Newer => Some(set_last(
+                    table,
+                    &d.copy,
+                    d.unread,
+                    d.unread,
+                    Premise::Active,
+                )?),
+                ConversationWrite::Unarchive => Some(set_last(
+                    table,
+                    &d.copy,
+                    d.unread,
+                    d.unread,
+                    Premise::Archived,
+                )?),
+                ConversationWrite::Older if d.unread => Some(count_unread(table, &d.copy)?),
                 _ => None,
             };
             if let Some(update) = update {
@@ -96,15 +138,20 @@ impl DynamoStore {
             }
         }
         Ok(match self.table.transact(actions).await? {
-            Transaction::Committed => Vec::new(),
-            Transaction::ConditionsFailed(failed) => replan(chunk, &parts, &failed),
+            Transaction::Committed => Ok(chunk
+                .iter()
+                .map(|&(i, write)| (i, write == ConversationWrite::Unarchive))
+                .collect()),
+            Transaction::ConditionsFailed(outcomes) => {
+                Err(replan(chunk, &orders, &parts, &outcomes))
+            }
         })
     }
 }
 
 #[async_trait]
 impl ConversationStore for DynamoStore {
-    async fn deliver(&self, deliveries: &[Delivery]) -> Result<()> {
+    async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<Unarchived>> {
         let plan: Vec<Planned> = deliveries
             .iter()
             .enumerate()
@@ -117,27 +164,41 @@ impl ConversationStore for DynamoStore {
                 (i, write)
             })
             .collect();
+        let unarchived = vec![false; deliveries.len()];
         retry(
             "deliveries kept conflicting",
-            plan,
-            move |plan| async move {
+            (plan, unarchived),
+            move |(plan, mut unarchived)| async move {
                 let mut left = Vec::new();
                 for chunk in plan.chunks(DELIVERIES_PER_TRANSACTION) {
-                    left.extend(self.deliver_chunk(deliveries, chunk).await?);
+                    match self.deliver_chunk(deliveries, chunk).await? {
+                        Ok(made) => {
+                            for (i, taken_back) in made {
+                                unarchived[i] = taken_back;
+                            }
+                        }
+                        Err(again) => left.extend(again),
+                    }
                 }
                 Ok(if left.is_empty() {
-                    Attempt::Done(())
+                    Attempt::Done(unarchived)
                 } else {
-                    Attempt::Again(left)
+                    Attempt::Again((left, unarchived))
                 })
             },
         )
         .await
     }
 
-    async fn touch_conversation(&self, copy: &Message) -> Result<()> {
-        let update = set_last(&self.table, copy, false, false)?;
-        self.table.update_item(update).await.map(|_| ())
+    async fn touch_conversation(&self, copy: &Message) -> Result<Unarchived> {
+        let update = set_last(&self.table, copy, false, false, Premise::Any)?;
+        let old = self
+            .table
+            .update_returning(update, ReturnValue::UpdatedOld)
+            .await?;
+        let was_archived =
+            |old: &Item| matches!(old.get("archived"), Some(AttributeValue::Bool(true)));
+        Ok(old.as_ref().is_some_and(was_archived))
     }
 
     async fn get_conversation(
@@ -253,16 +314,23 @@ impl ConversationStore for DynamoStore {
             .transpose()
     }
 
-    async fn mark_peer_read(&self, app: &str, peer: &str, reader: &str, at: u64) -> Result<()> {
+    async fn raise_read_mark(
+        &self,
+        app: &str,
+        user: &str,
+        with: &str,
+        mark: ReadMark,
+        at: u64,
+    ) -> Result<()> {
         let mut e = Expr::default();
-        let mark = e.name("peer_read_at");
+        let mark = e.name(mark.attribute());
         let at = e.value(n(at));
         let update = format!("SET {mark} = {at}");
         let condition = format!(
             "attribute_exists({}) AND (attribute_not_exists({mark}) OR {mark} < {at})",
             e.name(PK)
         );
-        let key = conversation_key(app, peer, reader);
+        let key = conversation_key(app, user, with);
         let update = self.table.update(key, update, condition, &e)?;
         self.table.update_item(update).await.map(|_| ())
     }
@@ -280,33 +348,66 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn copies_already_there_are_done() {
-        let chunk = [(0, Newer), (1, Newer)];
-        let failed = [true, false, false, false];
-        assert_eq!(replan(&chunk, &both(2), &failed), vec![(1, Newer)]);
+    fn failed(old: Option<(&str, bool)>) -> Cancelled {
+        Cancelled {
+            failed: true,
+            old: old.map(|(last, archived)| {
+                Item::from([
+                    (LAST.to_string(), s(last)),
+                    ("archived".to_string(), AttributeValue::Bool(archived)),
+                ])
+            }),
+        }
+    }
+
+    fn ok() -> Cancelled {
+        Cancelled::default()
+    }
+
+    fn orders(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("5{i}")).collect()
     }
 
     #[test]
-    fn failed_premises_switch_and_the_rest_go_again() {
-        let chunk = [(3, Newer), (4, Older), (5, Newer)];
-        // 3: a later message is there; 4: no row yet; 5: only cancelled with the chunk.
-        let failed = [false, true, false, true, false, false];
+    fn copies_already_there_are_done() {
+        let chunk = [(0, Newer), (1, Newer)];
+        let outcomes = [failed(None), ok(), ok(), ok()];
         assert_eq!(
-            replan(&chunk, &both(3), &failed),
-            vec![(3, Older), (4, Newer), (5, Newer)]
+            replan(&chunk, &orders(2), &both(2), &outcomes),
+            vec![(1, Newer)]
+        );
+    }
+
+    #[test]
+    fn the_row_as_it_was_says_what_to_do_instead() {
+        let chunk = [(3, Newer), (4, Older), (5, Newer), (6, Newer)];
+        let outcomes = [
+            ok(),
+            failed(Some(("99", false))), // 3: a later message is there
+            ok(),
+            failed(None), // 4: no row yet
+            ok(),
+            failed(Some(("10", true))), // 5: older last message, archived
+            ok(),
+            ok(), // 6: only cancelled with the chunk
+        ];
+        assert_eq!(
+            replan(&chunk, &orders(4), &both(4), &outcomes),
+            vec![(3, Older), (4, Newer), (5, Unarchive), (6, Newer)]
         );
     }
 
     #[test]
     fn deliveries_without_a_conversation_action() {
         // Delivery 0 writes only its copy (Skip); delivery 1 both.
-        let chunk = [(0, Skip), (1, Newer)];
+        let chunk = [(0, Skip), (1, Unarchive)];
         let parts = [(0, Part::Copy), (1, Part::Copy), (1, Part::Conversation)];
+        let later = [ok(), ok(), failed(Some(("99", false)))];
         assert_eq!(
-            replan(&chunk, &parts, &[false, false, true]),
+            replan(&chunk, &orders(2), &parts, &later),
             vec![(0, Skip), (1, Older)]
         );
-        assert_eq!(replan(&chunk, &parts, &[true, true, false]), vec![]);
+        let made = [failed(None), failed(None), ok()];
+        assert_eq!(replan(&chunk, &orders(2), &parts, &made), vec![]);
     }
 }

@@ -101,9 +101,7 @@ impl GroupStore for DynamoStore {
         ];
         Ok(match self.table.transact(actions).await? {
             Transaction::Committed => Added::Added,
-            Transaction::ConditionsFailed(failed) if failed.first() == Some(&true) => {
-                Added::NoGroup
-            }
+            failed @ Transaction::ConditionsFailed(_) if failed.failed(0) => Added::NoGroup,
             Transaction::ConditionsFailed(_) => Added::AlreadyMember,
         })
     }

@@ -1,7 +1,10 @@
 //! How the chat's data is laid out in items: the stored conversation row, message copies,
 //! memberships, change records, and the conditional writes built from them.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
@@ -46,6 +49,8 @@ pub struct StoredConversation {
     read_at: Option<u64>,
     #[serde(default)]
     peer_read_at: Option<u64>,
+    #[serde(default)]
+    received_up_to: Option<u64>,
 }
 
 impl From<StoredConversation> for Conversation {
@@ -59,6 +64,7 @@ impl From<StoredConversation> for Conversation {
             unread_count: row.unread_count,
             read_at: row.read_at,
             peer_read_at: row.peer_read_at,
+            received_up_to: row.received_up_to,
         }
     }
 }
@@ -131,8 +137,27 @@ pub fn change_key(app: &str, group: &str, change_id: &str) -> Item {
     key(keys::group_pk(app, group), keys::change_sk(change_id))
 }
 
-/// The update that makes `copy` the last message of its owner's conversation, if newer.
-pub fn set_last(table: &Table, copy: &Message, is_new: bool, unread: bool) -> Result<Update> {
+/// What `set_last` expects of the conversation row besides an older last message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Premise {
+    /// Whatever its archived state.
+    Any,
+    /// Not archived (or no row yet).
+    Active,
+    /// Archived: the new message takes it back to the active list.
+    Archived,
+}
+
+/// The update that makes `copy` the last message of its owner's conversation (un-archiving
+/// it), if newer and the row is as `premise` says. In a transaction, a failed condition
+/// returns the row as it was.
+pub fn set_last(
+    table: &Table,
+    copy: &Message,
+    is_new: bool,
+    unread: bool,
+    premise: Premise,
+) -> Result<Update> {
     let order = keys::order_of(copy);
     let fields = [
         ("last", attribute(copy)?),
@@ -164,12 +189,32 @@ pub fn set_last(table: &Table, copy: &Message, is_new: bool, unread: bool) -> Re
         ));
     }
     let last = e.name(LAST);
-    let condition = format!(
-        "attribute_not_exists({last}) OR {last} < {}",
+    let newer = format!(
+        "(attribute_not_exists({last}) OR {last} < {})",
         e.value(s(order))
     );
+    let condition = match premise {
+        Premise::Any => newer,
+        Premise::Active => {
+            let archived = e.name("archived");
+            format!(
+                "{newer} AND (attribute_not_exists({archived}) OR {archived} = {})",
+                e.value(AttributeValue::Bool(false))
+            )
+        }
+        Premise::Archived => {
+            let archived = e.name("archived");
+            format!(
+                "{newer} AND {archived} = {}",
+                e.value(AttributeValue::Bool(true))
+            )
+        }
+    };
     let key = conversation_key(&copy.app_id, &copy.timeline_of, &copy.convers_with);
-    table.update(key, update, condition, &e)
+    let mut update = table.update(key, update, condition, &e)?;
+    update.return_values_on_condition_check_failure =
+        Some(ReturnValuesOnConditionCheckFailure::AllOld);
+    Ok(update)
 }
 
 /// A late (older) message: counts as unread without changing the last message.
@@ -178,7 +223,10 @@ pub fn count_unread(table: &Table, copy: &Message) -> Result<Update> {
     let update = format!("ADD {} {}", e.name("unread_count"), e.value(n(1)));
     let condition = format!("attribute_exists({})", e.name(LAST));
     let key = conversation_key(&copy.app_id, &copy.timeline_of, &copy.convers_with);
-    table.update(key, update, condition, &e)
+    let mut update = table.update(key, update, condition, &e)?;
+    update.return_values_on_condition_check_failure =
+        Some(ReturnValuesOnConditionCheckFailure::AllOld);
+    Ok(update)
 }
 
 pub fn change_put(

@@ -100,6 +100,21 @@ impl MessageStore for DynamoStore {
         self.put_messages(messages, Place::History).await
     }
 
+    async fn get_copy(
+        &self,
+        app: &str,
+        owner: &str,
+        with: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Option<Message>> {
+        let k = key(
+            keys::timeline_pk(app, owner, with),
+            keys::message_sk(sender, message_id),
+        );
+        self.table.get(k).await?.map(parse).transpose()
+    }
+
     async fn list_history(
         &self,
         app: &str,

@@ -111,11 +111,30 @@ pub fn sdk_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
 }
 
 /// How a transaction ended, when it did not fail outright.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Transaction {
     Committed,
-    /// Cancelled: per action, whether its own condition failed.
-    ConditionsFailed(Vec<bool>),
+    /// Cancelled by failed conditions: per action, what happened to it.
+    ConditionsFailed(Vec<Cancelled>),
+}
+
+/// One action of a cancelled transaction.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Cancelled {
+    /// Its own condition failed (the others were only cancelled with it).
+    pub failed: bool,
+    /// The item as it was, for actions that asked for it on failure.
+    pub old: Option<Item>,
+}
+
+impl Transaction {
+    /// Whether action `index` failed its condition.
+    pub fn failed(&self, index: usize) -> bool {
+        match self {
+            Transaction::Committed => false,
+            Transaction::ConditionsFailed(actions) => actions.get(index).is_some_and(|a| a.failed),
+        }
+    }
 }
 
 /// One table, and a count of the requests sent to it.
@@ -193,17 +212,17 @@ impl Table {
             else {
                 return Err(sdk_error("TransactWriteItems", e));
             };
-            let codes: Vec<&str> = cancelled
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code().unwrap_or("None"))
-                .collect();
+            let reasons = cancelled.cancellation_reasons();
+            let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
             if codes.contains(&"ConditionalCheckFailed") {
-                let failed = codes
+                let actions = reasons
                     .iter()
-                    .map(|c| *c == "ConditionalCheckFailed")
+                    .map(|r| Cancelled {
+                        failed: r.code() == Some("ConditionalCheckFailed"),
+                        old: r.item().cloned(),
+                    })
                     .collect();
-                return Ok(Attempt::Done(Transaction::ConditionsFailed(failed)));
+                return Ok(Attempt::Done(Transaction::ConditionsFailed(actions)));
             }
             if codes.contains(&"TransactionConflict") {
                 return Ok(Attempt::Again(()));
@@ -291,6 +310,15 @@ impl Table {
 
     /// UpdateItem returning the new item; `None` when its condition failed.
     pub async fn update_item(&self, update: Update) -> Result<Option<Item>> {
+        self.update_returning(update, ReturnValue::AllNew).await
+    }
+
+    /// UpdateItem returning what `returned` asks for; `None` when its condition failed.
+    pub async fn update_returning(
+        &self,
+        update: Update,
+        returned: ReturnValue,
+    ) -> Result<Option<Item>> {
         self.count();
         let out = self
             .client
@@ -301,11 +329,11 @@ impl Table {
             .set_condition_expression(update.condition_expression)
             .set_expression_attribute_names(update.expression_attribute_names)
             .set_expression_attribute_values(update.expression_attribute_values)
-            .return_values(ReturnValue::AllNew)
+            .return_values(returned)
             .send()
             .await;
         match out {
-            Ok(out) => Ok(out.attributes),
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>

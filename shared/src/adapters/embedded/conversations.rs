@@ -6,13 +6,14 @@ use super::{EmbeddedStore, page_of, timeline_key};
 use crate::error::Result;
 use crate::keys;
 use crate::model::{Conversation, Message};
-use crate::ports::{ConversationStore, Delivery, Page, PageRequest};
+use crate::ports::{ConversationStore, Delivery, Page, PageRequest, ReadMark, Unarchived};
 
 #[async_trait]
 impl ConversationStore for EmbeddedStore {
-    async fn deliver(&self, deliveries: &[Delivery]) -> Result<()> {
+    async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<Unarchived>> {
         let mut state = self.state();
-        for delivery in deliveries {
+        let mut unarchived = vec![false; deliveries.len()];
+        for (delivery, unarchived) in deliveries.iter().zip(&mut unarchived) {
             let copy = &delivery.copy;
             let timeline = state.timelines.entry(timeline_key(copy)).or_default();
             if timeline.contains(copy) {
@@ -22,19 +23,18 @@ impl ConversationStore for EmbeddedStore {
             if !delivery.update_conversation {
                 continue;
             }
-            state.set_last(copy, delivery.unread);
+            *unarchived = state.set_last(copy, delivery.unread);
             if delivery.unread
                 && let Some(row) = state.row(&copy.app_id, &copy.timeline_of, &copy.convers_with)
             {
                 row.conversation.unread_count += 1;
             }
         }
-        Ok(())
+        Ok(unarchived)
     }
 
-    async fn touch_conversation(&self, copy: &Message) -> Result<()> {
-        self.state().set_last(copy, false);
-        Ok(())
+    async fn touch_conversation(&self, copy: &Message) -> Result<Unarchived> {
+        Ok(self.state().set_last(copy, false))
     }
 
     async fn get_conversation(
@@ -124,9 +124,19 @@ impl ConversationStore for EmbeddedStore {
         }))
     }
 
-    async fn mark_peer_read(&self, app: &str, peer: &str, reader: &str, at: u64) -> Result<()> {
-        if let Some(row) = self.state().row(app, peer, reader) {
-            let mark = &mut row.conversation.peer_read_at;
+    async fn raise_read_mark(
+        &self,
+        app: &str,
+        user: &str,
+        with: &str,
+        mark: ReadMark,
+        at: u64,
+    ) -> Result<()> {
+        if let Some(row) = self.state().row(app, user, with) {
+            let mark = match mark {
+                ReadMark::Received => &mut row.conversation.received_up_to,
+                ReadMark::Peer => &mut row.conversation.peer_read_at,
+            };
             *mark = Some(mark.map_or(at, |old| old.max(at)));
         }
         Ok(())

@@ -7,8 +7,10 @@
 mod conversations;
 mod events;
 mod groups;
+mod realtime;
 
 pub use events::EmbeddedEvents;
+pub use realtime::RecordingRealtime;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -18,7 +20,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::keys::{self, Position};
 use crate::model::{Conversation, GroupChange, GroupMeta, Message, SentRecord};
-use crate::ports::{MessageStore, Page, PageRequest};
+use crate::ports::{MessageStore, Page, PageRequest, Unarchived};
 
 #[derive(Default)]
 struct Timeline {
@@ -158,8 +160,8 @@ impl State {
     }
 
     /// Makes `copy` the last message of its owner's conversation if it is newer than the last
-    /// one; returns whether it was.
-    fn set_last(&mut self, copy: &Message, is_new: bool) -> bool {
+    /// one (un-archiving it); returns whether the conversation was archived before.
+    fn set_last(&mut self, copy: &Message, is_new: bool) -> Unarchived {
         let order = keys::order_of(copy);
         let rows = self
             .conversations
@@ -169,14 +171,16 @@ impl State {
             Some(row) if row.last_order >= order => false,
             Some(row) => {
                 let old = &row.conversation;
+                let was_archived = old.archived;
                 row.conversation = Conversation {
                     unread_count: old.unread_count,
                     read_at: old.read_at,
                     peer_read_at: old.peer_read_at,
+                    received_up_to: old.received_up_to,
                     ..Conversation::from_last(copy, is_new)
                 };
                 row.last_order = order;
-                true
+                was_archived
             }
             None => {
                 let row = ConversationRow {
@@ -184,7 +188,7 @@ impl State {
                     last_order: order,
                 };
                 rows.insert(copy.convers_with.clone(), row);
-                true
+                false
             }
         }
     }
@@ -249,6 +253,22 @@ impl MessageStore for EmbeddedStore {
         page: &PageRequest,
     ) -> Result<Page<Message>> {
         Ok(self.state().page(&keys::history_pk(app, group), page))
+    }
+
+    async fn get_copy(
+        &self,
+        app: &str,
+        owner: &str,
+        with: &str,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Option<Message>> {
+        let state = self.state();
+        let Some(timeline) = state.timelines.get(&keys::timeline_pk(app, owner, with)) else {
+            return Ok(None);
+        };
+        let order = timeline.order_of.get(&keys::message_sk(sender, message_id));
+        Ok(order.and_then(|o| timeline.by_order.get(o)).cloned())
     }
 
     async fn list_messages(

@@ -16,6 +16,8 @@ use crate::model::{
     ChangeKind, ChannelType, Group, GroupChange, GroupMeta, Message, SYSTEM_SENDER, status,
 };
 use crate::ops::Deps;
+use crate::ops::messages::publish_quietly;
+use crate::realtime::push;
 
 /// A pending change older than this is finished by any call on the group: well beyond the
 /// longest a function may run (its timeout), so its own call is surely over.
@@ -47,7 +49,7 @@ fn system_message(
         text,
         kind: "text".to_string(),
         channel_type: ChannelType::Group,
-        attributes,
+        attributes: Some(attributes),
         metadata: None,
         timestamp: change.at,
         status: status::SENT,
@@ -123,14 +125,16 @@ pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Resu
         });
         messages.push(message);
     }
+    let members = if change.kind == ChangeKind::Created {
+        change.joined.clone()
+    } else {
+        deps.store.members(&meta.app_id, &meta.uid).await?
+    };
+    let group = Group::new(meta, members.iter().cloned());
     match change.kind {
-        ChangeKind::Created => {
-            let group = Group::new(meta, change.joined.iter().cloned());
-            events.push(Event::group_created(&group, change.at));
-        }
+        ChangeKind::Created => events.push(Event::group_created(&group, change.at)),
         ChangeKind::Renamed | ChangeKind::AttributesSet | ChangeKind::MembersSet => {
-            let members = deps.store.members(&meta.app_id, &meta.uid).await?;
-            events.push(Event::group_updated(&Group::new(meta, members), change.at));
+            events.push(Event::group_updated(&group, change.at))
         }
         ChangeKind::Joined | ChangeKind::Left => {}
     }
@@ -139,7 +143,17 @@ pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Resu
     deps.events.publish(&events).await?;
     deps.store
         .finish_change(&meta.app_id, &meta.uid, &change.id)
-        .await
+        .await?;
+    // Every member after the change, and every member it removed, hears of it.
+    let mut told = members;
+    told.extend(change.left.iter().cloned());
+    let notification = match (change.kind, change.joined.first(), change.left.first()) {
+        (ChangeKind::Joined, Some(member), _) => Some(("MEMBER_JOINED_GROUP", member.as_str())),
+        (ChangeKind::Left, _, Some(member)) => Some(("MEMBER_LEFT_GROUP", member.as_str())),
+        _ => None,
+    };
+    publish_quietly(deps, &push::group_updated(&group, &told, notification)).await;
+    Ok(())
 }
 
 /// Announces a change right after its commit. If that fails the change is marked stalled, so

@@ -1,0 +1,361 @@
+//! One client connection, from CONNECT to close: authentication by the JWT in the password,
+//! per-connection authorization of every SUBSCRIBE and PUBLISH (REALTIME.md's table),
+//! keep-alive, the token's expiry, the will message, and delivery of what the router queues.
+
+use std::collections::HashSet;
+use std::num::NonZeroU16;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chat21::model::Caller;
+use chat21::realtime::inbound;
+use chat21::realtime::topics::{self, ClientTopic};
+use rmqtt_codec::types::{Publish, QoS};
+use rmqtt_codec::v3::{Connect, ConnectAck, ConnectAckReason, Packet, SubscribeReturnCode};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::{debug, info, warn};
+
+use super::Broker;
+use super::router::{Connection, Delivery};
+use super::transport::{Failure, Transport};
+
+/// How long a new connection may take to send its CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one packet may take to write before the client counts as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// QoS 1 publishes a client may leave unacknowledged.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Serves one connection until it ends.
+pub async fn run(broker: Arc<Broker>, mut transport: Transport) {
+    let connect = match timeout(CONNECT_TIMEOUT, transport.next()).await {
+        Ok(Some(Ok(Packet::Connect(connect)))) => connect,
+        Ok(Some(Err(Failure::Version5))) => {
+            refuse(
+                &mut transport,
+                ConnectAckReason::UnacceptableProtocolVersion,
+            )
+            .await;
+            return;
+        }
+        Ok(Some(Err(e))) => {
+            debug!(error = %e, "connection closed before CONNECT");
+            return;
+        }
+        _ => return,
+    };
+    let Some((caller, expires)) = authenticate(&broker, &connect) else {
+        refuse(&mut transport, ConnectAckReason::NotAuthorized).await;
+        return;
+    };
+    let will = match will_of(&connect, &caller) {
+        Ok(will) => will,
+        Err(()) => {
+            refuse(&mut transport, ConnectAckReason::NotAuthorized).await;
+            return;
+        }
+    };
+    let client_id = if connect.client_id.is_empty() {
+        format!("anonymous-{}", broker.router.connections())
+    } else {
+        connect.client_id.to_string()
+    };
+    let (connection, queue) = broker
+        .router
+        .connect(&caller.app_id, &caller.user_id, &client_id);
+    let accepted = Packet::ConnectAck(ConnectAck {
+        return_code: ConnectAckReason::ConnectionAccepted,
+        session_present: false,
+    });
+    let mut session = Session {
+        broker: broker.clone(),
+        connection: connection.clone(),
+        caller,
+        transport,
+        in_flight: HashSet::new(),
+        next_packet_id: 1,
+        keep_alive: (connect.keep_alive > 0)
+            .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500)),
+    };
+    let clean = match session.transport.send(accepted).await {
+        Ok(()) => session.serve(queue, expires).await,
+        Err(_) => false,
+    };
+    broker.router.disconnect(&connection);
+    session.transport.close().await;
+    if !clean && let Some(will) = will {
+        // The client went away without DISCONNECT: its will goes out, as if it published it.
+        client_publish(&broker, &session.caller, will).await;
+    }
+}
+
+/// Sends a refusing CONNACK and closes.
+async fn refuse(transport: &mut Transport, reason: ConnectAckReason) {
+    let refused = Packet::ConnectAck(ConnectAck {
+        return_code: reason,
+        session_present: false,
+    });
+    let _ = transport.send(refused).await;
+    transport.close().await;
+}
+
+/// The password is the JWT (the user name is ignored: Chat21 sends `JWT`).
+fn authenticate(broker: &Broker, connect: &Connect) -> Option<(Caller, u64)> {
+    let password = connect.password.as_ref()?;
+    let token = std::str::from_utf8(password).ok()?;
+    match broker.api.verifier.verify_until(token.trim()) {
+        Ok(verified) => Some(verified),
+        Err(e) => {
+            info!(error = %e, "MQTT connection refused");
+            None
+        }
+    }
+}
+
+/// The will message, if any, as the publish it will become; only on the user's own presence
+/// topic (the only place a client may publish a retained message).
+fn will_of(connect: &Connect, caller: &Caller) -> Result<Option<Publish>, ()> {
+    let Some(will) = &connect.last_will else {
+        return Ok(None);
+    };
+    match ClientTopic::parse(&will.topic, caller) {
+        Some(topic) if topic.may_retain() && will.qos != QoS::ExactlyOnce => Ok(Some(Publish {
+            dup: false,
+            retain: will.retain,
+            qos: will.qos,
+            topic: will.topic.clone(),
+            packet_id: None,
+            payload: will.message.clone(),
+            properties: None,
+        })),
+        _ => Err(()),
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+struct Session {
+    broker: Arc<Broker>,
+    connection: Arc<Connection>,
+    caller: Caller,
+    transport: Transport,
+    /// Packet ids of our QoS 1 publishes the client has not acknowledged yet.
+    in_flight: HashSet<u16>,
+    next_packet_id: u16,
+    /// 1.5 × the client's keep-alive: silent longer than that, it is gone.
+    keep_alive: Option<Duration>,
+}
+
+/// Why the packet loop ended, as far as the will is concerned.
+type Clean = bool;
+
+impl Session {
+    /// The packet loop. Returns whether the client ended it cleanly (DISCONNECT).
+    async fn serve(&mut self, mut queue: mpsc::Receiver<Delivery>, expires: u64) -> Clean {
+        let expiry = Instant::now() + Duration::from_secs(expires.saturating_sub(now_secs()));
+        let far = Duration::from_secs(24 * 3600);
+        let mut silent_until = Instant::now() + self.keep_alive.unwrap_or(far);
+        let connection = self.connection.clone();
+        loop {
+            tokio::select! {
+                packet = self.transport.next() => {
+                    let packet = match packet {
+                        Some(Ok(packet)) => packet,
+                        Some(Err(e)) => {
+                            debug!(error = %e, client = %connection.client_id, "closing");
+                            return false;
+                        }
+                        None => return false,
+                    };
+                    silent_until = Instant::now() + self.keep_alive.unwrap_or(far);
+                    match self.on_packet(packet).await {
+                        Step::Continue => {}
+                        Step::Disconnected => return true,
+                        Step::Close => return false,
+                    }
+                }
+                Some(delivery) = queue.recv() => {
+                    if !self.deliver(delivery).await {
+                        return false;
+                    }
+                }
+                _ = connection.kicked() => return false,
+                _ = sleep_until(silent_until) => {
+                    info!(client = %connection.client_id, "keep-alive expired");
+                    return false;
+                }
+                _ = sleep_until(expiry) => {
+                    info!(client = %connection.client_id, "token expired: closing the connection");
+                    return false;
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, packet: Packet) -> bool {
+        matches!(
+            timeout(WRITE_TIMEOUT, self.transport.send(packet)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Writes one routed publish; false when the connection is gone or misbehaving.
+    async fn deliver(&mut self, delivery: Delivery) -> bool {
+        let packet_id = if delivery.qos == QoS::AtMostOnce {
+            None
+        } else {
+            if self.in_flight.len() >= MAX_IN_FLIGHT {
+                warn!(client = %self.connection.client_id, "too many unacknowledged publishes");
+                return false;
+            }
+            let id = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            self.in_flight.insert(id);
+            NonZeroU16::new(id)
+        };
+        let publish = Publish {
+            dup: false,
+            retain: delivery.retain,
+            qos: if packet_id.is_some() {
+                QoS::AtLeastOnce
+            } else {
+                QoS::AtMostOnce
+            },
+            topic: delivery.topic,
+            packet_id,
+            payload: delivery.payload,
+            properties: None,
+        };
+        self.write(Packet::Publish(Box::new(publish))).await
+    }
+
+    async fn on_packet(&mut self, packet: Packet) -> Step {
+        match packet {
+            Packet::Publish(publish) => {
+                let Some(kind) = ClientTopic::parse(&publish.topic, &self.caller) else {
+                    // Like IoT Core: a client publishing where it may not is disconnected.
+                    warn!(client = %self.connection.client_id, topic = %publish.topic, "publish refused");
+                    return Step::Close;
+                };
+                if (publish.retain && !kind.may_retain()) || publish.qos == QoS::ExactlyOnce {
+                    warn!(client = %self.connection.client_id, topic = %publish.topic, "retained or QoS 2 publish refused");
+                    return Step::Close;
+                }
+                let packet_id = publish.packet_id;
+                client_publish(&self.broker, &self.caller, *publish).await;
+                if let Some(packet_id) = packet_id
+                    && !self.write(Packet::PublishAck { packet_id }).await
+                {
+                    return Step::Close;
+                }
+                Step::Continue
+            }
+            Packet::PublishAck { packet_id } => {
+                self.in_flight.remove(&packet_id.get());
+                Step::Continue
+            }
+            Packet::Subscribe {
+                packet_id,
+                topic_filters,
+            } => {
+                let mut status = Vec::with_capacity(topic_filters.len());
+                let mut granted = Vec::new();
+                for (filter, qos) in topic_filters {
+                    if topics::may_subscribe(&filter, &self.caller) {
+                        let qos = if qos == QoS::AtMostOnce {
+                            QoS::AtMostOnce
+                        } else {
+                            QoS::AtLeastOnce
+                        };
+                        self.connection.subscribe(&filter, qos);
+                        status.push(SubscribeReturnCode::Success(qos));
+                        granted.push((filter, qos));
+                    } else {
+                        info!(client = %self.connection.client_id, %filter, "subscription refused");
+                        status.push(SubscribeReturnCode::Failure);
+                    }
+                }
+                if !self.write(Packet::SubscribeAck { packet_id, status }).await {
+                    return Step::Close;
+                }
+                // Retained messages under the new subscriptions, sent as retained.
+                for (filter, qos) in granted {
+                    for (topic, payload) in
+                        self.broker.router.retained_for(&self.connection, &filter)
+                    {
+                        let delivery = Delivery {
+                            topic: topic.into(),
+                            payload,
+                            qos,
+                            retain: true,
+                        };
+                        if !self.deliver(delivery).await {
+                            return Step::Close;
+                        }
+                    }
+                }
+                Step::Continue
+            }
+            Packet::Unsubscribe {
+                packet_id,
+                topic_filters,
+            } => {
+                for filter in topic_filters {
+                    self.connection.unsubscribe(&filter);
+                }
+                if self.write(Packet::UnsubscribeAck { packet_id }).await {
+                    Step::Continue
+                } else {
+                    Step::Close
+                }
+            }
+            Packet::PingRequest => {
+                if self.write(Packet::PingResponse).await {
+                    Step::Continue
+                } else {
+                    Step::Close
+                }
+            }
+            Packet::Disconnect => Step::Disconnected,
+            // A second CONNECT, QoS 2 flows, or server-to-client packets: protocol violations.
+            other => {
+                warn!(client = %self.connection.client_id, packet = ?other.packet_type(), "unexpected packet");
+                Step::Close
+            }
+        }
+    }
+}
+
+/// A publish the client may make: routed to subscribers like any broker does (retained if
+/// asked), then run as the operation it means. A refused or invalid one changes nothing.
+async fn client_publish(broker: &Broker, caller: &Caller, publish: Publish) {
+    let topic = publish.topic.to_string();
+    if publish.retain {
+        broker.router.retain(&topic, publish.payload.clone());
+    }
+    broker
+        .router
+        .publish(&topic, publish.payload.clone(), publish.qos);
+    let deps = &broker.api.deps;
+    if let Err(e) = inbound::handle(deps, caller, &topic, &publish.payload).await {
+        warn!(error = %e, user = %caller.user_id, %topic, "publish dropped");
+    }
+}
+
+enum Step {
+    Continue,
+    /// The client sent DISCONNECT: no will.
+    Disconnected,
+    Close,
+}
+
+/// The payload bytes of a real-time push.
+pub fn payload_of(value: &serde_json::Value) -> Bytes {
+    Bytes::from(value.to_string())
+}

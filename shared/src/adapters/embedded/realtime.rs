@@ -1,0 +1,51 @@
+//! A recording stand-in for the MQTT broker: keeps every publish (tests read them), and can be
+//! told to fail.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::realtime::{Push, Realtime};
+
+#[derive(Default)]
+pub struct RecordingRealtime {
+    published: Mutex<Vec<Push>>,
+    failures: AtomicUsize,
+}
+
+impl RecordingRealtime {
+    pub fn new() -> RecordingRealtime {
+        RecordingRealtime::default()
+    }
+
+    /// Makes the next `n` publish calls fail as an unreachable broker would.
+    pub fn fail_next(&self, n: usize) {
+        self.failures.store(n, Ordering::SeqCst);
+    }
+
+    /// Everything published so far, and forgets it.
+    pub fn take(&self) -> Vec<Push> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Push>> {
+        self.published.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Realtime for RecordingRealtime {
+    async fn publish(&self, pushes: &[Push]) -> Result<()> {
+        let failing = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(Error::unavailable("broker unavailable (injected failure)"));
+        }
+        self.lock().extend(pushes.iter().cloned());
+        Ok(())
+    }
+}

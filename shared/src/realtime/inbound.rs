@@ -1,0 +1,58 @@
+//! A client's publish, mapped to the operation it means (REALTIME.md "What clients publish").
+//! The operations are the HTTP routes' own: a send over MQTT is `POST /messages`, with the
+//! sender from the topic.
+
+use serde_json::Value;
+
+use super::topics::ClientTopic;
+use crate::error::{Error, Result};
+use crate::events::{Event, Presence, PresenceState};
+use crate::input::Fields;
+use crate::model::Caller;
+use crate::ops::messages::SendMessage;
+use crate::ops::{Deps, conversations, messages};
+
+/// Runs what `caller`'s publish on `topic` means. Anything refused or invalid is an error (the
+/// broker logs and drops it: MQTT has no reply channel), and changes nothing.
+pub async fn handle(deps: &Deps, caller: &Caller, topic: &str, payload: &[u8]) -> Result<()> {
+    let kind = ClientTopic::parse(topic, caller)
+        .ok_or_else(|| Error::forbidden(format!("no client may publish to {topic}")))?;
+    match kind {
+        ClientTopic::Outgoing { to } => {
+            let input = SendMessage::from_publish(&Fields::parse(payload)?, to)?;
+            messages::send_message(deps, caller, input)
+                .await
+                .map(|_| ())
+        }
+        ClientTopic::MessageUpdate { with, message_id } => {
+            if Fields::parse(payload)?.get("status") != Some(&Value::from(200)) {
+                return Ok(());
+            }
+            conversations::read_message(deps, caller, &with, &message_id).await
+        }
+        ClientTopic::ConversationUpdate { with } => {
+            if Fields::parse(payload)?.get("is_new") != Some(&Value::Bool(false)) {
+                return Ok(());
+            }
+            conversations::mark_read(deps, caller, caller.user_id.clone(), &with).await
+        }
+        ClientTopic::Archive { with } => conversations::archive(deps, caller, None, &with).await,
+        ClientTopic::Presence { client_id } => {
+            let fields = Fields::parse(payload)?;
+            let presence = if fields.get("connected") == Some(&Value::Bool(true)) {
+                PresenceState::Online
+            } else if fields.get("disconnected") == Some(&Value::Bool(true)) {
+                PresenceState::Offline
+            } else {
+                return Ok(());
+            };
+            let presence = Presence {
+                user_id: caller.user_id.clone(),
+                client_id,
+                presence,
+            };
+            let event = Event::presence_change(&caller.app_id, presence, deps.now());
+            deps.events.publish(&[event]).await
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Real time (REALTIME.md): what connected Chat21 clients are told, and what they may ask.
+//!
+//! - [`topics`]: the topics, who may publish or subscribe where, and their limits;
+//! - [`push`]: the server's publishes (a copy written, a receipt, a conversation read,
+//!   archived, deleted or un-archived, a group changed), built where the change happens;
+//! - [`inbound`]: a client's publish mapped to the operation it means (the same operations as
+//!   the HTTP routes).
+//!
+//! Publishing goes through the [`Realtime`] port: the embedded MQTT broker of `chat21-local`,
+//! or IoT Core's data plane on AWS.
+
+pub mod inbound;
+pub mod push;
+pub mod topics;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::Result;
+
+/// One publish to connected clients (QoS 1, not retained).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Push {
+    pub topic: String,
+    pub payload: Value,
+}
+
+#[async_trait]
+pub trait Realtime: Send + Sync {
+    /// Publishes to whoever is connected and subscribed; nobody connected is not an error.
+    /// An error means some publishes may not have gone out (the caller decides whether that
+    /// fails its work: the deliver step retries, HTTP calls only log it).
+    async fn publish(&self, pushes: &[Push]) -> Result<()>;
+}
+
+/// For functions that have no real-time endpoint configured: publishes nothing.
+pub struct NoRealtime;
+
+#[async_trait]
+impl Realtime for NoRealtime {
+    async fn publish(&self, _: &[Push]) -> Result<()> {
+        Ok(())
+    }
+}
