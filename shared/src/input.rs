@@ -18,7 +18,8 @@ pub const MAX_JSON_DEPTH: usize = 16;
 pub struct Fields(Map<String, Value>);
 
 impl Fields {
-    /// Parses a body. An empty body is an empty object (DELETE calls usually send none).
+    /// Parses a body. An empty body is an empty object (DELETE calls usually send none); a body
+    /// of only whitespace is not JSON.
     pub fn parse(body: &[u8]) -> Result<Fields> {
         if body.len() > MAX_BODY_BYTES {
             return Err(Error::PayloadTooLarge(format!(
@@ -26,7 +27,7 @@ impl Fields {
                 MAX_BODY_BYTES / 1024
             )));
         }
-        if body.iter().all(u8::is_ascii_whitespace) {
+        if body.is_empty() {
             return Ok(Fields::default());
         }
         match serde_json::from_slice::<Value>(body) {
@@ -202,7 +203,15 @@ mod tests {
     #[test]
     fn bodies_must_be_json_objects() {
         assert!(Fields::parse(b"").unwrap().0.is_empty());
-        for bad in [&b"{"[..], b"[1]", b"\"x\"", b"12", b"{\"a\":}"] {
+        for bad in [
+            &b"{"[..],
+            b"[1]",
+            b"\"x\"",
+            b"12",
+            b"{\"a\":}",
+            b"\n",
+            b"  ",
+        ] {
             assert_eq!(Fields::parse(bad).unwrap_err().status(), 400);
         }
         let big = vec![b' '; MAX_BODY_BYTES + 1];

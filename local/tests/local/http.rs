@@ -3,96 +3,17 @@
 //! Each test starts its own server on a free port and kills it when done (also on a failed
 //! assertion). Events are delivered in the background, so the effects of a send are polled for.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Stdio;
+use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const KEY: &str = "server-test-key";
-const APP: &str = "app1";
-const STARTUP: Duration = Duration::from_secs(20);
+use crate::server::{APP, KEY, STARTUP, Server, command, start, start_with, token};
+
 const EVENTUALLY: Duration = Duration::from_secs(5);
-const LISTENING: &str = "chat21-local listening on http://127.0.0.1:";
-
-// ---------------------------------------------------------------------------------------------
-// The server process
-
-/// A running server; dropping it kills the process.
-struct Server {
-    child: Child,
-    port: u16,
-    /// Stdout lines after the listening line (a thread keeps draining the pipe).
-    lines: Receiver<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chat21-local"));
-    command
-        .env("PORT", "0")
-        .env("MQTT_WS_PORT", "0")
-        .env("MQTT_TCP_PORT", "0")
-        .env("RUST_LOG", "warn")
-        .env_remove("JWT_KEY")
-        .env_remove("JWT_PUBLIC_KEY")
-        .env_remove("JWT_ALGORITHM")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// Starts the binary and waits (bounded) for the port it prints.
-fn start_with(mut command: Command) -> Server {
-    let mut child = command.spawn().expect("start chat21-local");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut server = Server {
-        child,
-        port: 0,
-        lines,
-    };
-    let deadline = Instant::now() + STARTUP;
-    while server.port == 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match server.lines.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(port) = line.strip_prefix(LISTENING) {
-                    server.port = port.trim().parse().expect("a port number");
-                }
-            }
-            Err(e) => {
-                let _ = server.child.kill();
-                let mut stderr = String::new();
-                if let Some(mut err) = server.child.stderr.take() {
-                    let _ = err.read_to_string(&mut stderr);
-                }
-                panic!("chat21-local did not print its port ({e:?}); stderr: {stderr}");
-            }
-        }
-    }
-    server
-}
-
-fn start() -> Server {
-    let mut command = command();
-    command.env("JWT_KEY", KEY);
-    start_with(command)
-}
 
 // ---------------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 client
@@ -336,23 +257,6 @@ fn assert_error(response: &Response, status: u16) {
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
-}
-
-fn token(sub: &str, app: &str, admin: bool) -> String {
-    let mut claims = json!({
-        "sub": sub,
-        "app_id": app,
-        "exp": jsonwebtoken::get_current_timestamp() + 3600,
-    });
-    if admin {
-        claims["tiledesk_api_roles"] = json!("admin");
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
 }
 
 /// Polls `check` every 20 ms for up to 5 s; `Err` carries the last observed state.
@@ -909,6 +813,8 @@ fn an_invalid_port_stops_the_binary_with_a_message() {
     let mut server = Server {
         child,
         port: 0,
+        ws_port: 0,
+        tcp_port: 0,
         lines: channel().1,
     };
     let deadline = Instant::now() + STARTUP;

@@ -1,0 +1,5 @@
+//! `chat21-local` as its users meet it, in one test binary: the binary started on free ports and
+//! driven over real HTTP (`http`) and real MQTT over TCP and WebSocket (`mqtt`).
+
+mod http;
+mod server;

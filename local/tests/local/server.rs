@@ -1,0 +1,121 @@
+//! The `chat21-local` process every suite here drives: started on free ports (HTTP and both
+//! MQTT listeners), killed when dropped; and the tokens it accepts.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+pub const KEY: &str = "server-test-key";
+pub const APP: &str = "app1";
+pub const STARTUP: Duration = Duration::from_secs(20);
+const LISTENING: &str = "chat21-local listening on http://127.0.0.1:";
+const MQTT_WS: &str = "chat21-local MQTT over WebSocket on ws://127.0.0.1:";
+const MQTT_TCP: &str = "chat21-local MQTT over TCP on mqtt://127.0.0.1:";
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+
+/// A running server; dropping it kills the process.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    /// MQTT over WebSocket (`ws://127.0.0.1:{ws_port}/ws`) and over TCP.
+    pub ws_port: u16,
+    pub tcp_port: u16,
+    /// Stdout lines after the listening line (a thread keeps draining the pipe).
+    pub lines: Receiver<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat21-local"));
+    command
+        .env("PORT", "0")
+        .env("MQTT_WS_PORT", "0")
+        .env("MQTT_TCP_PORT", "0")
+        .env("RUST_LOG", "warn")
+        .env_remove("JWT_KEY")
+        .env_remove("JWT_PUBLIC_KEY")
+        .env_remove("JWT_ALGORITHM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Starts the binary and waits (bounded) for the port it prints.
+pub fn start_with(mut command: Command) -> Server {
+    let mut child = command.spawn().expect("start chat21-local");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut server = Server {
+        child,
+        port: 0,
+        ws_port: 0,
+        tcp_port: 0,
+        lines,
+    };
+    let deadline = Instant::now() + STARTUP;
+    while server.port == 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match server.lines.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(port) = line.strip_prefix(LISTENING) {
+                    server.port = port.trim().parse().expect("a port number");
+                } else if let Some(rest) = line.strip_prefix(MQTT_WS) {
+                    let port = rest.trim().trim_end_matches("/ws");
+                    server.ws_port = port.parse().expect("a WebSocket port");
+                } else if let Some(port) = line.strip_prefix(MQTT_TCP) {
+                    server.tcp_port = port.trim().parse().expect("a TCP port");
+                }
+            }
+            Err(e) => {
+                let _ = server.child.kill();
+                let mut stderr = String::new();
+                if let Some(mut err) = server.child.stderr.take() {
+                    let _ = err.read_to_string(&mut stderr);
+                }
+                panic!("chat21-local did not print its port ({e:?}); stderr: {stderr}");
+            }
+        }
+    }
+    server
+}
+
+pub fn start() -> Server {
+    let mut command = command();
+    command.env("JWT_KEY", KEY);
+    start_with(command)
+}
+
+/// A token of `sub` in tenant `app`, valid for an hour.
+pub fn token(sub: &str, app: &str, admin: bool) -> String {
+    let mut claims = json!({
+        "sub": sub,
+        "app_id": app,
+        "exp": jsonwebtoken::get_current_timestamp() + 3600,
+    });
+    if admin {
+        claims["tiledesk_api_roles"] = json!("admin");
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap()
+}
