@@ -62,10 +62,11 @@ impl Connection {
             .max_by_key(|qos| *qos as u8)
     }
 
-    /// Asks the connection's task to close it.
-    pub fn kick(&self) {
-        self.kicked.store(true, Ordering::SeqCst);
+    /// Asks the connection's task to close it. Returns whether it was not asked before.
+    pub fn kick(&self) -> bool {
+        let first = !self.kicked.swap(true, Ordering::SeqCst);
         self.wake.notify_one();
+        first
     }
 
     pub fn is_kicked(&self) -> bool {
@@ -130,7 +131,7 @@ impl Router {
         let mut state = self.lock();
         let client = (app.to_string(), user.to_string(), client_id.to_string());
         if let Some(previous) = state.by_client.insert(client, connection.clone()) {
-            previous.kick();
+            let _ = previous.kick();
         }
         state
             .by_user
@@ -194,13 +195,12 @@ impl Router {
                 },
                 retain: false,
             };
-            if connection.queue.try_send(delivery).is_err() {
+            if connection.queue.try_send(delivery).is_err() && connection.kick() {
                 warn!(
                     client = %connection.client_id,
                     user = %connection.user,
                     "a client is not reading its messages: closing its connection"
                 );
-                connection.kick();
             }
         }
     }
@@ -232,6 +232,11 @@ impl Router {
                 .map(|(topic, payload)| (topic.clone(), payload.clone()))
                 .collect()
         })
+    }
+
+    /// A number no other call returns: names for clients that gave no id.
+    pub fn fresh_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Connections currently open.

@@ -57,8 +57,9 @@ pub async fn run(broker: Arc<Broker>, mut transport: Transport) {
             return;
         }
     };
+    // MQTT: the server names a client that gave no id, uniquely.
     let client_id = if connect.client_id.is_empty() {
-        format!("anonymous-{}", broker.router.connections())
+        format!("anonymous-{}", broker.router.fresh_id())
     } else {
         connect.client_id.to_string()
     };
@@ -106,6 +107,12 @@ fn authenticate(broker: &Broker, connect: &Connect) -> Option<(Caller, u64)> {
     let password = connect.password.as_ref()?;
     let token = std::str::from_utf8(password).ok()?;
     match broker.api.verifier.verify_until(token.trim()) {
+        // A connection is closed at the token's exp, so one past it (within the clock-skew
+        // leeway HTTP calls get) would only connect to be closed: refuse it.
+        Ok((_, exp)) if exp * 1000 <= now_ms() => {
+            info!("MQTT connection refused: the token has expired");
+            None
+        }
         Ok(verified) => Some(verified),
         Err(e) => {
             info!(error = %e, "MQTT connection refused");
@@ -134,10 +141,10 @@ fn will_of(connect: &Connect, caller: &Caller) -> Result<Option<Publish>, ()> {
     }
 }
 
-fn now_secs() -> u64 {
+fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 struct Session {
@@ -158,7 +165,8 @@ type Clean = bool;
 impl Session {
     /// The packet loop. Returns whether the client ended it cleanly (DISCONNECT).
     async fn serve(&mut self, mut queue: mpsc::Receiver<Delivery>, expires: u64) -> Clean {
-        let expiry = Instant::now() + Duration::from_secs(expires.saturating_sub(now_secs()));
+        let expiry =
+            Instant::now() + Duration::from_millis((expires * 1000).saturating_sub(now_ms()));
         let far = Duration::from_secs(24 * 3600);
         let mut silent_until = Instant::now() + self.keep_alive.unwrap_or(far);
         let connection = self.connection.clone();
@@ -198,11 +206,16 @@ impl Session {
         }
     }
 
+    /// Writes one packet; false when the connection is gone, too slow, or asked to close
+    /// (a write blocked on a client that stopped reading does not delay that).
     async fn write(&mut self, packet: Packet) -> bool {
-        matches!(
-            timeout(WRITE_TIMEOUT, self.transport.send(packet)).await,
-            Ok(Ok(()))
-        )
+        let connection = self.connection.clone();
+        tokio::select! {
+            written = timeout(WRITE_TIMEOUT, self.transport.send(packet)) => {
+                matches!(written, Ok(Ok(())))
+            }
+            _ = connection.kicked() => false,
+        }
     }
 
     /// Writes one routed publish; false when the connection is gone or misbehaving.

@@ -816,6 +816,7 @@ fn an_invalid_port_stops_the_binary_with_a_message() {
         ws_port: 0,
         tcp_port: 0,
         lines: channel().1,
+        log: Default::default(),
     };
     let deadline = Instant::now() + STARTUP;
     let status = loop {

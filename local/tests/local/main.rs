@@ -2,4 +2,5 @@
 //! driven over real HTTP (`http`) and real MQTT over TCP and WebSocket (`mqtt`).
 
 mod http;
+mod mqtt;
 mod server;

@@ -4,9 +4,13 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+
+/// The server's log lines.
+pub type Log = Arc<Mutex<Vec<String>>>;
 
 pub const KEY: &str = "server-test-key";
 pub const APP: &str = "app1";
@@ -27,6 +31,9 @@ pub struct Server {
     pub tcp_port: u16,
     /// Stdout lines after the listening line (a thread keeps draining the pipe).
     pub lines: Receiver<String>,
+    /// Its stderr (the log), drained as it comes so that a flood of warnings never fills the
+    /// pipe and stalls the server; the first 10,000 lines are kept.
+    pub log: Log,
 }
 
 impl Drop for Server {
@@ -68,6 +75,7 @@ pub fn start_with(mut command: Command) -> Server {
         ws_port: 0,
         tcp_port: 0,
         lines,
+        log: Log::default(),
     };
     let deadline = Instant::now() + STARTUP;
     while server.port == 0 {
@@ -92,6 +100,17 @@ pub fn start_with(mut command: Command) -> Server {
                 panic!("chat21-local did not print its port ({e:?}); stderr: {stderr}");
             }
         }
+    }
+    if let Some(stderr) = server.child.stderr.take() {
+        let log = server.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                if log.len() < 10_000 {
+                    log.push(line);
+                }
+            }
+        });
     }
     server
 }
