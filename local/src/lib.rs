@@ -12,7 +12,7 @@ use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
 use chat21::cors::Cors;
 use chat21::error::Error;
-use chat21::events::{DELIVER_CONSUMES, Event};
+use chat21::ports::Written;
 use chat21::input::MAX_BODY_BYTES;
 use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::ops::{Deps, Settings, deliver};
@@ -32,34 +32,33 @@ mod wire;
 use wire::JsonErrors;
 
 /// Builds the API on the embedded store, publishing to connected clients through `realtime`,
-/// and the receiver of the events it publishes.
+/// and the receiver of the new messages it writes (what DynamoDB's stream is on AWS).
 pub fn embedded_api(
     verifier: JwtVerifier,
     realtime: Arc<dyn Realtime>,
-) -> (Arc<Api>, UnboundedReceiver<Event>) {
-    let (sink, events) = unbounded_channel();
+) -> (Arc<Api>, UnboundedReceiver<Written>) {
+    let (stream, written) = unbounded_channel();
     let deps = Deps {
-        store: Arc::new(EmbeddedStore::new()),
-        events: Arc::new(EmbeddedEvents::with_sink(sink)),
+        store: Arc::new(EmbeddedStore::with_stream(stream)),
+        events: Arc::new(EmbeddedEvents::default()),
         realtime,
         clock: Arc::new(SystemClock),
         ids: Arc::new(UuidIds),
         settings: Settings::default(),
     };
-    (Arc::new(Api { deps, verifier }), events)
+    (Arc::new(Api { deps, verifier }), written)
 }
 
-/// The in-process deliver step: what SNS → SQS → the deliver function do on AWS, with retries.
-pub async fn deliver_events(deps: Deps, mut events: UnboundedReceiver<Event>) {
-    while let Some(event) = events.recv().await {
-        if !DELIVER_CONSUMES.contains(&event.event_type()) {
-            continue;
-        }
+/// The in-process deliver step: what the table's stream and the deliver function do on AWS,
+/// in order, with retries.
+pub async fn deliver_written(deps: Deps, mut written: UnboundedReceiver<Written>) {
+    while let Some(message) = written.recv().await {
         for attempt in 1..=5u32 {
-            match deliver::handle(&deps, &event).await {
+            match deliver::handle(&deps, &message).await {
                 Ok(()) => break,
                 Err(e) => {
-                    warn!(error = %e, attempt, event = event.event_type().as_str(), "delivery failed");
+                    let id = &message.message.message_id;
+                    warn!(error = %e, attempt, message_id = %id, "delivery failed");
                     tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
                 }
             }

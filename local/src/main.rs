@@ -73,8 +73,8 @@ async fn run() -> Result<(), String> {
     };
     let router = Arc::new(Router::new(mqtt::QUEUE_LEN));
     let realtime = Arc::new(BrokerRealtime(router.clone()));
-    let (api, events) = chat21_local::embedded_api(verifier, realtime);
-    tokio::spawn(chat21_local::deliver_events(api.deps.clone(), events));
+    let (api, written) = chat21_local::embedded_api(verifier, realtime);
+    tokio::spawn(chat21_local::deliver_written(api.deps.clone(), written));
     let broker = Arc::new(Broker {
         router,
         api: api.clone(),

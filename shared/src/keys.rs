@@ -5,10 +5,10 @@
 //!
 //! | pk                         | sk                  | order_key                           | item |
 //! |----------------------------|---------------------|-------------------------------------|------|
-//! | `{app}#T#{owner}#{with}`   | `M#{sender}#{id}`   | `{ts:013}#{sender}#{id}`            | message copy in a user's timeline |
-//! | `{app}#H#{group}`          | `M#{sender}#{id}`   | `{ts:013}#{sender}#{id}`            | group message in the group's history |
-//! | `{app}#U#{user}`           | `C#{with}`          | `active#{ts:013}#{with}` / `archived#…` | conversation row |
-//! | `{app}#S#{sender}`         | `{message_id}`      |                                     | sent record (retry safety) |
+//! | `{app}#D#{a}#{b}`          | `M#{sender}#{id}`   | `{ts:013}#{sender}#{id}`            | direct message (a ≤ b: the two users) |
+//! | `{app}#H#{group}`          | `M#{sender}#{id}`   | `{seq:013}#{sender}#{id}`           | group message in the group's history |
+//! | `{app}#T#{owner}#{with}`   | `M#{sender}#{id}`   | `{ts:013}#{sender}#{id}`            | inline group message, the owner's copy |
+//! | `{app}#U#{user}`           | `C#{with}`          |                                     | conversation row (no index entry) |
 //! | `{app}#G#{group}`          | `GROUP`             |                                     | group meta |
 //! | `{app}#G#{group}`          | `M#{member}`        |                                     | membership |
 //! | `{app}#G#{group}`          | `C#{change}`        |                                     | change whose events are owed |
@@ -31,6 +31,13 @@ pub const CHANGE_PREFIX: &str = "C#";
 const ACTIVE: &str = "active";
 const ARCHIVED: &str = "archived";
 
+/// The timeline two users share: the same for (a, b) and (b, a).
+pub fn direct_pk(app: &str, a: &str, b: &str) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    format!("{app}#D#{lo}#{hi}")
+}
+
+/// One user's own copies of a conversation (inline groups).
 pub fn timeline_pk(app: &str, owner: &str, with: &str) -> String {
     format!("{app}#T#{owner}#{with}")
 }
@@ -55,6 +62,12 @@ pub fn order_of(message: &Message) -> String {
     message_order(message.timestamp, &message.sender, &message.message_id)
 }
 
+/// Sort key of a group message in its group's history: by its place, then sender and id
+/// (the same shape as a timestamp order, so cursors read alike).
+pub fn group_order(seq: u64, message: &Message) -> String {
+    message_order(seq, &message.sender, &message.message_id)
+}
+
 pub fn user_pk(app: &str, user: &str) -> String {
     format!("{app}#U#{user}")
 }
@@ -70,10 +83,6 @@ pub fn conversation_order(archived: bool, timestamp: u64, with: &str) -> String 
 /// The `order` prefix shared by a user's active (or archived) conversation rows.
 pub fn list_prefix(archived: bool) -> &'static str {
     if archived { ARCHIVED } else { ACTIVE }
-}
-
-pub fn sent_pk(app: &str, sender: &str) -> String {
-    format!("{app}#S#{sender}")
 }
 
 pub fn group_pk(app: &str, group: &str) -> String {
@@ -158,6 +167,13 @@ pub fn conversation_position(cursor: &str, archived: bool) -> Result<Position> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_direct_timeline_is_shared_by_its_two_users() {
+        assert_eq!(direct_pk("a", "u1", "u2"), direct_pk("a", "u2", "u1"));
+        assert_ne!(direct_pk("a", "u1", "u2"), direct_pk("a", "u1", "u3"));
+        assert_ne!(direct_pk("a", "g", "g"), history_pk("a", "g"));
+    }
 
     #[test]
     fn a_group_history_is_no_users_timeline() {

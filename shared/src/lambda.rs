@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::dynamodb;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_http::{Request, service_fn};
 use lambda_runtime::LambdaEvent;
 use tracing::{error, warn};
 
 use crate::adapters::system::{SystemClock, UuidIds};
-use crate::adapters::{dynamo::DynamoStore, sns::SnsEvents};
+use crate::adapters::dynamo::{DynamoStore, stream::written_of};
+use crate::adapters::sns::SnsEvents;
 use crate::api::{self, Api};
 use crate::config::{self, AwsConfig};
 use crate::events::Event;
@@ -43,7 +45,6 @@ pub async fn aws_deps(lookup: impl Fn(&str) -> Option<String>) -> Result<Deps, E
         store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&shared),
             aws.table,
-            clock.clone(),
         )),
         events: Arc::new(SnsEvents::new(
             aws_sdk_sns::Client::new(&shared),
@@ -71,15 +72,48 @@ pub async fn serve_http(route: Route) -> Result<(), Error> {
     .await
 }
 
-/// Runs the deliver function (SQS event source with partial batch responses).
+/// Runs the deliver function: the table's stream (new message items), with partial batch
+/// responses.
 pub async fn serve_deliver() -> Result<(), Error> {
     init_tracing();
     let deps = aws_deps(config::env).await?;
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handle_sqs(deps, event.payload).await)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<dynamodb::Event>| async move {
+            Ok::<_, Error>(handle_stream(deps, event.payload).await)
+        },
+    ))
     .await
+}
+
+/// Delivers a batch of stream records in order. At the first that fails for a reason a retry
+/// may cure, it stops and reports it: Lambda retries from there, so a group's messages are
+/// never delivered out of order. A record that can never be delivered (malformed) is logged
+/// and skipped, so it does not hold up the messages after it.
+pub async fn handle_stream(deps: &Deps, event: dynamodb::Event) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    for record in event.records {
+        let sequence = record.change.sequence_number.clone();
+        let outcome = match written_of(record.change.new_image) {
+            Ok(None) => Ok(()),
+            Ok(Some(written)) => deliver::handle(deps, &written).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(e @ crate::Error::BadRequest(_)) => {
+                error!(error = %e, sequence = ?sequence, "an undeliverable stream record, skipped");
+            }
+            Err(e) => {
+                warn!(error = %e, sequence = ?sequence, "delivery failed; it will be retried");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = sequence;
+                response.batch_item_failures.push(failure);
+                break;
+            }
+        }
+    }
+    response
 }
 
 /// Reads one queue record: the event itself (raw delivery, as the template subscribes), or an
@@ -98,29 +132,4 @@ pub fn event_of(body: &str) -> Result<Event, String> {
         _ => value,
     };
     serde_json::from_value(inner).map_err(|e| format!("not an event: {e}"))
-}
-
-/// Delivers every record of a batch; failed records are reported so that only they are
-/// retried (and land in the DLQ after the queue's receive limit).
-pub async fn handle_sqs(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let outcome = match record.body.as_deref().map(event_of) {
-            None => Err("record without a body".to_string()),
-            Some(Err(e)) => Err(e),
-            Some(Ok(event)) => deliver::handle(deps, &event)
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        if let Err(reason) = outcome {
-            if id.is_empty() {
-                error!(%reason, "failed record without a message id");
-            } else {
-                warn!(message_id = %id, %reason, "record failed; it will be retried");
-            }
-            response.add_failure(id);
-        }
-    }
-    response
 }

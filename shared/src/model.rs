@@ -73,6 +73,19 @@ impl Message {
         }
     }
 
+    /// This message as `owner` sees it in their conversation (its copy there): `timelineOf` the
+    /// owner, `conversWith` the peer (or the group); status 100 on the sender's own direct
+    /// message, 150 on a received one and on every group message.
+    pub fn view_for(&self, owner: &str) -> Message {
+        match self.channel_type {
+            ChannelType::Direct if owner == self.sender => {
+                self.copy_for(&self.sender, &self.recipient, status::SENT)
+            }
+            ChannelType::Direct => self.copy_for(owner, &self.sender, status::DELIVERED),
+            ChannelType::Group => self.copy_for(owner, &self.recipient, status::DELIVERED),
+        }
+    }
+
     /// Chat21's `attributes.updateconversation: false` leaves conversations untouched.
     pub fn updates_conversation(&self) -> bool {
         self.attribute("updateconversation") != Some(&Value::Bool(false))
@@ -173,6 +186,9 @@ pub struct GroupMeta {
     /// concurrent set-members cannot interleave.
     #[serde(default)]
     pub version: u64,
+    /// The last place taken in the group's history (its messages' sequence).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl GroupMeta {
@@ -259,17 +275,13 @@ pub struct GroupChange {
     /// group finishes it (otherwise only once it is old enough to be surely abandoned).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stalled: bool,
-}
-
-/// The record that makes a client `message_id` safe to retry: one per (sender, message id).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SentRecord {
-    pub message: Message,
-    /// False until `message-sent` has been published; a retry finishes the job while false.
-    pub published: bool,
-    /// An inline group's audience (its members and the sender).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub also_to: Vec<String>,
+    /// The first place of its system messages in the group's history, once allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub places_from: Option<u64>,
+    /// Announced (system messages stored, events published): what is left, the delivery to
+    /// every member, is the deliver step's, which the change's record hands over when set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settled: bool,
 }
 
 /// Who is calling, from a verified token.

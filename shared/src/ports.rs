@@ -1,12 +1,17 @@
 //! What the operations need from the outside world, as small traits. Each has a production
 //! adapter (DynamoDB, SNS, system clock) and an embedded one (local server and tests).
+//!
+//! How messages are kept (see `keys` for the layout): a direct conversation's messages once, in
+//! a timeline the two users share; a group's messages once, in the group's history; each user
+//! sees them through their conversation row ([`TimelineView`]). Only an inline group's messages
+//! are copied into each member's own timeline.
 
 use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::events::Event;
 use crate::keys::Position;
-use crate::model::{Conversation, GroupChange, GroupMeta, Message, SentRecord};
+use crate::model::{Conversation, GroupChange, GroupMeta, Message};
 
 /// A page request: at most `limit` items after `after` (newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,18 +33,118 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// One copy to write into its owner's timeline, and how it affects their conversation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
-    pub copy: Message,
-    /// Received from someone else: counts in `unread_count` and sets `is_new`.
-    pub unread: bool,
-    /// False for `attributes.updateconversation: false`.
-    pub update_conversation: bool,
+/// Where a message was written, and so what its delivery is (the store's change stream tells
+/// the deliver step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A direct message, in the timeline its sender and recipient share.
+    Direct,
+    /// A message in a group's history, at its place `seq`.
+    Group { seq: u64 },
+    /// An inline group's message (Chat21's "volatile" group): copied to these users.
+    Inline { audience: Vec<String> },
 }
 
-/// Whether a delivery (or the sender's own touch) took an archived conversation back.
-pub type Unarchived = bool;
+/// A new message as the store wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub message: Message,
+    pub origin: Origin,
+}
+
+/// What the store's change stream hands the deliver step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Streamed {
+    /// A new message to deliver.
+    Message(Written),
+    /// A group change whose system messages are stored: to deliver to every member.
+    Change {
+        app: String,
+        group: String,
+        change: GroupChange,
+    },
+}
+
+/// A timeline to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timeline {
+    /// The direct conversation of two users (in either order).
+    Direct { app: String, a: String, b: String },
+    /// A group's history.
+    History { app: String, group: String },
+    /// One user's own copies of their conversation with `with` (inline groups).
+    Copies { app: String, owner: String, with: String },
+}
+
+/// A span of a group's history a member sees: from `from` (an order key) up to `to`
+/// (inclusive; `None` while still a member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub from: String,
+    pub to: Option<String>,
+}
+
+impl Window {
+    pub fn contains(&self, order: &str) -> bool {
+        order >= self.from.as_str() && self.to.as_deref().is_none_or(|to| order <= to)
+    }
+}
+
+/// What a conversation is, for reading its timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationKind {
+    Direct,
+    Group,
+    Inline,
+}
+
+/// How a user sees their conversation's timeline: which messages, and their receipts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineView {
+    pub kind: ConversationKind,
+    /// Group conversations: the spans of the group's history the user sees.
+    pub windows: Vec<Window>,
+    /// Messages up to this order key were deleted for this user.
+    pub cleared_to: Option<String>,
+    pub received_up_to: Option<u64>,
+    pub peer_read_at: Option<u64>,
+    /// Deleted for good (a tombstone that keeps `cleared_to`).
+    pub deleted: bool,
+}
+
+/// One message (or the run of system messages of one group change) applied to its owner's
+/// conversation row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowUpdate {
+    /// The last message of the run, as the owner sees it (`timelineOf` = owner).
+    pub last: Message,
+    pub kind: ConversationKind,
+    /// The order keys of the run's messages, oldest first (one for an ordinary message).
+    pub orders: Vec<String>,
+    /// Each of them counts as unread (received from someone else).
+    pub unread: bool,
+}
+
+impl RowUpdate {
+    pub fn last_order(&self) -> &str {
+        self.orders.last().map_or("", String::as_str)
+    }
+
+    pub fn first_order(&self) -> &str {
+        self.orders.first().map_or("", String::as_str)
+    }
+}
+
+/// What applying a [`RowUpdate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The run is the newest: its last message is the conversation's last now.
+    Newer { unarchived: bool },
+    /// Older than the last message: counted as unread only (once).
+    Late,
+    /// Applied before (a redelivery): nothing changed.
+    Already,
+}
 
 /// The receipt marks of a conversation row (message timestamps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,62 +173,78 @@ pub struct GroupHead {
 
 #[async_trait]
 pub trait MessageStore: Send + Sync {
-    /// Claims `(sender, message_id)` for a new send. `None` when newly claimed; otherwise the
-    /// record of the earlier send with that id.
-    async fn claim_sent(&self, record: &SentRecord) -> Result<Option<SentRecord>>;
-    /// Notes that the message's `message-sent` event went out.
-    async fn mark_published(&self, message: &Message) -> Result<()>;
-    /// Removes an unpublished send (its record and canonical copy: the sender's, or the
-    /// group history's) when nothing was promised.
-    async fn abandon_sent(&self, message: &Message) -> Result<()>;
-    /// Writes copies into their owners' timelines as they are; writing the same copy again
-    /// changes nothing.
+    /// A direct or inline-group send: writes the message into its sender's timeline with the
+    /// recipient unless the sender already sent this `message_id` there (then returns that
+    /// earlier message and writes nothing). The write is the event: the store's change stream
+    /// hands it to the deliver step.
+    async fn put_sent(&self, written: &Written) -> Result<Option<Message>>;
+    /// The next `count` places of a group's history: returns the first. `None` if the group
+    /// does not exist.
+    async fn next_seq(&self, app: &str, group: &str, count: u64) -> Result<Option<u64>>;
+    /// A member's message into the group's history at `seq`, unless the sender already sent
+    /// this `message_id` to the group (then returns it). Streamed to the deliver step.
+    async fn put_group_message(&self, message: &Message, seq: u64) -> Result<Option<Message>>;
+    /// A change's system messages into the group's history at their places (idempotent). Not
+    /// streamed: the change's own follow-up delivers them.
+    async fn put_system_messages(&self, messages: &[(Message, u64)]) -> Result<()>;
+    /// Copies into their owners' own timelines (inline groups), idempotent.
     async fn put_copies(&self, copies: &[Message]) -> Result<()>;
-    /// Writes group messages into their group's own history (idempotent, like copies).
-    async fn put_history(&self, messages: &[Message]) -> Result<()>;
-    /// A group's history, newest first.
-    async fn list_history(
+    /// One message of a timeline, by its sender and id.
+    async fn get_message(
         &self,
-        app: &str,
-        group: &str,
-        page: &PageRequest,
-    ) -> Result<Page<Message>>;
-    /// One copy in `owner`'s timeline with `with`, by its sender and id.
-    async fn get_copy(
-        &self,
-        app: &str,
-        owner: &str,
-        with: &str,
+        timeline: &Timeline,
         sender: &str,
         message_id: &str,
     ) -> Result<Option<Message>>;
-    /// A user's timeline with a peer or a group, newest first.
-    async fn list_messages(
+    /// A page of a timeline as stored, newest first; only the messages within `windows` (a
+    /// group member's view) and after `cleared_to` when given.
+    async fn list_timeline(
         &self,
-        app: &str,
-        owner: &str,
-        with: &str,
+        timeline: &Timeline,
+        windows: Option<&[Window]>,
+        cleared_to: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<Message>>;
+    /// A change's system messages, at their places `first..first + count`.
+    async fn history_run(
+        &self,
+        app: &str,
+        group: &str,
+        first: u64,
+        count: u64,
+    ) -> Result<Vec<(Message, u64)>>;
+    /// The order key of the `n`-th newest message of a group's history before `before`
+    /// (the oldest if there are fewer): where a joiner's view starts.
+    async fn history_floor(
+        &self,
+        app: &str,
+        group: &str,
+        before: &str,
+        n: usize,
+    ) -> Result<Option<String>>;
+    /// Removes a user's own copies of a conversation (inline groups).
+    async fn delete_copies(&self, app: &str, owner: &str, with: &str) -> Result<()>;
 }
 
 #[async_trait]
 pub trait ConversationStore: Send + Sync {
-    /// For each delivery, atomically: writes the copy unless it is already there and, only if it
-    /// was not, applies it to the owner's conversation (newer message becomes the last one and
-    /// un-archives; unread ones add one to `unread_count`). A delivery made before changes
-    /// nothing. Returns, per delivery, whether it took an archived conversation back.
-    async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<Unarchived>>;
-    /// The sender's side: makes `copy` the last message of its owner's conversation (read,
-    /// un-archived) unless a later message is already there. Idempotent. Returns whether it
-    /// took an archived conversation back.
-    async fn touch_conversation(&self, copy: &Message) -> Result<Unarchived>;
+    /// Applies a message (or a run) to `owner`'s conversation with `with`: the newest becomes
+    /// the last one (un-archiving, reviving a deleted conversation, opening a group window if
+    /// none is open); an older one not counted before is counted as unread; one applied before
+    /// changes nothing.
+    async fn apply(&self, owner: &str, with: &str, update: &RowUpdate) -> Result<Applied>;
+    /// Whether `owner`'s conversation with `with` is missing `order` as its last message (or
+    /// a later one): a cheap read before repairing it.
+    async fn lags(&self, app: &str, owner: &str, with: &str, order: &str) -> Result<bool>;
     async fn get_conversation(
         &self,
         app: &str,
         user: &str,
         with: &str,
     ) -> Result<Option<Conversation>>;
+    /// How `user` sees their conversation's timeline; `None` if they never had one.
+    async fn timeline_view(&self, app: &str, user: &str, with: &str)
+    -> Result<Option<TimelineView>>;
     async fn list_conversations(
         &self,
         app: &str,
@@ -138,9 +259,8 @@ pub trait ConversationStore: Send + Sync {
         user: &str,
         with: &str,
     ) -> Result<Option<Conversation>>;
-    /// Removes every copy in `user`'s timeline with `with`.
-    async fn delete_timeline(&self, app: &str, user: &str, with: &str) -> Result<()>;
-    /// Removes the conversation row, if there is one.
+    /// Deletes the conversation for `user`: it leaves their lists and its messages up to now
+    /// leave their timeline (a group's windows close); a later message brings it back.
     async fn delete_conversation(&self, app: &str, user: &str, with: &str) -> Result<()>;
     /// Sets the read mark: `is_new` false, `unread_count` 0, `read_at`. `None` if unknown.
     async fn mark_read(
@@ -160,6 +280,10 @@ pub trait ConversationStore: Send + Sync {
         mark: ReadMark,
         at: u64,
     ) -> Result<()>;
+    /// Opens `member`'s view of a group from `from` (or earlier, if already open from there).
+    async fn open_window(&self, app: &str, member: &str, group: &str, from: &str) -> Result<()>;
+    /// Closes `member`'s open view of a group at `at` (inclusive).
+    async fn close_window(&self, app: &str, member: &str, group: &str, at: &str) -> Result<()>;
 }
 
 /// What creating a group did.
@@ -184,6 +308,8 @@ pub enum Removed {
     Removed,
     /// Not a member (or no such group); nothing was written.
     NotMember,
+    /// The group's history moved on since it was read: read it again.
+    Stale,
 }
 
 /// What a version-checked change of the whole member set did.
@@ -224,25 +350,30 @@ pub trait GroupStore: Send + Sync {
         member: &str,
         change: &GroupChange,
     ) -> Result<Added>;
-    /// Atomically removes `member` and records the change.
+    /// Atomically removes `member`, records the change and takes the places of its system
+    /// messages (`change.places_from` on), if the history is still at `seq`: nothing sent after
+    /// the removal can sort before the member's goodbye.
     async fn remove_member(
         &self,
         app: &str,
         group: &str,
         member: &str,
+        seq: u64,
         change: &GroupChange,
     ) -> Result<Removed>;
-    /// Atomically applies `change.joined`/`change.left`, records the change and bumps the
-    /// version, if the group is still at `version`.
-    async fn set_members(
-        &self,
-        app: &str,
-        group: &str,
-        version: u64,
-        change: &GroupChange,
-    ) -> Result<MembersSet>;
+    /// Atomically applies `change.joined`/`change.left`, records the change, bumps the version
+    /// and takes the places of its system messages, if the group is still as `meta` was read
+    /// (its `version` and `seq`).
+    async fn set_members(&self, meta: &GroupMeta, change: &GroupChange) -> Result<MembersSet>;
     /// Atomically replaces the meta's name and attributes and records the change.
     async fn update_meta(&self, meta: &GroupMeta, change: &GroupChange) -> Result<Updated>;
+    /// Records where a change's system messages go in the history (its first place), unless
+    /// an earlier run recorded it: returns the recorded one.
+    async fn record_places(&self, app: &str, group: &str, change_id: &str, first: u64)
+    -> Result<u64>;
+    /// The change is announced: hands it to the deliver step (the stream), which delivers it
+    /// to every member and then finishes it.
+    async fn mark_settled(&self, app: &str, group: &str, change: &GroupChange) -> Result<()>;
     /// The change's own call failed to announce it: let the next call finish it.
     async fn mark_stalled(&self, app: &str, group: &str, change_id: &str) -> Result<()>;
     /// The change's follow-up is done.

@@ -9,7 +9,7 @@ use crate::ids::Id;
 use crate::model::{Caller, ChannelType, Conversation, Message};
 use crate::ops::Deps;
 use crate::ops::messages::publish_quietly;
-use crate::ports::{Page, PageRequest, ReadMark};
+use crate::ports::{ConversationKind, Page, PageRequest, ReadMark, Timeline, TimelineView};
 use crate::realtime::push;
 
 /// Active (or archived) conversations of `user`, newest first.
@@ -53,8 +53,80 @@ pub async fn detail(
         .map(Conversation::with_receipt))
 }
 
-/// The user's timeline with `with`, newest first; their own direct messages that the peer has
-/// read show status 250.
+/// The timeline `user` sees with `with`, and how.
+async fn timeline_of(
+    deps: &Deps,
+    app: &str,
+    user: &str,
+    with: &str,
+) -> Result<(Timeline, Option<TimelineView>)> {
+    let view = deps.store.timeline_view(app, user, with).await?;
+    let timeline = match view.as_ref().map(|v| v.kind) {
+        Some(ConversationKind::Group) => Timeline::History {
+            app: app.to_string(),
+            group: with.to_string(),
+        },
+        Some(ConversationKind::Inline) => Timeline::Copies {
+            app: app.to_string(),
+            owner: user.to_string(),
+            with: with.to_string(),
+        },
+        Some(ConversationKind::Direct) | None => Timeline::Direct {
+            app: app.to_string(),
+            a: user.to_string(),
+            b: with.to_string(),
+        },
+    };
+    Ok((timeline, view))
+}
+
+/// A page of what `user` sees of their conversation with `with`, newest first, as copies of
+/// theirs (`timelineOf` = user), without the receipts the read marks give.
+pub async fn copies(
+    deps: &Deps,
+    app: &str,
+    user: &str,
+    with: &str,
+    page: &PageRequest,
+) -> Result<Page<Message>> {
+    seen(deps, app, user, with, page, false).await
+}
+
+/// [`copies`], with the receipts when `receipts` is set.
+async fn seen(
+    deps: &Deps,
+    app: &str,
+    user: &str,
+    with: &str,
+    page: &PageRequest,
+    receipts: bool,
+) -> Result<Page<Message>> {
+    let (timeline, view) = timeline_of(deps, app, user, with).await?;
+    let windows = match (&timeline, &view) {
+        (Timeline::History { .. }, Some(v)) => Some(v.windows.as_slice()),
+        _ => None,
+    };
+    let cleared_to = view.as_ref().and_then(|v| v.cleared_to.as_deref());
+    let stored = deps
+        .store
+        .list_timeline(&timeline, windows, cleared_to, page)
+        .await?;
+    let (received, peer_read_at) = match &view {
+        Some(v) if receipts => (v.received_up_to, v.peer_read_at),
+        _ => (None, None),
+    };
+    Ok(Page {
+        items: stored
+            .items
+            .iter()
+            .map(|m| m.view_for(user).with_receipt(received, peer_read_at))
+            .collect(),
+        next: stored.next,
+    })
+}
+
+/// The user's timeline with `with`, newest first: their own direct messages that the peer has
+/// read show status 250, received ones they sent a receipt for 200.
 pub async fn messages(
     deps: &Deps,
     caller: &Caller,
@@ -63,21 +135,7 @@ pub async fn messages(
     page: &PageRequest,
 ) -> Result<Page<Message>> {
     let user = caller.acting_as("user_id", Some(user))?;
-    let app = &caller.app_id;
-    let (messages, conversation) = tokio::try_join!(
-        deps.store.list_messages(app, &user, with, page),
-        deps.store.get_conversation(app, &user, with),
-    )?;
-    let (received, peer_read_at) =
-        conversation.map_or((None, None), |c| (c.received_up_to, c.peer_read_at));
-    Ok(Page {
-        items: messages
-            .items
-            .into_iter()
-            .map(|m| m.with_receipt(received, peer_read_at))
-            .collect(),
-        next: messages.next,
-    })
+    seen(deps, &caller.app_id, &user, with, page, true).await
 }
 
 fn not_found(with: &str) -> Error {
@@ -109,8 +167,12 @@ pub async fn delete(deps: &Deps, caller: &Caller, user_id: Option<Id>, with: &Id
         .get_conversation(app, &user, with)
         .await?
         .ok_or_else(|| not_found(with))?;
-    // Copies first, the row last: a failure part way leaves the row, so a retry finds it.
-    store.delete_timeline(app, &user, with).await?;
+    // An inline group's copies first, the row last: a failure part way leaves the row, so a
+    // retry finds it. (Direct and group messages are kept once for everyone: the row's
+    // tombstone hides them from this user.)
+    if deps.store.timeline_view(app, &user, with).await?.map(|v| v.kind) == Some(ConversationKind::Inline) {
+        store.delete_copies(app, &user, with).await?;
+    }
     let event = Event::conversation_deleted(&user, &conversation, deps.now());
     deps.events.publish(&[event]).await?;
     store.delete_conversation(app, &user, with).await?;
@@ -140,7 +202,7 @@ pub async fn mark_read(deps: &Deps, caller: &Caller, user: Id, with: &Id) -> Res
     Ok(())
 }
 
-/// How far back a receipt for a group message is looked for in the reader's timeline.
+/// How far back a receipt for a group or inline message is looked for in the reader's view.
 const RECEIPT_LOOKBACK: usize = 200;
 
 /// `{me}` read message `message_id` of their conversation with `with` (Chat21's
@@ -149,24 +211,24 @@ const RECEIPT_LOOKBACK: usize = 200;
 /// A receipt for a message the reader did not receive changes nothing.
 pub async fn read_message(deps: &Deps, caller: &Caller, with: &Id, message_id: &Id) -> Result<()> {
     let (app, me) = (&caller.app_id, &caller.user_id);
-    let Some(conversation) = deps.store.get_conversation(app, me, with).await? else {
+    if deps.store.get_conversation(app, me, with).await?.is_none() {
         return Ok(());
-    };
-    let direct = conversation.last.channel_type == ChannelType::Direct;
-    let copy = if direct {
-        deps.store.get_copy(app, me, with, with, message_id).await?
+    }
+    let (timeline, _) = timeline_of(deps, app, me, with).await?;
+    let direct = matches!(timeline, Timeline::Direct { .. });
+    let found = if direct {
+        // A received direct message's sender is the peer.
+        deps.store.get_message(&timeline, with, message_id).await?
     } else {
-        // A group message's sender is not in the topic: look among the newest copies.
+        // A group message's sender is not in the topic: look among the newest.
         let recent = PageRequest::first(RECEIPT_LOOKBACK);
-        let page = deps.store.list_messages(app, me, with, &recent).await?;
-        page.items
-            .into_iter()
-            .find(|m| m.message_id == **message_id)
+        let page = seen(deps, app, me, with, &recent, false).await?;
+        page.items.into_iter().find(|m| m.message_id == **message_id)
     };
-    let Some(copy) = copy.filter(|c| c.sender != **me) else {
+    let Some(message) = found.filter(|m| m.sender != **me) else {
         return Ok(());
     };
-    let at = copy.timestamp;
+    let at = message.timestamp;
     deps.store
         .raise_read_mark(app, me, with, ReadMark::Received, at)
         .await?;

@@ -1,30 +1,26 @@
-//! The deliver step: consumes `message-sent` and `join-member` events from the queue and writes
-//! recipients' copies and conversations. Every write is idempotent, so a redelivered event
-//! changes nothing.
+//! The deliver step: consumes every new message the store writes (DynamoDB's stream on AWS, a
+//! channel in `chat21-local`) and delivers it: the recipients' conversations, the connected
+//! clients (a `clientadded` per copy, the sender's own too), and the `message-sent` event for
+//! the other consumers (webhooks). Every write is idempotent, so a redelivered message changes
+//! nothing; its publishes go out again (real time is at least once).
+
+use futures_util::future::join_all;
 
 use crate::error::{Error, Result};
-use crate::events::{Event, EventData, MemberChange};
+use crate::events::Event;
 use crate::ids;
-use crate::keys::Position;
-use crate::model::{Message, SYSTEM_SENDER, status};
+use crate::keys;
+use crate::model::Message;
 use crate::ops::Deps;
-use crate::ports::{Delivery, PageRequest};
-use crate::realtime::push;
+use crate::ports::{Applied, ConversationKind, Origin, RowUpdate, Written};
+use crate::realtime::{Push, push};
 
-/// How many group messages a joiner receives (the newest ones).
-pub const HISTORY_ON_JOIN: usize = 200;
+/// Conversation updates in flight at once during a group's fan-out.
+const FAN_OUT_CONCURRENCY: usize = 16;
 
-/// Handles one event from the queue. Events deliver does not consume are ignored.
-pub async fn handle(deps: &Deps, event: &Event) -> Result<()> {
-    match &event.data {
-        EventData::MessageSent(message) => deliver_message(deps, event, message).await,
-        EventData::JoinMember(change) => copy_history(deps, event, change).await,
-        _ => Ok(()),
-    }
-}
-
-/// Anything on the topic is untrusted input: refuse messages that are not well formed.
-fn check_message(event: &Event, message: &Message) -> Result<()> {
+/// Anything from the stream is checked before it is trusted: a well-formed canonical message.
+fn check(written: &Written) -> Result<()> {
+    let message = &written.message;
     let valid_ids = [
         &message.app_id,
         &message.sender,
@@ -33,108 +29,151 @@ fn check_message(event: &Event, message: &Message) -> Result<()> {
     ]
     .iter()
     .all(|id| ids::is_valid(id));
-    // The canonical copy: the sender's (direct) or the group's own (group) timeline.
+    // The canonical form: the sender's (direct) or the group's own (group) timeline.
     let owner = if message.is_group() {
         &message.recipient
     } else {
         &message.sender
     };
     let canonical = message.timeline_of == *owner && message.convers_with == message.recipient;
-    if !valid_ids || !canonical || message.app_id != event.app_id {
-        return Err(Error::bad_request(
-            "message-sent event with an invalid message",
-        ));
+    let origin_fits = match &written.origin {
+        Origin::Direct => !message.is_group(),
+        Origin::Group { .. } => message.is_group(),
+        Origin::Inline { audience } => {
+            message.is_group() && audience.iter().all(|id| ids::is_valid(id))
+        }
+    };
+    if !valid_ids || !canonical || !origin_fits {
+        return Err(Error::bad_request("an invalid message to deliver"));
     }
     Ok(())
 }
 
-async fn deliver_message(deps: &Deps, event: &Event, message: &Message) -> Result<()> {
-    check_message(event, message)?;
-    let update_conversation = message.updates_conversation();
-    let deliveries: Vec<Delivery> = if message.is_group() {
-        let group = &message.recipient;
-        let mut members = deps.store.members(&message.app_id, group).await?;
-        for extra in &event.also_to {
-            if ids::is_valid(extra) && !members.contains(extra) {
-                members.push(extra.clone());
-            }
-        }
-        members
-            .iter()
-            .map(|member| Delivery {
-                copy: message.copy_for(member, group, status::DELIVERED),
-                unread: *member != message.sender,
-                update_conversation,
-            })
-            .collect()
-    } else {
-        vec![Delivery {
-            copy: message.copy_for(&message.recipient, &message.sender, status::DELIVERED),
-            unread: message.recipient != message.sender,
-            update_conversation,
-        }]
+/// Delivers one new message.
+pub async fn handle(deps: &Deps, written: &Written) -> Result<()> {
+    check(written)?;
+    let message = &written.message;
+    let delivered = match &written.origin {
+        Origin::Direct => direct(deps, message).await?,
+        Origin::Group { seq } => group(deps, message, *seq).await?,
+        Origin::Inline { audience } => inline(deps, message, audience).await?,
     };
-    let unarchived = deps.store.deliver(&deliveries).await?;
-    let mut pushes = Vec::new();
-    if !message.is_group() && update_conversation {
-        // The sender's side too (send-message did it already unless it failed there).
-        if deps.store.touch_conversation(message).await? {
-            let (app, sender, to) = (&message.app_id, &message.sender, &message.recipient);
-            pushes.push(push::unarchived(app, sender, to));
-        }
-    }
-    for (delivery, taken_back) in deliveries.iter().zip(unarchived) {
-        let copy = &delivery.copy;
-        if taken_back {
-            pushes.push(push::unarchived(
-                &copy.app_id,
-                &copy.timeline_of,
-                &copy.convers_with,
-            ));
-        }
-        pushes.push(push::message_added(copy));
-    }
-    // A failure fails the event, so that its redelivery publishes again (its writes are
-    // idempotent: they change nothing the second time).
-    deps.realtime.publish(&pushes).await?;
+    let now = deps.now();
+    let mut events = vec![Event::message_sent(message, now)];
     if deps.settings.delivered_events {
-        let now = deps.now();
-        let events: Vec<Event> = deliveries
-            .iter()
-            .map(|d| Event::message_delivered(&d.copy, now))
-            .collect();
-        deps.events.publish(&events).await?;
+        events.extend(delivered.iter().map(|copy| Event::message_delivered(copy, now)));
     }
+    deps.events.publish(&events).await
+}
+
+/// Applies a message to one owner's conversation; adds the publishes it causes.
+async fn apply(
+    deps: &Deps,
+    view: &Message,
+    kind: ConversationKind,
+    order: &str,
+    pushes: &mut Vec<Push>,
+) -> Result<()> {
+    let owner = &view.timeline_of;
+    if view.updates_conversation() {
+        let update = RowUpdate {
+            last: view.clone(),
+            kind,
+            orders: vec![order.to_string()],
+            unread: view.sender != *owner,
+        };
+        let applied = deps.store.apply(owner, &view.convers_with, &update).await?;
+        if applied == (Applied::Newer { unarchived: true }) {
+            pushes.push(push::unarchived(&view.app_id, owner, &view.convers_with));
+        }
+    }
+    pushes.push(push::message_added(view));
     Ok(())
 }
 
-/// A joiner receives the newest group messages from before their join, as delivered copies.
-async fn copy_history(deps: &Deps, event: &Event, change: &MemberChange) -> Result<()> {
-    let Some(joined) = &change.message else {
-        return Ok(());
-    };
-    let group = &change.group_id;
-    let announces_this_join = joined.sender == SYSTEM_SENDER
-        && joined.recipient == *group
-        && joined.app_id == event.app_id;
-    if !announces_this_join {
-        return Err(Error::bad_request(
-            "join-member event whose message is not the group's announcement",
-        ));
+/// [`apply`] on its own, for running several at once.
+async fn apply_one(
+    deps: &Deps,
+    view: &Message,
+    kind: ConversationKind,
+    order: &str,
+) -> Result<Vec<Push>> {
+    let mut pushes = Vec::new();
+    apply(deps, view, kind, order, &mut pushes).await?;
+    Ok(pushes)
+}
+
+/// Publishes to connected clients. A failure fails the delivery, so that its redelivery
+/// publishes again (its writes change nothing the second time).
+async fn publish(deps: &Deps, pushes: &[Push]) -> Result<()> {
+    deps.realtime.publish(pushes).await
+}
+
+/// A direct message: the recipient's conversation (and the sender's, if the send could not
+/// update it), both users told. Returns the recipient's copy.
+async fn direct(deps: &Deps, message: &Message) -> Result<Vec<Message>> {
+    let (app, sender, recipient) = (&message.app_id, &message.sender, &message.recipient);
+    let order = keys::order_of(message);
+    let mut pushes = Vec::new();
+    let theirs = message.view_for(recipient);
+    if recipient != sender {
+        apply(deps, &theirs, ConversationKind::Direct, &order, &mut pushes).await?;
     }
-    let page = PageRequest {
-        limit: HISTORY_ON_JOIN,
-        after: Some(Position::of(joined)),
-    };
-    let history = deps.store.list_history(&event.app_id, group, &page).await?;
-    // Oldest first, as clients expect copies of a conversation in the order written.
-    let copies: Vec<Message> = history
-        .items
+    let mine = message.view_for(sender);
+    if message.updates_conversation() && deps.store.lags(app, sender, recipient, &order).await? {
+        apply(deps, &mine, ConversationKind::Direct, &order, &mut pushes).await?;
+    } else {
+        pushes.push(push::message_added(&mine));
+    }
+    publish(deps, &pushes).await?;
+    Ok(if recipient == sender {
+        Vec::new()
+    } else {
+        vec![theirs]
+    })
+}
+
+/// A group message: every member's conversation, every member told (the sender too).
+async fn group(deps: &Deps, message: &Message, seq: u64) -> Result<Vec<Message>> {
+    let order = keys::group_order(seq, message);
+    let members = deps
+        .store
+        .members(&message.app_id, &message.recipient)
+        .await?;
+    let views: Vec<Message> = members.iter().map(|m| message.view_for(m)).collect();
+    let mut pushes = Vec::new();
+    for chunk in views.chunks(FAN_OUT_CONCURRENCY) {
+        let applied = join_all(
+            chunk
+                .iter()
+                .map(|view| apply_one(deps, view, ConversationKind::Group, &order)),
+        )
+        .await;
+        for result in applied {
+            pushes.extend(result?);
+        }
+    }
+    publish(deps, &pushes).await?;
+    Ok(views
+        .into_iter()
+        .filter(|v| v.timeline_of != message.sender)
+        .collect())
+}
+
+/// An inline group's message: a copy into each member's own timeline and their conversation.
+async fn inline(deps: &Deps, message: &Message, audience: &[String]) -> Result<Vec<Message>> {
+    let order = keys::order_of(message);
+    let copies: Vec<Message> = audience
         .iter()
-        .rev()
-        .map(|m| m.copy_for(&change.member_id, group, status::DELIVERED))
+        .filter(|member| **member != message.sender)
+        .map(|member| message.view_for(member))
         .collect();
     deps.store.put_copies(&copies).await?;
-    let pushes: Vec<_> = copies.iter().map(push::message_added).collect();
-    deps.realtime.publish(&pushes).await
+    let mut pushes = Vec::new();
+    for copy in &copies {
+        apply(deps, copy, ConversationKind::Inline, &order, &mut pushes).await?;
+    }
+    pushes.push(push::message_added(&message.view_for(&message.sender)));
+    publish(deps, &pushes).await?;
+    Ok(copies)
 }

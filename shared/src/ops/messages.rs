@@ -4,11 +4,12 @@ use serde_json::{Map, Value};
 use tracing::warn;
 
 use crate::error::{Error, Result};
-use crate::events::Event;
 use crate::ids::{self, Id};
 use crate::input::Fields;
-use crate::model::{Caller, ChannelType, Message, SentRecord, status};
+use crate::keys;
+use crate::model::{Caller, ChannelType, Message, status};
 use crate::ops::Deps;
+use crate::ports::{Applied, ConversationKind, Origin, RowUpdate, Written};
 use crate::realtime::{Push, push, topics};
 
 /// Largest `text`, in bytes.
@@ -166,16 +167,22 @@ fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> 
     Ok(message)
 }
 
-/// Who a group message goes to, besides the group's members.
+/// Where a group message goes: the group, or Chat21's inline group (`audience`: its members
+/// and the sender) when no group has the id.
+enum GroupAudience {
+    Members,
+    Inline(Vec<String>),
+}
+
 async fn group_audience(
     deps: &Deps,
     caller: &Caller,
     message: &Message,
     inline: Option<Vec<Id>>,
-) -> Result<Vec<String>> {
+) -> Result<GroupAudience> {
     let (app, group, sender) = (&message.app_id, &message.recipient, &message.sender);
     if deps.store.is_member(app, group, sender).await? {
-        return Ok(Vec::new());
+        return Ok(GroupAudience::Members);
     }
     if deps.store.group_head(app, group).await?.is_none() {
         // Chat21's inline group: those members and the sender, and no group is created.
@@ -189,107 +196,76 @@ async fn group_audience(
         for member in &audience {
             topics::check_fits(app, member, group, None)?;
         }
-        return Ok(audience);
+        return Ok(GroupAudience::Inline(audience));
     }
     if caller.admin {
-        return Ok(Vec::new());
+        return Ok(GroupAudience::Members);
     }
     Err(Error::forbidden(format!(
         "{sender} is not a member of group {group}"
     )))
 }
 
-/// Sends a message: stores the canonical copy, publishes `message-sent` (the deliver step writes
-/// the recipients' copies), and answers with the stored message.
+/// Sends a message and answers with it as stored. The one write that stores it is the event:
+/// the store's change stream hands it to the deliver step, which updates the recipients'
+/// conversations, tells connected clients and publishes `message-sent`. So nothing is ever
+/// stored without being delivered, and no rollback is needed.
 ///
-/// A client `message_id` makes the call safe to retry: the same sender and id never store or
-/// deliver twice, and a retry after a failed publish finishes the job. Without one, a failed
-/// publish is rolled back so that the client's retry does not leave a stray copy.
+/// A client `message_id` makes the call safe to retry: the same sender, recipient and id never
+/// store or deliver twice, and the retry answers with the original message.
 pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> {
-    let client_id = input.message_id.is_some();
     let inline = input.group_members.clone();
     let message = compose(deps, caller, input)?;
     let (app, sender, to) = (&message.app_id, &message.sender, &message.recipient);
     topics::check_fits(app, sender, to, Some(&message.message_id))?;
-    let also_to = if message.is_group() {
-        group_audience(deps, caller, &message, inline).await?
-    } else {
+    if !message.is_group() {
         topics::check_fits(app, to, sender, Some(&message.message_id))?;
-        Vec::new()
-    };
-    let record = SentRecord {
-        message,
-        published: false,
-        also_to,
-    };
-    match deps.store.claim_sent(&record).await? {
-        None => finish(deps, record, client_id).await,
-        Some(earlier) if earlier.published => Ok(earlier.message),
-        // An earlier attempt stored it but could not publish: finish that attempt.
-        Some(earlier) => finish(deps, earlier, true).await,
+        return send_one(deps, message, Origin::Direct).await;
+    }
+    match group_audience(deps, caller, &message, inline).await? {
+        GroupAudience::Inline(audience) => send_one(deps, message, Origin::Inline { audience }).await,
+        GroupAudience::Members => {
+            let seq = deps
+                .store
+                .next_seq(app, to, 1)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("group {to} not found")))?;
+            let earlier = deps.store.put_group_message(&message, seq).await?;
+            Ok(earlier.unwrap_or(message))
+        }
     }
 }
 
-async fn finish(deps: &Deps, record: SentRecord, keep_on_failure: bool) -> Result<Message> {
-    let SentRecord {
-        message, also_to, ..
-    } = record;
-    let canonical = std::slice::from_ref(&message);
-    // An inline group's message has no history: nothing is created for its group id.
-    let stored = match (message.is_group(), also_to.is_empty()) {
-        (false, _) => deps.store.put_copies(canonical).await,
-        (true, true) => deps.store.put_history(canonical).await,
-        (true, false) => Ok(()),
+/// A direct (or inline group) send: the message into the sender's timeline, then the sender's
+/// own conversation (two requests; the deliver step repairs the conversation if the second
+/// failed).
+async fn send_one(deps: &Deps, message: Message, origin: Origin) -> Result<Message> {
+    let kind = match origin {
+        Origin::Inline { .. } => ConversationKind::Inline,
+        _ => ConversationKind::Direct,
     };
-    let published = match stored {
-        Ok(()) => {
-            let event = Event {
-                also_to,
-                ..Event::message_sent(&message, deps.now())
-            };
-            deps.events.publish(&[event]).await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = published {
-        warn!(error = %e, message_id = %message.message_id, "send could not complete");
-        if !keep_on_failure && let Err(undo) = deps.store.abandon_sent(&message).await {
-            warn!(error = %undo, message_id = %message.message_id, "could not roll back a failed send");
-        }
-        if !matches!(e, Error::Unavailable(_)) {
-            return Err(e);
-        }
-        let hint = if keep_on_failure {
-            " with the same message_id"
-        } else {
-            ""
-        };
-        return Err(Error::unavailable(format!(
-            "the message could not be sent now ({e}); retry{hint}"
-        )));
+    let written = Written { message, origin };
+    if let Some(earlier) = deps.store.put_sent(&written).await? {
+        return Ok(earlier);
     }
-    if !message.is_group() {
-        let mut pushes = Vec::new();
-        // The sender's own conversation; deliver repeats this idempotently, so a failure here
-        // only delays it.
-        if message.updates_conversation() {
-            match deps.store.touch_conversation(&message).await {
-                Ok(true) => pushes.push(push::unarchived(
-                    &message.app_id,
-                    &message.sender,
-                    &message.recipient,
-                )),
-                Ok(false) => {}
-                Err(e) => {
-                    warn!(error = %e, message_id = %message.message_id, "sender conversation left to deliver");
-                }
+    let message = written.message;
+    if message.updates_conversation() {
+        let (sender, to) = (&message.sender, &message.recipient);
+        let update = RowUpdate {
+            last: message.view_for(sender),
+            kind,
+            orders: vec![keys::order_of(&message)],
+            unread: false,
+        };
+        match deps.store.apply(sender, to, &update).await {
+            Ok(Applied::Newer { unarchived: true }) => {
+                publish_quietly(deps, &[push::unarchived(&message.app_id, sender, to)]).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, message_id = %message.message_id, "sender conversation left to deliver");
             }
         }
-        pushes.push(push::message_added(&message));
-        publish_quietly(deps, &pushes).await;
-    }
-    if let Err(e) = deps.store.mark_published(&message).await {
-        warn!(error = %e, message_id = %message.message_id, "could not mark the send published");
     }
     Ok(message)
 }

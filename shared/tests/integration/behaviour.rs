@@ -34,8 +34,8 @@ macro_rules! on_both_stores {
 on_both_stores!(
     direct_message_reaches_both_sides,
     retry_with_message_id_stores_and_delivers_once,
-    failed_publish_is_finished_by_a_retry_with_the_same_id,
-    failed_publish_without_an_id_leaves_nothing,
+    failed_deliveries_are_retried_without_doubling,
+    retries_with_an_id_store_and_deliver_once,
     redelivered_events_change_nothing,
     late_older_message_counts_but_does_not_replace_the_last,
     updateconversation_false_leaves_conversations_alone,
@@ -69,10 +69,10 @@ async fn direct_message_reaches_both_sides(h: &Harness) {
         ("u1", "u2")
     );
     assert_eq!(h.timeline("u1", "u2").await, vec![sent.clone()]);
-    assert!(
-        h.timeline("u2", "u1").await.is_empty(),
-        "recipient copies come from deliver"
-    );
+    // Stored once, in the timeline both share: the recipient sees it at once; their
+    // conversation comes from the deliver step.
+    assert_eq!(h.timeline("u2", "u1").await, vec![sent.view_for("u2")]);
+    assert!(h.conversation("u2", "u1").await.is_none());
     let mine = h.conversation("u1", "u2").await.unwrap();
     assert!(!mine.is_new);
     assert_eq!(mine.last_message_text, "hi");
@@ -139,58 +139,57 @@ async fn retry_with_message_id_stores_and_delivers_once(h: &Harness) {
     assert_eq!(h.timeline("u2", "u3").await.len(), 1);
 }
 
-async fn failed_publish_is_finished_by_a_retry_with_the_same_id(h: &Harness) {
+/// The send's one write is the event: an unavailable event bus cannot fail a send, and a
+/// delivery that fails (here: publishing its events) is retried and changes nothing twice.
+async fn failed_deliveries_are_retried_without_doubling(h: &Harness) {
+    h.events.fail_next(1);
+    let sent = h.send(&user("u1"), "u2", "hello").await.unwrap();
+    assert!(h.events.published().is_empty(), "a send publishes nothing itself");
+    let written = h.take_written().await;
+    assert_eq!(written.len(), 1);
+    let failed = deliver::handle(&h.deps, &written[0]).await.unwrap_err();
+    assert_eq!(failed.status(), 503);
+    // The stream hands it over again.
+    deliver::handle(&h.deps, &written[0]).await.unwrap();
+    let events = h.events.take();
+    assert_eq!(count(&events, EventType::MessageSent), 1);
+    assert_eq!(h.timeline("u2", "u1").await, vec![sent.view_for("u2")]);
+    let theirs = h.conversation("u2", "u1").await.unwrap();
+    assert_eq!(theirs.unread_count, 1, "counted once");
+    // A failed real-time publish fails the delivery too, and its retry publishes.
+    h.send(&user("u2"), "u1", "back").await.unwrap();
+    let written = h.take_written().await;
+    h.realtime.take();
+    h.realtime.fail_next(1);
+    assert_eq!(deliver::handle(&h.deps, &written[0]).await.unwrap_err().status(), 503);
+    deliver::handle(&h.deps, &written[0]).await.unwrap();
+    let topics: Vec<String> = h.realtime.take().into_iter().map(|p| p.topic).collect();
+    assert!(topics.contains(&"apps/app1/users/u1/messages/u2/clientadded".to_string()), "{topics:?}");
+    assert_eq!(h.conversation("u1", "u2").await.unwrap().unread_count, 1);
+}
+
+/// A retry with the same id, whatever happened to the first call, stores and delivers once.
+async fn retries_with_an_id_store_and_deliver_once(h: &Harness) {
     let body = || chat21::ops::messages::SendMessage {
         message_id: Some(id("m-9")),
         ..input("u2", "hello")
     };
-    h.events.fail_next(1);
-    let err = h.send_with(&user("u1"), body()).await.unwrap_err();
-    assert_eq!(err.status(), 503);
-    assert!(h.events.published().is_empty());
-    assert!(h.deliver_all().await.is_empty());
-    assert!(h.timeline("u2", "u1").await.is_empty());
-
-    let sent = h.send_with(&user("u1"), body()).await.unwrap();
-    assert_eq!(sent.message_id, "m-9");
+    let first = h.send_with(&user("u1"), body()).await.unwrap();
     let events = h.deliver_all().await;
     assert_eq!(count(&events, EventType::MessageSent), 1);
+    for _ in 0..3 {
+        assert_eq!(h.send_with(&user("u1"), body()).await.unwrap(), first);
+    }
+    assert_eq!(count(&h.deliver_all().await, EventType::MessageSent), 0);
     assert_eq!(h.timeline("u1", "u2").await.len(), 1);
     assert_eq!(h.timeline("u2", "u1").await.len(), 1);
-    // Once published, a further retry neither stores nor publishes.
-    h.send_with(&user("u1"), body()).await.unwrap();
-    assert_eq!(count(&h.deliver_all().await, EventType::MessageSent), 0);
-}
-
-async fn failed_publish_without_an_id_leaves_nothing(h: &Harness) {
-    h.events.fail_next(1);
-    let err = h.send(&user("u1"), "u2", "lost").await.unwrap_err();
-    assert_eq!(err.status(), 503);
-    assert!(
-        h.timeline("u1", "u2").await.is_empty(),
-        "the failed send is rolled back"
-    );
-    assert!(h.conversation("u1", "u2").await.is_none());
-    assert!(h.events.published().is_empty());
-    h.send(&user("u1"), "u2", "again").await.unwrap();
-    h.deliver_all().await;
-    let texts: Vec<String> = h
-        .timeline("u2", "u1")
-        .await
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    assert_eq!(texts, vec!["again"]);
 }
 
 async fn redelivered_events_change_nothing(h: &Harness) {
     h.send(&user("u1"), "u2", "once").await.unwrap();
-    let events = h.events.published();
     h.deliver_all().await;
     for _ in 0..2 {
-        for event in &events {
-            deliver::handle(&h.deps, event).await.unwrap();
-        }
+        assert_eq!(h.redeliver_all().await, 1);
     }
     assert_eq!(h.timeline("u2", "u1").await.len(), 1);
     assert_eq!(h.conversation("u2", "u1").await.unwrap().unread_count, 1);
@@ -203,10 +202,10 @@ async fn late_older_message_counts_but_does_not_replace_the_last(h: &Harness) {
     };
     h.send_with(&user("u1"), at(2_000, "newer")).await.unwrap();
     h.send_with(&user("u1"), at(1_000, "older")).await.unwrap();
-    let events = h.events.take();
-    assert_eq!(events.len(), 2);
-    for event in &events {
-        deliver::handle(&h.deps, event).await.unwrap();
+    let written = h.take_written().await;
+    assert_eq!(written.len(), 2);
+    for w in &written {
+        deliver::handle(&h.deps, w).await.unwrap();
     }
     let conv = h.conversation("u2", "u1").await.unwrap();
     assert_eq!(conv.last_message_text, "newer");
@@ -434,13 +433,13 @@ async fn concurrent_deliveries_keep_unread_exact(h: &Harness) {
         };
         h.send_with(&user("u1"), m).await.unwrap();
     }
-    let events = h.events.take();
+    let written = h.take_written().await;
+    assert_eq!(written.len(), 20);
     let mut tasks = Vec::new();
-    for event in events {
+    // In reverse, all at once: the late ones must still count once each.
+    for w in written.into_iter().rev() {
         let deps = h.deps.clone();
-        tasks.push(tokio::spawn(
-            async move { deliver::handle(&deps, &event).await },
-        ));
+        tasks.push(tokio::spawn(async move { deliver::handle(&deps, &w).await }));
     }
     for task in tasks {
         task.await.unwrap().unwrap();

@@ -7,16 +7,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
-    ProjectionType, ScalarAttributeType,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use chat21::adapters::dynamo::{DynamoStore, ORDER_INDEX};
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, RecordingRealtime};
-use chat21::events::{DELIVER_CONSUMES, Event, EventType};
+use chat21::adapters::dynamo::stream::written_of;
+use chat21::events::{Event, EventType};
 use chat21::ids::Id;
 use chat21::model::{Caller, Conversation, Message};
 use chat21::ops::messages::SendMessage;
 use chat21::ops::{Deps, Settings, conversations, deliver, messages};
-use chat21::ports::{Clock, IdSource, Page, PageRequest};
+use chat21::ports::{Clock, IdSource, Page, PageRequest, Timeline, Written};
+use aws_lambda_events::event::dynamodb;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A clock that moves forward by one millisecond per reading: deterministic order.
 pub struct StepClock(AtomicU64);
@@ -127,18 +130,165 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
         .key_schema(key("sk", KeyType::Range))
         .local_secondary_indexes(index)
         .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .expect("create table on moto");
 }
 
-/// Deps plus the recording event bus and real-time publisher, on either store.
+/// Reads a table's stream (moto's one shard) from where the last read stopped: what Lambda's
+/// event source mapping does on AWS.
+pub struct StreamReader {
+    client: aws_sdk_dynamodbstreams::Client,
+    table: String,
+    iterator: tokio::sync::Mutex<Option<String>>,
+}
+
+impl StreamReader {
+    pub fn new(config: &aws_config::SdkConfig, table: &str) -> StreamReader {
+        StreamReader {
+            client: aws_sdk_dynamodbstreams::Client::new(config),
+            table: table.to_string(),
+            iterator: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Every record written since the last call, oldest first.
+    pub async fn records(&self) -> Vec<aws_sdk_dynamodbstreams::types::Record> {
+        let mut iterator = self.iterator.lock().await;
+        if iterator.is_none() {
+            let streams = self
+                .client
+                .list_streams()
+                .table_name(&self.table)
+                .send()
+                .await
+                .expect("list streams");
+            let arn = streams.streams()[0].stream_arn().unwrap().to_string();
+            let stream = self
+                .client
+                .describe_stream()
+                .stream_arn(&arn)
+                .send()
+                .await
+                .expect("describe stream");
+            let shard = stream.stream_description().unwrap().shards()[0]
+                .shard_id()
+                .unwrap()
+                .to_string();
+            let start = self
+                .client
+                .get_shard_iterator()
+                .stream_arn(&arn)
+                .shard_id(shard)
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .expect("shard iterator");
+            *iterator = start.shard_iterator().map(str::to_string);
+        }
+        let mut records = Vec::new();
+        loop {
+            let Some(current) = iterator.clone() else {
+                return records;
+            };
+            let out = self
+                .client
+                .get_records()
+                .shard_iterator(current)
+                .send()
+                .await
+                .expect("get records");
+            *iterator = out.next_shard_iterator().map(str::to_string);
+            if out.records().is_empty() {
+                return records;
+            }
+            records.extend(out.records().iter().cloned());
+        }
+    }
+
+    /// The records since the last call as Lambda hands them to the deliver function.
+    pub async fn lambda_event(&self) -> dynamodb::Event {
+        let images: Vec<(serde_dynamo::Item, String)> = self
+            .records()
+            .await
+            .into_iter()
+            .filter_map(|r| {
+                let d = r.dynamodb()?;
+                Some((d.new_image()?.clone().into(), d.sequence_number()?.to_string()))
+            })
+            .collect();
+        stream_event(&images)
+    }
+
+    /// The new messages among the records since the last call.
+    pub async fn written(&self) -> Vec<Written> {
+        let mut written = Vec::new();
+        for record in self.records().await {
+            let Some(image) = record.dynamodb().and_then(|d| d.new_image()) else {
+                continue;
+            };
+            let item: serde_dynamo::Item = image.clone().into();
+            if let Some(w) = written_of(item).expect("a readable stream record") {
+                written.push(w);
+            }
+        }
+        written
+    }
+}
+
+/// A DynamoDB stream event as Lambda hands it to the deliver function (parsed from its JSON):
+/// one INSERT record per new image, with its sequence number.
+pub fn stream_event(images: &[(serde_dynamo::Item, String)]) -> dynamodb::Event {
+    let records: Vec<serde_json::Value> = images
+        .iter()
+        .map(|(image, sequence)| {
+            let image = serde_json::to_value(image).unwrap();
+            serde_json::json!({
+                "eventID": sequence,
+                "eventName": "INSERT",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1_700_000_000,
+                    "Keys": {"pk": image["pk"], "sk": image["sk"]},
+                    "NewImage": image,
+                    "SequenceNumber": sequence,
+                    "SizeBytes": 256,
+                    "StreamViewType": "NEW_IMAGE"
+                },
+                "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/chat21/stream/2026-01-01T00:00:00.000"
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+/// Where the new messages a store writes come from: the embedded store's channel, or the
+/// DynamoDB table's stream.
+pub enum Stream {
+    Embedded(tokio::sync::Mutex<UnboundedReceiver<Written>>),
+    Dynamo(StreamReader),
+}
+
+/// Deps plus the recording event bus and real-time publisher, and the store's stream of new
+/// messages, on either store.
 #[derive(Clone)]
 pub struct Harness {
     pub deps: Deps,
     pub events: Arc<EmbeddedEvents>,
     pub realtime: Arc<RecordingRealtime>,
     pub dynamo: Option<Arc<DynamoStore>>,
+    pub stream: Arc<Stream>,
+    /// Every new message delivered so far (to deliver again: a redelivery).
+    pub delivered: Arc<std::sync::Mutex<Vec<Written>>>,
 }
 
 /// The clock every harness starts from.
@@ -165,15 +315,18 @@ impl Harness {
     pub fn embedded() -> Harness {
         let events = Arc::new(EmbeddedEvents::new());
         let realtime = Arc::new(RecordingRealtime::new());
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         Harness {
             deps: deps_with(
-                Arc::new(EmbeddedStore::new()),
+                Arc::new(EmbeddedStore::with_stream(sender)),
                 events.clone(),
                 realtime.clone(),
             ),
             events,
             realtime,
             dynamo: None,
+            stream: Arc::new(Stream::Embedded(tokio::sync::Mutex::new(receiver))),
+            delivered: Default::default(),
         }
     }
 
@@ -183,7 +336,7 @@ impl Harness {
         let client = aws_sdk_dynamodb::Client::new(&config);
         let table = unique("chat21");
         create_table(&client, &table).await;
-        let store = Arc::new(DynamoStore::new(client, table, step_clock()));
+        let store = Arc::new(DynamoStore::new(client, table.clone()));
         let events = Arc::new(EmbeddedEvents::new());
         let realtime = Arc::new(RecordingRealtime::new());
         Harness {
@@ -191,25 +344,56 @@ impl Harness {
             events,
             realtime,
             dynamo: Some(store),
+            stream: Arc::new(Stream::Dynamo(StreamReader::new(&config, &table))),
+            delivered: Default::default(),
         }
     }
 
-    /// Runs the deliver step for every published event it consumes, until none are left
-    /// (what SNS → SQS → deliver do on AWS). Returns every event seen.
-    pub async fn deliver_all(&self) -> Vec<Event> {
-        let mut seen = Vec::new();
-        loop {
-            let batch = self.events.take();
-            if batch.is_empty() {
-                return seen;
-            }
-            for event in &batch {
-                if DELIVER_CONSUMES.contains(&event.event_type()) {
-                    deliver::handle(&self.deps, event).await.expect("deliver");
+    /// The new messages written since the last call, not delivered.
+    pub async fn take_written(&self) -> Vec<Written> {
+        match &*self.stream {
+            Stream::Embedded(receiver) => {
+                let mut receiver = receiver.lock().await;
+                let mut written = Vec::new();
+                while let Ok(w) = receiver.try_recv() {
+                    written.push(w);
                 }
+                written
             }
-            seen.extend(batch);
+            Stream::Dynamo(reader) => reader.written().await,
         }
+    }
+
+    /// Runs the deliver step for every new message, in order, until none are left (what the
+    /// table's stream and the deliver function do on AWS). Returns every event published so
+    /// far (by the operations and by deliver).
+    pub async fn deliver_all(&self) -> Vec<Event> {
+        loop {
+            let written = self.take_written().await;
+            if written.is_empty() {
+                return self.events.take();
+            }
+            for w in &written {
+                deliver::handle(&self.deps, w).await.expect("deliver");
+            }
+            self.delivered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(written);
+        }
+    }
+
+    /// Delivers every message delivered so far again (a redelivery); returns how many.
+    pub async fn redeliver_all(&self) -> usize {
+        let all = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for w in &all {
+            deliver::handle(&self.deps, w).await.expect("redeliver");
+        }
+        all.len()
     }
 
     pub async fn send(&self, from: &Caller, to: &str, text: &str) -> chat21::Result<Message> {
@@ -220,11 +404,11 @@ impl Harness {
         messages::send_message(&self.deps, from, input).await
     }
 
+    /// What `owner` sees of their conversation with `with` (their copies, as stored: no
+    /// receipts derived).
     pub async fn timeline(&self, owner: &str, with: &str) -> Vec<Message> {
         let page = PageRequest::first(1000);
-        self.deps
-            .store
-            .list_messages(APP, owner, with, &page)
+        conversations::copies(&self.deps, APP, owner, with, &page)
             .await
             .unwrap()
             .items
@@ -233,9 +417,13 @@ impl Harness {
     /// A group's own history.
     pub async fn history(&self, group: &str) -> Vec<Message> {
         let page = PageRequest::first(1000);
+        let history = Timeline::History {
+            app: APP.into(),
+            group: group.into(),
+        };
         self.deps
             .store
-            .list_history(APP, group, &page)
+            .list_timeline(&history, None, None, &page)
             .await
             .unwrap()
             .items

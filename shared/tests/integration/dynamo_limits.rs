@@ -7,7 +7,6 @@
 use std::sync::{Arc, Mutex};
 
 use crate::common::{APP, id, user};
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -16,12 +15,12 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
-use chat21::adapters::dynamo::{DynamoStore, SENT_RECORD_TTL_SECS};
+use chat21::adapters::dynamo::DynamoStore;
 use chat21::adapters::embedded::EmbeddedEvents;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::model::{ChannelType, Message, status};
-use chat21::ops::{Deps, Settings, conversations, deliver, groups};
-use chat21::ports::{ConversationStore, Created, Delivery, GroupStore, MessageStore, PageRequest};
+use chat21::ops::{Deps, Settings, conversations, deliver, groups, messages};
+use chat21::ports::{ConversationStore, Created, GroupStore, MessageStore, PageRequest, Timeline};
 use serde_json::{Value, json};
 
 #[derive(Debug, Default)]
@@ -179,6 +178,7 @@ struct Spied {
     spy: Spy,
     store: Arc<DynamoStore>,
     deps: Deps,
+    stream: crate::common::StreamReader,
 }
 
 async fn spied() -> Spied {
@@ -190,10 +190,10 @@ async fn spied() -> Spied {
     let conf = aws_sdk_dynamodb::config::Builder::from(&config)
         .interceptor(spy.clone())
         .build();
+    let stream = crate::common::StreamReader::new(&config, &table);
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::from_conf(conf),
         table,
-        Arc::new(SystemClock),
     ));
     let deps = Deps {
         store: store.clone(),
@@ -205,7 +205,12 @@ async fn spied() -> Spied {
             delivered_events: false,
         },
     };
-    Spied { spy, store, deps }
+    Spied {
+        spy,
+        store,
+        deps,
+        stream,
+    }
 }
 
 fn copy(owner: &str, with: &str, sender: &str, i: usize) -> Message {
@@ -228,9 +233,15 @@ fn copy(owner: &str, with: &str, sender: &str, i: usize) -> Message {
     }
 }
 
-async fn timeline_len(store: &DynamoStore, owner: &str, with: &str) -> usize {
+/// How many of `owner`'s own copies of a conversation there are (inline groups).
+async fn copies_len(store: &DynamoStore, owner: &str, with: &str) -> usize {
+    let copies = Timeline::Copies {
+        app: APP.into(),
+        owner: owner.into(),
+        with: with.into(),
+    };
     store
-        .list_messages(APP, owner, with, &PageRequest::first(1000))
+        .list_timeline(&copies, None, None, &PageRequest::first(1000))
         .await
         .unwrap()
         .items
@@ -252,7 +263,7 @@ async fn batches_stay_within_25_and_unprocessed_items_are_retried() {
         sizes
     );
     assert_eq!(
-        timeline_len(&s.store, "u1", "u2").await,
+        copies_len(&s.store, "u1", "u2").await,
         60,
         "withheld items were written by the retries"
     );
@@ -280,6 +291,7 @@ async fn transactions_cancelled_by_a_conflict_are_retried() {
         joined: vec!["owner".into()],
         left: vec![],
         stalled: false,
+        places_from: None,
     };
     let meta = chat21::model::GroupMeta {
         uid: "group-x".into(),
@@ -309,107 +321,96 @@ async fn transactions_cancelled_by_a_conflict_are_retried() {
 async fn throttling_is_left_to_the_sdks_own_retries() {
     let s = spied().await;
     s.spy.seen().throttle_transactions = true;
-    let mut message = copy("u2", "u1", "u1", 0);
-    message.status = status::DELIVERED;
-    let delivery = Delivery {
-        copy: message,
-        unread: true,
-        update_conversation: true,
+    let input = groups::CreateGroup {
+        name: "Throttled".into(),
+        members: vec![id("u2")],
+        group_id: Some(id("group-t")),
+        attributes: Default::default(),
+        owner: None,
     };
-    let err = s.store.deliver(&[delivery]).await.unwrap_err();
+    let err = groups::create(&s.deps, &user("u1"), input)
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), 429, "{err}");
     // The SDK's standard retry mode makes 3 attempts; the adapter adds none on top.
     assert_eq!(s.spy.count("TransactWriteItems"), 3);
 }
 
+/// A direct conversation is kept once for both users: deleting it for one is one write (a
+/// tombstone), whatever its length, and the other keeps everything.
 #[tokio::test]
-async fn sent_records_expire_30_days_after_the_clocks_now() {
-    struct Fixed;
-    impl chat21::ports::Clock for Fixed {
-        fn now_ms(&self) -> u64 {
-            1_800_000_000_123
-        }
-    }
-    let config = crate::common::aws_config().await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let table = crate::common::unique("ttl");
-    crate::common::create_table(&client, &table).await;
-    let store = DynamoStore::new(client.clone(), table.clone(), Arc::new(Fixed));
-    let record = chat21::model::SentRecord {
-        message: copy("u1", "u2", "u1", 7),
-        published: false,
-        also_to: Vec::new(),
-    };
-    assert_eq!(store.claim_sent(&record).await.unwrap(), None);
-    let item = client
-        .get_item()
-        .table_name(&table)
-        .key("pk", AttributeValue::S(chat21::keys::sent_pk(APP, "u1")))
-        .key("sk", AttributeValue::S(record.message.message_id.clone()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .expect("the sent record");
-    let expires = item["expires_at"].as_n().unwrap().parse::<u64>().unwrap();
-    assert_eq!(expires, 1_800_000_000 + SENT_RECORD_TTL_SECS);
-    assert_eq!(SENT_RECORD_TTL_SECS, 30 * 24 * 3600);
-    // A second claim finds the first.
-    assert_eq!(store.claim_sent(&record).await.unwrap(), Some(record));
-}
-
-#[tokio::test]
-async fn permanent_delete_of_a_1000_message_conversation_is_batched_without_scans() {
+async fn deleting_a_1000_message_conversation_is_one_write() {
     let s = spied().await;
-    let mut copies: Vec<Message> = (0..1000).map(|i| copy("u1", "u2", "u1", i)).collect();
-    copies.extend((0..5).map(|i| copy("u2", "u1", "u1", i)));
-    s.store.put_copies(&copies).await.unwrap();
-    s.store.touch_conversation(&copies[999]).await.unwrap();
-    assert_eq!(timeline_len(&s.store, "u1", "u2").await, 1000);
+    for i in 0..1000u64 {
+        let m = chat21::ops::messages::SendMessage {
+            timestamp: Some(1_000 + i),
+            ..crate::common::input("u2", &format!("m{i}"))
+        };
+        messages::send_message(&s.deps, &user("u1"), m).await.unwrap();
+    }
+    let page = PageRequest::first(1000);
+    let seen = |who: &'static str, with: &'static str| {
+        let deps = s.deps.clone();
+        let page = page.clone();
+        async move {
+            conversations::copies(&deps, APP, who, with, &page)
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+    };
+    assert_eq!(seen("u1", "u2").await, 1000);
     s.spy.seen().operations.clear();
-    s.spy.seen().batch_write_sizes.clear();
-    s.spy.seen().withhold = 3;
 
     conversations::delete(&s.deps, &user("u1"), None, &id("u2"))
         .await
         .unwrap();
 
-    assert_eq!(timeline_len(&s.store, "u1", "u2").await, 0);
-    assert!(
-        s.store
-            .get_conversation(APP, "u1", "u2")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let operations = s.spy.seen().operations.clone();
     assert_eq!(
-        timeline_len(&s.store, "u2", "u1").await,
-        5,
-        "the peer's copies stay"
+        operations,
+        vec!["GetItem", "GetItem", "UpdateItem"],
+        "the row read twice (is it there, what kind), one write"
     );
+    assert_eq!(seen("u1", "u2").await, 0);
+    assert!(s.store.get_conversation(APP, "u1", "u2").await.unwrap().is_none());
+    assert_eq!(seen("u2", "u1").await, 1000, "the peer keeps everything");
+}
+
+/// An inline group's copies (the only per-owner copies) are deleted in batches of at most 25,
+/// retrying withheld items, without scans.
+#[tokio::test]
+async fn deleting_1000_inline_copies_is_batched_without_scans() {
+    let s = spied().await;
+    let copies: Vec<Message> = (0..1000)
+        .map(|i| copy("u1", "group-v", "u3", i))
+        .collect();
+    s.store.put_copies(&copies).await.unwrap();
+    assert_eq!(copies_len(&s.store, "u1", "group-v").await, 1000);
+    s.spy.seen().operations.clear();
+    s.spy.seen().batch_write_sizes.clear();
+    s.spy.seen().withhold = 3;
+
+    s.store.delete_copies(APP, "u1", "group-v").await.unwrap();
+
+    assert_eq!(copies_len(&s.store, "u1", "group-v").await, 0);
     let seen = s.spy.seen();
-    assert!(
-        !seen.operations.iter().any(|o| o == "Scan"),
-        "{:?}",
-        seen.operations
-    );
+    assert!(!seen.operations.iter().any(|o| o == "Scan"), "{:?}", seen.operations);
     assert!(seen.batch_write_sizes.iter().all(|&n| n <= 25));
     assert_eq!(
         seen.batch_write_sizes.len(),
         40 + 3,
         "1000 deletes in 40 batches, 3 retries"
     );
-    assert!(
-        seen.operations.len() <= 50,
-        "{} requests",
-        seen.operations.len()
-    );
 }
 
+/// A group message is stored once; its fan-out is one small conditional update per member
+/// (no transactions), and group changes stay within 100 actions per transaction.
 #[tokio::test]
-async fn group_fan_out_uses_transactions_of_at_most_100_actions() {
+async fn group_fan_out_is_one_update_per_member() {
     let s = spied().await;
-    let members = (0..90).map(|i| id(&format!("m{i:03}"))).collect();
+    let members = (0..97).map(|i| id(&format!("m{i:03}"))).collect();
     let input = groups::CreateGroup {
         name: "Big".into(),
         members,
@@ -420,35 +421,37 @@ async fn group_fan_out_uses_transactions_of_at_most_100_actions() {
     groups::create(&s.deps, &user("owner"), input)
         .await
         .unwrap();
-    for i in 90..120 {
-        groups::join(
-            &s.deps,
-            &user("owner"),
-            &id("group-big"),
-            id(&format!("m{i:03}")),
-        )
-        .await
-        .unwrap();
-    }
-    let mut message = copy("group-big", "group-big", "owner", 0);
-    message.channel_type = ChannelType::Group;
-    message.recipient = "group-big".into();
-    let event = chat21::events::Event::message_sent(&message, 0);
+    assert_eq!(
+        s.spy.seen().transaction_sizes,
+        vec![100],
+        "meta, 98 members and the change in one transaction"
+    );
+    let sent = messages::send_message(
+        &s.deps,
+        &user("m000"),
+        crate::common::input("group-big", "hello all"),
+    )
+    .await
+    .unwrap();
+    let written = s.stream.written().await;
+    assert_eq!(written.len(), 1, "the system messages are not streamed");
+    s.spy.seen().operations.clear();
     s.spy.seen().transaction_sizes.clear();
 
-    deliver::handle(&s.deps, &event).await.unwrap();
+    deliver::handle(&s.deps, &written[0]).await.unwrap();
 
-    let sizes = s.spy.seen().transaction_sizes.clone();
-    assert_eq!(
-        sizes,
-        vec![100, 100, 42],
-        "121 members, 50 per transaction, 2 actions each"
-    );
-    for member in ["owner", "m000", "m119"] {
-        assert_eq!(
-            timeline_len(&s.store, member, "group-big").await,
-            1,
-            "{member}"
-        );
+    let operations = s.spy.seen().operations.clone();
+    assert_eq!(s.spy.seen().transaction_sizes, Vec::<usize>::new());
+    assert_eq!(operations.iter().filter(|o| *o == "UpdateItem").count(), 98);
+    assert_eq!(operations.iter().filter(|o| *o == "Query").count(), 1, "the members");
+    assert_eq!(operations.len(), 99, "{operations:?}");
+    for member in ["owner", "m000", "m096"] {
+        let row = s
+            .store
+            .get_conversation(APP, member, "group-big")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.last.message_id, sent.message_id, "{member}");
     }
 }

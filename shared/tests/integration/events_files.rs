@@ -7,17 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::event::dynamodb;
+use chat21::adapters::dynamo::stream::{image_of, written_of};
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
-use chat21::events::{DELIVER_CONSUMES, Event, EventType};
+use chat21::events::EventType;
 use chat21::lambda;
 use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::model::{Message, status};
-use chat21::ops::{Deps, Settings};
-use chat21::ports::{ConversationStore, GroupStore, MessageStore, PageRequest};
+use chat21::ops::{Deps, Settings, conversations};
+use chat21::ports::{ConversationStore, GroupStore, PageRequest, Written};
+use crate::common::stream_event;
 use chat21::routes::{self, Match, ROUTES, Route};
 use serde_json::{Value, json};
 
@@ -172,13 +174,16 @@ struct Harness {
     api: Api,
     store: Arc<EmbeddedStore>,
     events: Arc<EmbeddedEvents>,
-    /// Published and not yet handed to deliver.
-    pending: Vec<Event>,
+    /// The store's stream of new messages.
+    stream: tokio::sync::mpsc::UnboundedReceiver<Written>,
+    /// Written and not yet handed to deliver.
+    pending: Vec<Written>,
 }
 
 impl Harness {
     fn new() -> Harness {
-        let store = Arc::new(EmbeddedStore::new());
+        let (sender, stream) = tokio::sync::mpsc::unbounded_channel();
+        let store = Arc::new(EmbeddedStore::with_stream(sender));
         let events = Arc::new(EmbeddedEvents::new());
         let deps = Deps {
             store: store.clone(),
@@ -193,43 +198,41 @@ impl Harness {
             api: Api { deps, verifier },
             store,
             events,
+            stream,
             pending: Vec::new(),
         }
     }
 
-    /// Hands what deliver consumes to it, as the filtered subscription and the queue would,
-    /// until nothing is left.
+    fn take_written(&mut self) {
+        while let Ok(w) = self.stream.try_recv() {
+            self.pending.push(w);
+        }
+    }
+
+    /// Hands the new messages to deliver as the table's stream would, until none are left.
     async fn pump(&mut self) {
         loop {
-            self.pending.extend(self.events.take());
-            let consumed: Vec<Event> = self
-                .pending
-                .drain(..)
-                .filter(|e| DELIVER_CONSUMES.contains(&e.event_type()))
-                .collect();
-            if consumed.is_empty() {
+            self.take_written();
+            if self.pending.is_empty() {
                 return;
             }
-            let records: Vec<Value> = consumed
-                .iter()
+            let images: Vec<(serde_dynamo::Item, String)> = self
+                .pending
+                .drain(..)
                 .enumerate()
-                .map(|(i, e)| {
-                    json!({ "messageId": format!("pump-{i}"), "body": e.to_json(), "eventSource": "aws:sqs" })
-                })
+                .map(|(i, w)| (image_of(&w).unwrap(), format!("{}", 1000 + i)))
                 .collect();
-            let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
-            let response = lambda::handle_sqs(&self.api.deps, batch).await;
+            let response = lambda::handle_stream(&self.api.deps, stream_event(&images)).await;
             assert!(
                 response.batch_item_failures.is_empty(),
-                "deliver failed on published events: {:?}",
+                "deliver failed on new messages: {:?}",
                 response.batch_item_failures
             );
         }
     }
 
     async fn timeline(&self, owner: &str, with: &str) -> Vec<Message> {
-        self.store
-            .list_messages(APP, owner, with, &PageRequest::first(500))
+        conversations::copies(&self.api.deps, APP, owner, with, &PageRequest::first(500))
             .await
             .unwrap()
             .items
@@ -320,32 +323,33 @@ async fn replay_http(h: &Harness, stem: &str, function: &str, json: &str) -> Val
     body
 }
 
-/// Runs the SQS event; its record must be an event some function published (so the sample is
-/// what production sends), and deliver must accept it.
-async fn replay_sqs(h: &mut Harness, json: &str) {
-    let batch: SqsEvent =
-        serde_json::from_str(json).expect("events/deliver.json is not an SQS event");
-    assert!(!batch.records.is_empty());
-    h.pending.extend(h.events.take());
-    for record in &batch.records {
-        let event = lambda::event_of(record.body.as_deref().unwrap()).unwrap();
-        let same = |e: &Event| {
-            e.event_type() == event.event_type()
-                && e.app_id == event.app_id
-                && e.recipient_id == event.recipient_id
-                && e.message_id == event.message_id
-                && e.data == event.data
-        };
-        let at = h.pending.iter().position(same).unwrap_or_else(|| {
+/// Runs the DynamoDB stream event; each record's new image must be what the store wrote for a
+/// message some function sent (so the sample is what production streams), and deliver must
+/// accept it.
+async fn replay_stream(h: &mut Harness, json: &str) {
+    let event: dynamodb::Event =
+        serde_json::from_str(json).expect("events/deliver.json is not a DynamoDB stream event");
+    assert!(!event.records.is_empty());
+    h.take_written();
+    for record in &event.records {
+        let written = written_of(record.change.new_image.clone())
+            .expect("a readable record")
+            .expect("a new message's record");
+        let at = h.pending.iter().position(|w| *w == written).unwrap_or_else(|| {
             panic!(
-                "events/deliver.json carries an event nothing published; published: {:#?}",
+                "events/deliver.json carries a message nothing sent; written: {:#?}",
                 h.pending
             )
         });
+        assert_eq!(
+            serde_json::to_value(&record.change.new_image).unwrap(),
+            serde_json::to_value(image_of(&h.pending[at]).unwrap()).unwrap(),
+            "the sample's new image is the item the store writes"
+        );
         // This record is its delivery.
         h.pending.remove(at);
     }
-    let response = lambda::handle_sqs(&h.api.deps, batch).await;
+    let response = lambda::handle_stream(&h.api.deps, event).await;
     assert!(
         response.batch_item_failures.is_empty(),
         "deliver reported failures: {:?}",
@@ -489,7 +493,7 @@ async fn event_files_replay_in_order_against_one_store() {
             .unwrap_or_else(|| panic!("events/{stem}.json is for no function"));
         let json = read(path);
         if function == DELIVER {
-            replay_sqs(&mut h, &json).await;
+            replay_stream(&mut h, &json).await;
             check(&h, stem, &Value::Null).await;
         } else {
             // Whatever earlier calls published reaches deliver before the next request. (The

@@ -1,20 +1,20 @@
-//! The Lambda path end to end against moto: the HTTP handlers on DynamoDB + SNS, the topic's
-//! subscription delivering into an SQS queue, and the deliver handler consuming that queue.
+//! The Lambda path end to end against moto: the HTTP handlers on DynamoDB + SNS, the table's
+//! stream handed to the deliver handler as Lambda's event source mapping hands it, and the
+//! topic's events reaching a queue subscribed to it (as a webhooks consumer would be).
 
 use std::sync::Arc;
 
-use crate::common::{APP, call, token};
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use crate::common::{APP, StreamReader, call, stream_event, token};
 use chat21::adapters::dynamo::DynamoStore;
+use chat21::adapters::dynamo::stream::image_of;
 use chat21::adapters::sns::SnsEvents;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::Api;
-use chat21::events::{DELIVER_CONSUMES, Event, EventType};
-use chat21::lambda::{event_of, handle_sqs};
-use chat21::lambda_http::aws_lambda_events::event::sqs::SqsEvent;
+use chat21::events::{Event, EventType};
+use chat21::lambda::{event_of, handle_stream};
 use chat21::model::status;
 use chat21::ops::{Deps, Settings};
-use chat21::ports::{ConversationStore, MessageStore};
+use chat21::ports::{ConversationStore, Origin, Written};
 use serde_json::{Value, json};
 
 struct Aws {
@@ -23,9 +23,10 @@ struct Aws {
     queue_url: String,
     config: aws_config::SdkConfig,
     store: Arc<DynamoStore>,
+    stream: StreamReader,
 }
 
-/// A table, a topic, and a queue subscribed the way template.yaml subscribes it.
+/// A table with its stream, a topic, and a queue subscribed to every event of the topic.
 async fn setup() -> Aws {
     let config = crate::common::aws_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
@@ -43,7 +44,7 @@ async fn setup() -> Aws {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queue_url = sqs
         .create_queue()
-        .queue_name(crate::common::unique("deliver"))
+        .queue_name(crate::common::unique("events"))
         .send()
         .await
         .unwrap()
@@ -59,25 +60,24 @@ async fn setup() -> Aws {
         .attributes
         .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
         .clone();
-    let filter =
-        json!({ "event_type": DELIVER_CONSUMES.iter().map(|e| e.as_str()).collect::<Vec<_>>() });
     sns.subscribe()
         .topic_arn(&topic_arn)
         .protocol("sqs")
         .endpoint(queue_arn)
         .attributes("RawMessageDelivery", "true")
-        .attributes("FilterPolicy", filter.to_string())
         .send()
         .await
         .unwrap();
-    let store = Arc::new(DynamoStore::new(dynamo, table, Arc::new(SystemClock)));
+    let store = Arc::new(DynamoStore::new(dynamo, table.clone()));
     let api = Arc::new(api_with_topic(&config, store.clone(), &topic_arn));
+    let stream = StreamReader::new(&config, &table);
     Aws {
         api,
         sqs,
         queue_url,
         config,
         store,
+        stream,
     }
 }
 
@@ -85,7 +85,7 @@ fn api_with_topic(config: &aws_config::SdkConfig, store: Arc<DynamoStore>, topic
     crate::common::api_on(Deps {
         store,
         events: Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(config), topic_arn)),
-        realtime: std::sync::Arc::new(chat21::realtime::NoRealtime),
+        realtime: Arc::new(chat21::realtime::NoRealtime),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UuidIds),
         settings: Settings::default(),
@@ -93,144 +93,103 @@ fn api_with_topic(config: &aws_config::SdkConfig, store: Arc<DynamoStore>, topic
 }
 
 impl Aws {
-    async fn receive(&self) -> Vec<aws_sdk_sqs::types::Message> {
-        self.sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default()
-    }
-
-    /// Runs the deliver handler on one received batch, `times` times (a redelivery), then
-    /// deletes the records it did not report as failed, as Lambda's event source does.
-    async fn deliver_batch(
-        &self,
-        batch: &[aws_sdk_sqs::types::Message],
-        times: usize,
-    ) -> Vec<Event> {
-        let records: Vec<Value> = batch
-            .iter()
-            .map(|m| json!({ "messageId": m.message_id, "body": m.body, "receiptHandle": m.receipt_handle }))
-            .collect();
-        let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
-        for _ in 0..times {
-            let response = handle_sqs(&self.api.deps, event.clone()).await;
-            assert!(response.batch_item_failures.is_empty(), "{response:?}");
-        }
-        let entries: Vec<DeleteMessageBatchRequestEntry> = batch
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(m.receipt_handle.clone().unwrap())
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        self.sqs
-            .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        batch
-            .iter()
-            .map(|m| event_of(m.body.as_deref().unwrap()).unwrap())
-            .collect()
-    }
-
-    /// Delivers until the queue is empty; returns every event that went through the queue.
-    async fn drain(&self) -> Vec<Event> {
-        let mut seen = Vec::new();
+    /// Every event the topic delivered to the queue so far (and removes them).
+    async fn events(&self) -> Vec<Event> {
+        let mut events = Vec::new();
         loop {
-            let batch = self.receive().await;
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            let batch = out.messages.unwrap_or_default();
             if batch.is_empty() {
-                return seen;
+                return events;
             }
-            seen.extend(self.deliver_batch(&batch, 1).await);
+            for m in batch {
+                events.push(event_of(m.body.as_deref().unwrap()).unwrap());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle.unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
         }
+    }
+
+    async fn get(&self, path: &str, user: &str) -> Value {
+        let (code, body) = call(&self.api, "GET", path, Some(&token(user)), None).await;
+        assert_eq!(code, 200, "{path}: {body}");
+        body
+    }
+
+    async fn post(&self, path: &str, user: &str, body: Value) -> (u16, Value) {
+        let body = body.to_string();
+        call(&self.api, "POST", path, Some(&token(user)), Some(body.as_bytes())).await
     }
 }
 
+fn count(events: &[Event], kind: EventType) -> usize {
+    events.iter().filter(|e| e.event_type() == kind).count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_direct_message_goes_through_sns_sqs_and_deliver() {
+async fn a_direct_message_goes_through_the_stream_and_deliver() {
     let aws = setup().await;
-    let body = json!({"sender_fullname": "One", "recipient_id": "u2", "recipient_fullname": "Two", "text": "hi"});
-    let (code, sent) = call(
-        &aws.api,
-        "POST",
-        "/api/app1/messages",
-        Some(&token("u1")),
-        Some(body.to_string().as_bytes()),
-    )
-    .await;
+    let before = aws.store.requests();
+    let (code, sent) = aws
+        .post(
+            "/api/app1/messages",
+            "u1",
+            json!({"sender_fullname": "One", "recipient_id": "u2", "recipient_fullname": "Two", "text": "hi"}),
+        )
+        .await;
     assert_eq!(code, 200, "{sent}");
+    assert_eq!(
+        aws.store.requests() - before,
+        2,
+        "a send is two DynamoDB requests: the message, the sender's conversation"
+    );
+    assert!(aws.events().await.is_empty(), "a send publishes nothing itself");
     let id = sent["message"]["message_id"].as_str().unwrap().to_string();
-    let (_, mine) = call(
-        &aws.api,
-        "GET",
-        "/api/app1/u1/conversations/u2/messages",
-        Some(&token("u1")),
-        None,
-    )
-    .await;
-    assert_eq!(mine["result"][0]["status"], status::SENT);
-    let (_, theirs) = call(
-        &aws.api,
-        "GET",
-        "/api/app1/u2/conversations/u1/messages",
-        Some(&token("u2")),
-        None,
-    )
-    .await;
-    assert_eq!(
-        theirs["result"],
-        json!([]),
-        "nothing for the recipient before deliver runs"
-    );
 
-    let through_queue = aws.drain().await;
-    assert_eq!(
-        through_queue.len(),
-        1,
-        "only message-sent reaches the queue (filter policy): {through_queue:?}"
-    );
-    assert_eq!(through_queue[0].event_type(), EventType::MessageSent);
-    assert_eq!(through_queue[0].message_id.as_deref(), Some(id.as_str()));
+    let event = aws.stream.lambda_event().await;
+    let messages = event
+        .records
+        .iter()
+        .filter(|r| r.change.new_image.get("origin").is_some())
+        .count();
+    assert_eq!(messages, 1, "one new message for deliver (the rest is the row)");
+    let response = handle_stream(&aws.api.deps, event).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
-    let (_, theirs) = call(
-        &aws.api,
-        "GET",
-        "/api/app1/u2/conversations/u1/messages",
-        Some(&token("u2")),
-        None,
-    )
-    .await;
+    let theirs = aws.get("/api/app1/u2/conversations/u1/messages", "u2").await;
     assert_eq!(theirs["result"].as_array().unwrap().len(), 1);
     assert_eq!(theirs["result"][0]["status"], status::DELIVERED);
     assert_eq!(theirs["result"][0]["message_id"], id.as_str());
-    let (_, list) = call(
-        &aws.api,
-        "GET",
-        "/api/app1/u2/conversations",
-        Some(&token("u2")),
-        None,
-    )
-    .await;
+    assert_eq!(theirs["result"][0]["timelineOf"], "u2");
+    let mine = aws.get("/api/app1/u1/conversations/u2/messages", "u1").await;
+    assert_eq!(mine["result"][0]["status"], status::SENT);
+    let list = aws.get("/api/app1/u2/conversations", "u2").await;
     assert_eq!(list["result"][0]["conversWith"], "u1");
     assert_eq!(list["result"][0]["unread_count"], 1);
     assert_eq!(list["result"][0]["is_new"], true);
-    assert!(
-        aws.receive().await.is_empty(),
-        "message-delivered events are filtered out of the queue"
-    );
+
+    let events = aws.events().await;
+    assert_eq!(count(&events, EventType::MessageSent), 1, "{events:?}");
+    assert_eq!(count(&events, EventType::MessageDelivered), 1);
+    let message_sent = events
+        .iter()
+        .find(|e| e.event_type() == EventType::MessageSent)
+        .unwrap();
+    assert_eq!(message_sent.message_id.as_deref(), Some(id.as_str()));
+    assert_eq!(message_sent.recipient_id, "u2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,22 +198,19 @@ async fn a_50_member_group_gets_each_message_once_even_when_a_batch_is_redeliver
     let members: serde_json::Map<String, Value> =
         (1..50).map(|i| (format!("m{i:02}"), json!(1))).collect();
     let body = json!({"group_name": "Fifty", "group_id": "group-50", "group_members": members});
-    let (code, created) = call(
-        &aws.api,
-        "POST",
-        "/api/app1/groups",
-        Some(&token("owner")),
-        Some(body.to_string().as_bytes()),
-    )
-    .await;
+    let (code, created) = aws.post("/api/app1/groups", "owner", body).await;
     assert_eq!(code, 201, "{created}");
     assert_eq!(created["group"]["members"].as_object().unwrap().len(), 50);
-    let announced = aws.drain().await;
+    let announced = aws.events().await;
     assert_eq!(
-        announced.len(),
+        count(&announced, EventType::MessageSent),
         51,
         "GROUP_CREATED and one MEMBER_JOINED_GROUP per member"
     );
+    assert_eq!(count(&announced, EventType::GroupCreated), 1);
+    let created_event = aws.stream.lambda_event().await;
+    let response = handle_stream(&aws.api.deps, created_event).await;
+    assert!(response.batch_item_failures.is_empty());
     let unread_before = aws
         .store
         .get_conversation(APP, "m07", "group-50")
@@ -262,38 +218,38 @@ async fn a_50_member_group_gets_each_message_once_even_when_a_batch_is_redeliver
         .unwrap()
         .unwrap()
         .unread_count;
+    assert_eq!(unread_before, 51, "the creation's system messages, counted once each");
 
     let body = json!({"sender_fullname": "M1", "recipient_id": "group-50", "recipient_fullname": "Fifty", "text": "to all", "message_id": "g-msg-1"});
-    let (code, _) = call(
-        &aws.api,
-        "POST",
-        "/api/app1/messages",
-        Some(&token("m01")),
-        Some(body.to_string().as_bytes()),
-    )
-    .await;
+    let (code, _) = aws.post("/api/app1/messages", "m01", body).await;
     assert_eq!(code, 200);
-    let batch = aws.receive().await;
-    assert_eq!(batch.len(), 1);
-    aws.deliver_batch(&batch, 2).await;
-    assert!(aws.receive().await.is_empty());
+    let event = aws.stream.lambda_event().await;
+    let inserts = event
+        .records
+        .iter()
+        .filter(|r| r.event_name == "INSERT")
+        .count();
+    assert!(inserts >= 1);
+    for _ in 0..2 {
+        let response = handle_stream(&aws.api.deps, event.clone()).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
 
     let mut everyone: Vec<String> = (1..50).map(|i| format!("m{i:02}")).collect();
     everyone.push("owner".into());
-    let page = chat21::ports::PageRequest::first(1000);
     for member in &everyone {
-        let timeline = aws
-            .store
-            .list_messages(APP, member, "group-50", &page)
-            .await
+        let seen = aws
+            .get(&format!("/api/app1/{member}/conversations/group-50/messages"), member)
+            .await;
+        let copies = seen["result"]
+            .as_array()
             .unwrap()
-            .items;
-        let copies = timeline
             .iter()
-            .filter(|m| m.message_id == "g-msg-1")
+            .filter(|m| m["message_id"] == "g-msg-1")
             .count();
-        assert_eq!(copies, 1, "{member} has {copies} copies");
-        assert_eq!(timeline[0].status, status::DELIVERED);
+        assert_eq!(copies, 1, "{member} sees it {copies} times");
+        assert_eq!(seen["result"][0]["status"], status::DELIVERED);
+        assert_eq!(seen["result"][0]["timelineOf"], member.as_str());
     }
     let after = aws
         .store
@@ -313,14 +269,7 @@ async fn a_50_member_group_gets_each_message_once_even_when_a_batch_is_redeliver
 async fn fifty_concurrent_joins_leave_fifty_members() {
     let aws = setup().await;
     let body = json!({"group_name": "Open", "group_id": "group-open", "group_members": {}});
-    let (code, _) = call(
-        &aws.api,
-        "POST",
-        "/api/app1/groups",
-        Some(&token("owner")),
-        Some(body.to_string().as_bytes()),
-    )
-    .await;
+    let (code, _) = aws.post("/api/app1/groups", "owner", body).await;
     assert_eq!(code, 201);
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -341,21 +290,10 @@ async fn fifty_concurrent_joins_leave_fifty_members() {
         let (code, body) = task.await.unwrap();
         assert_eq!(code, 200, "{body}");
     }
-    let (_, group) = call(
-        &aws.api,
-        "GET",
-        "/api/app1/groups/group-open",
-        Some(&token("owner")),
-        None,
-    )
-    .await;
+    let group = aws.get("/api/app1/groups/group-open", "owner").await;
     assert_eq!(group["result"]["members"].as_object().unwrap().len(), 51);
-    let events = aws.drain().await;
-    let joins = events
-        .iter()
-        .filter(|e| e.event_type() == EventType::JoinMember)
-        .count();
-    assert_eq!(joins, 50, "one join-member event per join");
+    let events = aws.events().await;
+    assert_eq!(count(&events, EventType::JoinMember), 50, "one per join");
     for i in [0, 25, 49] {
         let conv = aws
             .store
@@ -371,15 +309,15 @@ async fn fifty_concurrent_joins_leave_fifty_members() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_topic_answers_503_and_a_retry_finishes_the_send() {
+async fn an_unreachable_topic_fails_the_delivery_and_its_retry_finishes_it() {
     let aws = setup().await;
     let broken = api_with_topic(
         &aws.config,
         aws.store.clone(),
         "arn:aws:sns:us-east-1:123456789012:no-such-topic",
     );
-    let body = json!({"sender_fullname": "One", "recipient_id": "u2", "recipient_fullname": "Two", "text": "hi", "message_id": "r-1"});
-    let (code, error) = call(
+    let body = json!({"sender_fullname": "One", "recipient_id": "u2", "recipient_fullname": "Two", "text": "hi"});
+    let (code, sent) = call(
         &broken,
         "POST",
         "/api/app1/messages",
@@ -387,131 +325,65 @@ async fn an_unreachable_topic_answers_503_and_a_retry_finishes_the_send() {
         Some(body.to_string().as_bytes()),
     )
     .await;
-    assert_eq!(code, 503, "{error}");
-    assert_eq!(error["success"], false);
-    assert_eq!(error["code"], "unavailable");
-    assert!(aws.receive().await.is_empty());
-
-    let (code, _) = call(
-        &aws.api,
-        "POST",
-        "/api/app1/messages",
-        Some(&token("u1")),
-        Some(body.to_string().as_bytes()),
-    )
-    .await;
-    assert_eq!(code, 200);
-    let (code, _) = call(
-        &aws.api,
-        "POST",
-        "/api/app1/messages",
-        Some(&token("u1")),
-        Some(body.to_string().as_bytes()),
-    )
-    .await;
-    assert_eq!(
-        code, 200,
-        "a retry after success is answered from the record"
-    );
-    assert_eq!(
-        aws.drain().await.len(),
-        1,
-        "published once by the retry, not again"
-    );
-    let page = chat21::ports::PageRequest::first(10);
-    assert_eq!(
-        aws.store
-            .list_messages(APP, "u2", "u1", &page)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
-
-    // Without a client id the failed send is rolled back: nothing stays behind.
-    let body = json!({"sender_fullname": "One", "recipient_id": "u3", "recipient_fullname": "Three", "text": "lost"});
-    let (code, _) = call(
-        &broken,
-        "POST",
-        "/api/app1/messages",
-        Some(&token("u1")),
-        Some(body.to_string().as_bytes()),
-    )
-    .await;
-    assert_eq!(code, 503);
-    assert!(
-        aws.store
-            .list_messages(APP, "u1", "u3", &page)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
-    assert!(
-        aws.store
-            .get_conversation(APP, "u1", "u3")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_eq!(code, 200, "the send does not need the topic: {sent}");
+    let event = aws.stream.lambda_event().await;
+    let failed = handle_stream(&broken.deps, event.clone()).await;
+    assert_eq!(failed.batch_item_failures.len(), 1, "{failed:?}");
+    let first_insert = event.records[0].change.sequence_number.clone();
+    assert_eq!(failed.batch_item_failures[0].item_identifier, first_insert);
+    // Lambda retries from the failed record; the topic is back.
+    let retried = handle_stream(&aws.api.deps, event).await;
+    assert!(retried.batch_item_failures.is_empty());
+    let events = aws.events().await;
+    assert_eq!(count(&events, EventType::MessageSent), 1);
+    let theirs = aws
+        .store
+        .get_conversation(APP, "u2", "u1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(theirs.unread_count, 1, "the failed attempt's writes were not doubled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poison_record_fails_alone() {
+async fn a_malformed_record_is_skipped_and_the_others_delivered_in_order() {
     let aws = setup().await;
-    let body = json!({"sender_fullname": "One", "recipient_id": "u2", "recipient_fullname": "Two", "text": "ok"});
-    call(
-        &aws.api,
-        "POST",
-        "/api/app1/messages",
-        Some(&token("u1")),
-        Some(body.to_string().as_bytes()),
-    )
-    .await;
-    let good = aws.receive().await;
-    let forged = json!({"event_type": "message-sent", "createdAt": 1, "app_id": "app1", "recipient_id": "u2",
-                        "data": {"message_id": "x", "sender": "u#1"}});
-    // The same event claiming another tenant than its message's.
-    let mut other_tenant: Value = serde_json::from_str(good[0].body.as_deref().unwrap()).unwrap();
-    other_tenant["app_id"] = json!("app2");
-    // A message claiming to be someone else's copy (it would touch their conversation).
-    let mut foreign_copy: Value = serde_json::from_str(good[0].body.as_deref().unwrap()).unwrap();
-    foreign_copy["data"]["timelineOf"] = json!("victim");
-    let records = json!({ "Records": [
-        { "messageId": "good", "body": good[0].body },
-        { "messageId": "not-json", "body": "{{{" },
-        { "messageId": "forged", "body": forged.to_string() },
-        { "messageId": "other-tenant", "body": other_tenant.to_string() },
-        { "messageId": "foreign-copy", "body": foreign_copy.to_string() },
-    ]});
-    let response = handle_sqs(&aws.api.deps, serde_json::from_value(records).unwrap()).await;
-    let mut failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    failed.sort();
-    assert_eq!(
-        failed,
-        vec!["foreign-copy", "forged", "not-json", "other-tenant"]
-    );
-    let page = chat21::ports::PageRequest::first(10);
-    assert_eq!(
-        aws.store
-            .list_messages(APP, "u2", "u1", &page)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
-    assert!(
-        aws.store
-            .list_messages("app2", "u2", "u1", &page)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    let message = |id: &str, to: &str| chat21::model::Message {
+        message_id: id.into(),
+        sender: "u1".into(),
+        sender_fullname: "One".into(),
+        recipient: to.into(),
+        recipient_fullname: "R".into(),
+        text: id.into(),
+        kind: "text".into(),
+        channel_type: chat21::model::ChannelType::Direct,
+        attributes: None,
+        metadata: None,
+        timestamp: 1_700_000_000_000,
+        status: status::SENT,
+        app_id: APP.into(),
+        timeline_of: "u1".into(),
+        convers_with: to.into(),
+    };
+    let written = |m| Written {
+        message: m,
+        origin: Origin::Direct,
+    };
+    let good = image_of(&written(message("ok-1", "u2"))).unwrap();
+    // A forged record: the message claims another sender's timeline.
+    let mut forged = message("bad", "u3");
+    forged.timeline_of = "u3".into();
+    let forged = image_of(&written(forged)).unwrap();
+    let later = image_of(&written(message("ok-2", "u4"))).unwrap();
+    let event = stream_event(&[
+        (good, "100".into()),
+        (forged, "101".into()),
+        (later, "102".into()),
+    ]);
+    let response = handle_stream(&aws.api.deps, event).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(aws.store.get_conversation(APP, "u2", "u1").await.unwrap().is_some());
+    assert!(aws.store.get_conversation(APP, "u4", "u1").await.unwrap().is_some());
+    assert!(aws.store.get_conversation(APP, "u3", "u1").await.unwrap().is_none());
+    assert_eq!(count(&aws.events().await, EventType::MessageSent), 2);
 }

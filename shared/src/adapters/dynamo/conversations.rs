@@ -1,204 +1,198 @@
-//! Conversations on DynamoDB: deliveries (copy + conversation row in one transaction), the
-//! sender's row, lists, archive, delete, read marks.
+//! Conversations on DynamoDB: one row per (user, peer or group), updated by one conditional
+//! UpdateItem per message. A row remembers the order of its last message (`last_key`) and the
+//! older messages it counted since the last read (`counted`), so applying a message twice
+//! changes nothing and a late one counts once.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, ReturnValue, TransactWriteItem, WriteRequest,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::DynamoStore;
-use super::item::{LAST, StoredConversation, conversation_key, conversation_of, copy_item};
-use super::item::{Premise, count_unread, set_last};
-use super::request::{Cancelled, Expr, Item, ORDER, PK, Transaction, built, key_of, n, s};
+use super::item::{
+    LAST, StoredRow, attribute, conversation_key, conversation_of, kind_name, row_of,
+};
+use super::request::{Expr, Item, PK, n, s};
 use crate::adapters::retry::{Attempt, retry};
 use crate::error::Result;
 use crate::keys;
-use crate::model::{Conversation, Message};
-use crate::ports::{ConversationStore, Delivery, Page, PageRequest, ReadMark, Unarchived};
+use crate::model::Conversation;
+use crate::ports::{
+    Applied, ConversationKind, ConversationStore, Page, PageRequest, ReadMark, RowUpdate,
+    TimelineView,
+};
 
-/// Deliveries per transaction: two actions each (the copy and the conversation row).
-const DELIVERIES_PER_TRANSACTION: usize = 50;
+const COUNTED: &str = "counted";
 
-/// How a delivery updates the owner's conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConversationWrite {
-    /// The copy is the newest message of an active conversation: it becomes the last one.
-    Newer,
-    /// The copy is the newest message of an archived conversation: it becomes the last one
-    /// and takes the conversation back to the active list.
-    Unarchive,
-    /// A later message is already there: only count it as unread (conditional on the row).
-    Older,
-    /// `updateconversation: false`, or an old message the owner sent: the row stays.
-    Skip,
-}
-
-/// One delivery still to make (its index in the call's deliveries) and how.
-type Planned = (usize, ConversationWrite);
-
-/// What one action of a delivery transaction stands for: (position in the chunk, part).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Copy,
-    Conversation,
-}
-
-/// The conversation row as a failed condition returned it: its last message's order, and
-/// whether it is archived.
-fn row_state(old: Option<&Item>) -> Option<(String, bool)> {
-    let old = old?;
-    let last = match old.get(LAST) {
-        Some(AttributeValue::S(last)) => last.clone(),
-        _ => String::new(),
-    };
-    let archived = matches!(old.get("archived"), Some(AttributeValue::Bool(true)));
-    Some((last, archived))
-}
-
-/// After a chunk's transaction was cancelled by failed conditions, what to try again. A
-/// delivery whose copy already exists was made before: it is done. One whose conversation
-/// condition failed was planned on a wrong premise, which the row as it was tells: a later
-/// message is there (`Older`), the row is archived (`Unarchive`), or there is no row yet
-/// (`Newer`). The others were only cancelled with the chunk and go again as they were.
-fn replan(
-    chunk: &[Planned],
-    orders: &[String],
-    parts: &[(usize, Part)],
-    outcomes: &[Cancelled],
-) -> Vec<Planned> {
-    let mut copy_exists = vec![false; chunk.len()];
-    let mut premise_failed: Vec<Option<Option<(String, bool)>>> = vec![None; chunk.len()];
-    for (&(pos, part), outcome) in parts.iter().zip(outcomes) {
-        match part {
-            Part::Copy => copy_exists[pos] |= outcome.failed,
-            Part::Conversation if outcome.failed => {
-                premise_failed[pos] = Some(row_state(outcome.old.as_ref()))
-            }
-            Part::Conversation => {}
-        }
+fn string(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
     }
-    chunk
+}
+
+fn flag(item: &Item, name: &str) -> bool {
+    matches!(item.get(name), Some(AttributeValue::Bool(true)))
+}
+
+fn counted(item: &Item) -> Vec<String> {
+    match item.get(COUNTED) {
+        Some(AttributeValue::Ss(set)) => set.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// What to do with the part of a run a row's state says is not applied yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Plan {
+    /// These orders are newer than the row's last: apply them as the newest.
+    Newer(Vec<String>),
+    /// These older orders were never counted: count them.
+    Late(Vec<String>),
+    Nothing,
+}
+
+/// Splits a run against the row as it is (its last order and the late ones it counted).
+fn plan(orders: &[String], last: &str, counted: &[String]) -> Plan {
+    let newer: Vec<String> = orders.iter().filter(|o| o.as_str() > last).cloned().collect();
+    if !newer.is_empty() {
+        return Plan::Newer(newer);
+    }
+    let late: Vec<String> = orders
         .iter()
-        .enumerate()
-        .filter(|(pos, _)| !copy_exists[*pos])
-        .map(|(pos, &(i, write))| {
-            let write = match &premise_failed[pos] {
-                None => write,
-                Some(None) => ConversationWrite::Newer,
-                Some(Some((last, _))) if *last >= orders[pos] => ConversationWrite::Older,
-                Some(Some((_, true))) => ConversationWrite::Unarchive,
-                Some(Some((_, false))) => ConversationWrite::Newer,
-            };
-            (i, write)
-        })
-        .collect()
+        .filter(|o| o.as_str() != last && !counted.contains(o))
+        .cloned()
+        .collect();
+    if late.is_empty() {
+        Plan::Nothing
+    } else {
+        Plan::Late(late)
+    }
 }
 
 impl DynamoStore {
-    /// One transaction for a chunk of deliveries; returns what is left to do, or which
-    /// deliveries it made and whether each took its conversation back from the archive.
-    async fn deliver_chunk(
+    /// Makes the run (`orders`, oldest first) the newest of the row if its last message is
+    /// older than all of them; otherwise `Err` with the row as it is, which says why not.
+    async fn apply_newer(
         &self,
-        deliveries: &[Delivery],
-        chunk: &[Planned],
-    ) -> Result<std::result::Result<Vec<(usize, Unarchived)>, Vec<Planned>>> {
-        let mut actions = Vec::new();
-        let mut parts = Vec::new();
-        let mut orders = Vec::new();
-        for (pos, &(i, write)) in chunk.iter().enumerate() {
-            let d = &deliveries[i];
-            orders.push(keys::order_of(&d.copy));
-            let put = self
-                .table
-                .put(copy_item(&d.copy)?, Some("attribute_not_exists(pk)"))?;
-            actions.push(TransactWriteItem::builder().put(put).build());
-            parts.push((pos, Part::Copy));
-            let table = &self.table;
-            let update = match write {
-                ConversationWrite::Newer => Some(set_last(
-                    table,
-                    &d.copy,
-                    d.unread,
-                    d.unread,
-                    Premise::Active,
-                )?),
-                ConversationWrite::Unarchive => Some(set_last(
-                    table,
-                    &d.copy,
-                    d.unread,
-                    d.unread,
-                    Premise::Archived,
-                )?),
-                ConversationWrite::Older if d.unread => Some(count_unread(table, &d.copy)?),
-                _ => None,
-            };
-            if let Some(update) = update {
-                actions.push(TransactWriteItem::builder().update(update).build());
-                parts.push((pos, Part::Conversation));
-            }
+        owner: &str,
+        with: &str,
+        update: &RowUpdate,
+        orders: &[String],
+    ) -> Result<std::result::Result<Applied, Item>> {
+        let last = &update.last;
+        let mut e = Expr::default();
+        let fields = [
+            ("last", attribute(last)?),
+            ("key", s(with)),
+            ("last_message_text", s(last.text.clone())),
+            ("is_new", AttributeValue::Bool(update.unread)),
+            ("archived", AttributeValue::Bool(false)),
+            ("deleted", AttributeValue::Bool(false)),
+            (LAST, s(update.last_order())),
+        ];
+        let mut sets: Vec<String> = fields
+            .into_iter()
+            .map(|(name, value)| format!("{} = {}", e.name(name), e.value(value)))
+            .collect();
+        let kind = e.name("kind");
+        sets.push(format!(
+            "{kind} = if_not_exists({kind}, {})",
+            e.value(s(kind_name(update.kind)))
+        ));
+        if update.kind == ConversationKind::Group {
+            let open = e.name("open_from");
+            let first = e.value(s(orders.first().cloned().unwrap_or_default()));
+            sets.push(format!("{open} = if_not_exists({open}, {first})"));
         }
-        Ok(match self.table.transact(actions).await? {
-            Transaction::Committed => Ok(chunk
-                .iter()
-                .map(|&(i, write)| (i, write == ConversationWrite::Unarchive))
-                .collect()),
-            Transaction::ConditionsFailed(outcomes) => {
-                Err(replan(chunk, &orders, &parts, &outcomes))
+        let unread = if update.unread { orders.len() as u64 } else { 0 };
+        let expression = format!(
+            "SET {} ADD {} {}",
+            sets.join(", "),
+            e.name("unread_count"),
+            e.value(n(unread))
+        );
+        let last_key = e.name(LAST);
+        let condition = format!(
+            "attribute_not_exists({last_key}) OR {last_key} < {}",
+            e.value(s(orders.first().cloned().unwrap_or_default()))
+        );
+        let key = conversation_key(&last.app_id, owner, with);
+        let request = self.table.update(key, expression, condition, &e)?;
+        Ok(match self.table.update_or_current(request).await? {
+            Ok(old) => {
+                let unarchived = flag(&old, "archived") && !flag(&old, "deleted");
+                Ok(Applied::Newer { unarchived })
             }
+            Err(current) => Err(current),
         })
+    }
+
+    /// Counts older messages once each: conditional on not having counted them.
+    async fn count_late(&self, app: &str, owner: &str, with: &str, late: &[String]) -> Result<bool> {
+        let mut e = Expr::default();
+        let set = e.value(AttributeValue::Ss(late.to_vec()));
+        let expression = format!(
+            "ADD {} {}, {} {set}",
+            e.name("unread_count"),
+            e.value(n(late.len() as u64)),
+            e.name(COUNTED)
+        );
+        let counted = e.name(COUNTED);
+        let fresh: Vec<String> = late
+            .iter()
+            .map(|o| format!("NOT contains({counted}, {})", e.value(s(o.as_str()))))
+            .collect();
+        let condition = format!(
+            "attribute_exists({}) AND (attribute_not_exists({counted}) OR ({}))",
+            e.name(LAST),
+            fresh.join(" AND ")
+        );
+        let update = self
+            .table
+            .update(conversation_key(app, owner, with), expression, condition, &e)?;
+        Ok(self.table.update_item(update).await?.is_some())
     }
 }
 
 #[async_trait]
 impl ConversationStore for DynamoStore {
-    async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<Unarchived>> {
-        let plan: Vec<Planned> = deliveries
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let write = if d.update_conversation {
-                    ConversationWrite::Newer
-                } else {
-                    ConversationWrite::Skip
-                };
-                (i, write)
-            })
-            .collect();
-        let unarchived = vec![false; deliveries.len()];
+    async fn apply(&self, owner: &str, with: &str, update: &RowUpdate) -> Result<Applied> {
+        let app = update.last.app_id.as_str();
         retry(
-            "deliveries kept conflicting",
-            (plan, unarchived),
-            move |(plan, mut unarchived)| async move {
-                let mut left = Vec::new();
-                for chunk in plan.chunks(DELIVERIES_PER_TRANSACTION) {
-                    match self.deliver_chunk(deliveries, chunk).await? {
-                        Ok(made) => {
-                            for (i, taken_back) in made {
-                                unarchived[i] = taken_back;
-                            }
+            "the conversation kept changing",
+            update.orders.clone(),
+            move |orders| async move {
+                let old = match self.apply_newer(owner, with, update, &orders).await? {
+                    Ok(applied) => return Ok(Attempt::Done(applied)),
+                    Err(old) => old,
+                };
+                let last = string(&old, LAST).unwrap_or_default();
+                Ok(match plan(&orders, &last, &counted(&old)) {
+                    // Part of a run is newer than the row: apply that part.
+                    Plan::Newer(newer) => Attempt::Again(newer),
+                    Plan::Late(_) if !update.unread => Attempt::Done(Applied::Late),
+                    Plan::Late(late) => {
+                        if self.count_late(app, owner, with, &late).await? {
+                            Attempt::Done(Applied::Late)
+                        } else {
+                            // Counted meanwhile (or the row changed): look again.
+                            Attempt::Again(orders)
                         }
-                        Err(again) => left.extend(again),
                     }
-                }
-                Ok(if left.is_empty() {
-                    Attempt::Done(unarchived)
-                } else {
-                    Attempt::Again((left, unarchived))
+                    Plan::Nothing => Attempt::Done(Applied::Already),
                 })
             },
         )
         .await
     }
 
-    async fn touch_conversation(&self, copy: &Message) -> Result<Unarchived> {
-        let update = set_last(&self.table, copy, false, false, Premise::Any)?;
-        let old = self
+    async fn lags(&self, app: &str, owner: &str, with: &str, order: &str) -> Result<bool> {
+        let row = self
             .table
-            .update_returning(update, ReturnValue::UpdatedOld)
+            .get_projected(conversation_key(app, owner, with), LAST)
             .await?;
-        let was_archived =
-            |old: &Item| matches!(old.get("archived"), Some(AttributeValue::Bool(true)));
-        Ok(old.as_ref().is_some_and(was_archived))
+        Ok(row
+            .and_then(|r| string(&r, LAST))
+            .is_none_or(|last| last.as_str() < order))
     }
 
     async fn get_conversation(
@@ -207,11 +201,22 @@ impl ConversationStore for DynamoStore {
         user: &str,
         with: &str,
     ) -> Result<Option<Conversation>> {
-        self.table
-            .get(conversation_key(app, user, with))
-            .await?
-            .map(conversation_of)
-            .transpose()
+        match self.table.get(conversation_key(app, user, with)).await? {
+            Some(item) => conversation_of(item),
+            None => Ok(None),
+        }
+    }
+
+    async fn timeline_view(
+        &self,
+        app: &str,
+        user: &str,
+        with: &str,
+    ) -> Result<Option<TimelineView>> {
+        match self.table.get(conversation_key(app, user, with)).await? {
+            Some(item) => Ok(Some(row_of(item)?.view())),
+            None => Ok(None),
+        }
     }
 
     async fn list_conversations(
@@ -221,14 +226,46 @@ impl ConversationStore for DynamoStore {
         archived: bool,
         page: &PageRequest,
     ) -> Result<Page<Conversation>> {
-        let prefix = format!("{}#", keys::list_prefix(archived));
-        let page: Page<StoredConversation> = self
+        // Every row of the user (one partition, no index to keep up to date on each message),
+        // ordered here as the lists are: newest first.
+        let items = self
             .table
-            .query_page(keys::user_pk(app, user), Some(&prefix), page)
+            .query_all(
+                keys::user_pk(app, user),
+                "begins_with(#sk, :c)",
+                vec![(":c", s("C#"))],
+            )
             .await?;
+        let mut listed = Vec::new();
+        for item in items {
+            let row: StoredRow = row_of(item)?;
+            if row.deleted() || row.archived() != archived {
+                continue;
+            }
+            let conversation = row.conversation();
+            let order = keys::conversation_order(
+                archived,
+                conversation.last.timestamp,
+                &conversation.key,
+            );
+            listed.push((order, conversation));
+        }
+        listed.sort_by(|a, b| b.0.cmp(&a.0));
+        let after = page.after.as_ref().map(|p| p.order.as_str());
+        let mut items: Vec<(String, Conversation)> = listed
+            .into_iter()
+            .filter(|(order, _)| after.is_none_or(|a| order.as_str() < a))
+            .take(page.limit + 1)
+            .collect();
+        let next = if items.len() > page.limit {
+            items.truncate(page.limit);
+            items.last().map(|(order, _)| order.clone())
+        } else {
+            None
+        };
         Ok(Page {
-            items: page.items.into_iter().map(Conversation::from).collect(),
-            next: page.next,
+            items: items.into_iter().map(|(_, c)| c).collect(),
+            next,
         })
     }
 
@@ -238,53 +275,50 @@ impl ConversationStore for DynamoStore {
         user: &str,
         with: &str,
     ) -> Result<Option<Conversation>> {
-        // The archived order needs the row's timestamp: read it, then write on the condition
-        // that no newer message arrived in between (else read again).
-        retry("the conversation kept changing", (), move |()| async move {
-            let Some(row) = self.table.get(conversation_key(app, user, with)).await? else {
-                return Ok(Attempt::Done(None));
-            };
-            let last = row.get(LAST).cloned().unwrap_or_else(|| s(""));
-            let current = conversation_of(row)?;
-            let mut e = Expr::default();
-            let order = keys::conversation_order(true, current.last.timestamp, with);
-            let update = format!(
-                "SET {} = {}, {} = {}",
-                e.name("archived"),
-                e.value(AttributeValue::Bool(true)),
-                e.name(ORDER),
-                e.value(s(order))
-            );
-            let condition = format!("{} = {}", e.name(LAST), e.value(last));
-            let key = conversation_key(app, user, with);
-            let update = self.table.update(key, update, condition, &e)?;
-            Ok(match self.table.update_item(update).await? {
-                Some(item) => Attempt::Done(Some(conversation_of(item)?)),
-                None => Attempt::Again(()),
-            })
-        })
-        .await
-    }
-
-    async fn delete_timeline(&self, app: &str, user: &str, with: &str) -> Result<()> {
-        let pk = keys::timeline_pk(app, user, with);
-        let items = self
+        let mut e = Expr::default();
+        let update = format!(
+            "SET {} = {}",
+            e.name("archived"),
+            e.value(AttributeValue::Bool(true))
+        );
+        let deleted = e.name("deleted");
+        let condition = format!(
+            "attribute_exists({}) AND (attribute_not_exists({deleted}) OR {deleted} = {})",
+            e.name(PK),
+            e.value(AttributeValue::Bool(false))
+        );
+        let update = self
             .table
-            .query_all(pk, "begins_with(#sk, :m)", vec![(":m", s("M#"))])
-            .await?;
-        let requests = items
-            .iter()
-            .filter_map(key_of)
-            .map(|k| {
-                let delete = built(DeleteRequest::builder().set_key(Some(k)).build())?;
-                Ok(WriteRequest::builder().delete_request(delete).build())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.table.batch_write(requests).await
+            .update(conversation_key(app, user, with), update, condition, &e)?;
+        match self.table.update_item(update).await? {
+            Some(item) => conversation_of(item),
+            None => Ok(None),
+        }
     }
 
     async fn delete_conversation(&self, app: &str, user: &str, with: &str) -> Result<()> {
-        self.table.delete(conversation_key(app, user, with)).await
+        // A tombstone: out of the lists, its messages so far out of the timeline, no open
+        // window; a newer message brings the conversation back.
+        let mut e = Expr::default();
+        let update = format!(
+            "SET {} = {}, {} = {}, {} = {}, {} = {} REMOVE {}, {}, {}",
+            e.name("deleted"),
+            e.value(AttributeValue::Bool(true)),
+            e.name("archived"),
+            e.value(AttributeValue::Bool(false)),
+            e.name("unread_count"),
+            e.value(n(0)),
+            e.name("cleared_to"),
+            e.name(LAST),
+            e.name("open_from"),
+            e.name("closed"),
+            e.name(COUNTED),
+        );
+        let condition = format!("attribute_exists({})", e.name(PK));
+        let update = self
+            .table
+            .update(conversation_key(app, user, with), update, condition, &e)?;
+        self.table.update_item(update).await.map(|_| ())
     }
 
     async fn mark_read(
@@ -296,22 +330,28 @@ impl ConversationStore for DynamoStore {
     ) -> Result<Option<Conversation>> {
         let mut e = Expr::default();
         let update = format!(
-            "SET {} = {}, {} = {}, {} = {}",
+            "SET {} = {}, {} = {}, {} = {} REMOVE {}",
             e.name("is_new"),
             e.value(AttributeValue::Bool(false)),
             e.name("unread_count"),
             e.value(n(0)),
             e.name("read_at"),
-            e.value(n(at))
+            e.value(n(at)),
+            e.name(COUNTED)
         );
-        let condition = format!("attribute_exists({})", e.name(PK));
-        let key = conversation_key(app, user, with);
-        let update = self.table.update(key, update, condition, &e)?;
-        self.table
-            .update_item(update)
-            .await?
-            .map(conversation_of)
-            .transpose()
+        let deleted = e.name("deleted");
+        let condition = format!(
+            "attribute_exists({}) AND (attribute_not_exists({deleted}) OR {deleted} = {})",
+            e.name(PK),
+            e.value(AttributeValue::Bool(false))
+        );
+        let update = self
+            .table
+            .update(conversation_key(app, user, with), update, condition, &e)?;
+        match self.table.update_item(update).await? {
+            Some(item) => conversation_of(item),
+            None => Ok(None),
+        }
     }
 
     async fn raise_read_mark(
@@ -330,7 +370,47 @@ impl ConversationStore for DynamoStore {
             "attribute_exists({}) AND (attribute_not_exists({mark}) OR {mark} < {at})",
             e.name(PK)
         );
-        let key = conversation_key(app, user, with);
+        let update = self
+            .table
+            .update(conversation_key(app, user, with), update, condition, &e)?;
+        self.table.update_item(update).await.map(|_| ())
+    }
+
+    async fn open_window(&self, app: &str, member: &str, group: &str, from: &str) -> Result<()> {
+        let mut e = Expr::default();
+        let open = e.name("open_from");
+        let from = e.value(s(from));
+        let update = format!("SET {open} = {from}");
+        let condition = format!(
+            "attribute_exists({}) AND (attribute_not_exists({open}) OR {open} > {from})",
+            e.name(PK)
+        );
+        let update = self
+            .table
+            .update(conversation_key(app, member, group), update, condition, &e)?;
+        self.table.update_item(update).await.map(|_| ())
+    }
+
+    async fn close_window(&self, app: &str, member: &str, group: &str, at: &str) -> Result<()> {
+        let key = conversation_key(app, member, group);
+        let Some(row) = self.table.get(key.clone()).await? else {
+            return Ok(());
+        };
+        let Some(from) = string(&row, "open_from") else {
+            return Ok(());
+        };
+        let mut e = Expr::default();
+        let closed = e.name("closed");
+        let open = e.name("open_from");
+        let window = AttributeValue::M(
+            [("from".to_string(), s(from.as_str())), ("to".to_string(), s(at))].into(),
+        );
+        let update = format!(
+            "SET {closed} = list_append(if_not_exists({closed}, {}), {}) REMOVE {open}",
+            e.value(AttributeValue::L(Vec::new())),
+            e.value(AttributeValue::L(vec![window]))
+        );
+        let condition = format!("{open} = {}", e.value(s(from)));
         let update = self.table.update(key, update, condition, &e)?;
         self.table.update_item(update).await.map(|_| ())
     }
@@ -339,75 +419,20 @@ impl ConversationStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ConversationWrite::*;
 
-    /// Parts of a chunk where every delivery has a copy and a conversation action.
-    fn both(n: usize) -> Vec<(usize, Part)> {
-        (0..n)
-            .flat_map(|pos| [(pos, Part::Copy), (pos, Part::Conversation)])
-            .collect()
-    }
-
-    fn failed(old: Option<(&str, bool)>) -> Cancelled {
-        Cancelled {
-            failed: true,
-            old: old.map(|(last, archived)| {
-                Item::from([
-                    (LAST.to_string(), s(last)),
-                    ("archived".to_string(), AttributeValue::Bool(archived)),
-                ])
-            }),
-        }
-    }
-
-    fn ok() -> Cancelled {
-        Cancelled::default()
-    }
-
-    fn orders(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("5{i}")).collect()
+    fn v(orders: &[&str]) -> Vec<String> {
+        orders.iter().map(|o| o.to_string()).collect()
     }
 
     #[test]
-    fn copies_already_there_are_done() {
-        let chunk = [(0, Newer), (1, Newer)];
-        let outcomes = [failed(None), ok(), ok(), ok()];
-        assert_eq!(
-            replan(&chunk, &orders(2), &both(2), &outcomes),
-            vec![(1, Newer)]
-        );
-    }
-
-    #[test]
-    fn the_row_as_it_was_says_what_to_do_instead() {
-        let chunk = [(3, Newer), (4, Older), (5, Newer), (6, Newer)];
-        let outcomes = [
-            ok(),
-            failed(Some(("99", false))), // 3: a later message is there
-            ok(),
-            failed(None), // 4: no row yet
-            ok(),
-            failed(Some(("10", true))), // 5: older last message, archived
-            ok(),
-            ok(), // 6: only cancelled with the chunk
-        ];
-        assert_eq!(
-            replan(&chunk, &orders(4), &both(4), &outcomes),
-            vec![(3, Older), (4, Newer), (5, Unarchive), (6, Newer)]
-        );
-    }
-
-    #[test]
-    fn deliveries_without_a_conversation_action() {
-        // Delivery 0 writes only its copy (Skip); delivery 1 both.
-        let chunk = [(0, Skip), (1, Unarchive)];
-        let parts = [(0, Part::Copy), (1, Part::Copy), (1, Part::Conversation)];
-        let later = [ok(), ok(), failed(Some(("99", false)))];
-        assert_eq!(
-            replan(&chunk, &orders(2), &parts, &later),
-            vec![(0, Skip), (1, Older)]
-        );
-        let made = [failed(None), failed(None), ok()];
-        assert_eq!(replan(&chunk, &orders(2), &parts, &made), vec![]);
+    fn a_run_splits_against_the_row() {
+        // Newer than the last: all of it (or the newer part) becomes the newest.
+        assert_eq!(plan(&v(&["5", "6"]), "4", &[]), Plan::Newer(v(&["5", "6"])));
+        assert_eq!(plan(&v(&["3", "5"]), "4", &[]), Plan::Newer(v(&["5"])));
+        // The last itself, or counted before: nothing (a redelivery).
+        assert_eq!(plan(&v(&["4"]), "4", &[]), Plan::Nothing);
+        assert_eq!(plan(&v(&["2"]), "4", &v(&["2"])), Plan::Nothing);
+        // Older and never counted: count it.
+        assert_eq!(plan(&v(&["2", "3"]), "4", &v(&["2"])), Plan::Late(v(&["3"])));
     }
 }

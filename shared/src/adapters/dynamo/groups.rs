@@ -177,6 +177,33 @@ impl GroupStore for DynamoStore {
         })
     }
 
+    async fn record_places(
+        &self,
+        app: &str,
+        group: &str,
+        change_id: &str,
+        first: u64,
+    ) -> Result<u64> {
+        let mut e = Expr::default();
+        let places = e.name("places_from");
+        let update = format!("SET {places} = {}", e.value(n(first)));
+        let condition = format!(
+            "attribute_exists({}) AND attribute_not_exists({places})",
+            e.name(PK)
+        );
+        let update = self
+            .table
+            .update(change_key(app, group, change_id), update, condition, &e)?;
+        match self.table.update_or_current(update).await? {
+            Ok(_) => Ok(first),
+            // Recorded by an earlier run (or the change is finished: then nothing reads it).
+            Err(current) => Ok(match current.get("places_from") {
+                Some(AttributeValue::N(recorded)) => recorded.parse().unwrap_or(first),
+                _ => first,
+            }),
+        }
+    }
+
     async fn mark_stalled(&self, app: &str, group: &str, change_id: &str) -> Result<()> {
         let change = change_key(app, group, change_id);
         self.table.set_flag(change, "stalled").await

@@ -1,18 +1,16 @@
 //! How the chat's data is laid out in items: the stored conversation row, message copies,
 //! memberships, change records, and the conditional writes built from them.
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, TransactWriteItem};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 
-use super::request::{Expr, Item, ORDER, Table, built, key, n, s};
+use super::request::{Item, ORDER, Table, built, key, s};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{Conversation, GroupChange, Message};
+use crate::ports::{ConversationKind, Timeline, TimelineView, Window};
 
 /// On a conversation row: the `order_key` of its last message, to tell newer from late ones.
 pub const LAST: &str = "last_key";
@@ -34,10 +32,12 @@ pub fn attribute<T: Serialize>(value: &T) -> Result<AttributeValue> {
     to_attribute_value(value).map_err(|e| Error::internal(format!("cannot store a value: {e}")))
 }
 
-/// A conversation row as stored: the last message as one map attribute, so that making a
-/// message the last one is a single `SET` rather than one per message field.
+/// A conversation row as stored: the last message as one map attribute (making a message the
+/// last one is a single `SET`), the API's fields, and how its owner sees the timeline. Rows
+/// carry no `order_key`: they are not in the `by_order` index (a list reads the user's
+/// partition and sorts), so a new message costs one write per row, not three.
 #[derive(Serialize, Deserialize)]
-pub struct StoredConversation {
+pub struct StoredRow {
     last: Message,
     key: String,
     last_message_text: String,
@@ -51,78 +51,119 @@ pub struct StoredConversation {
     peer_read_at: Option<u64>,
     #[serde(default)]
     received_up_to: Option<u64>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    open_from: Option<String>,
+    #[serde(default)]
+    closed: Vec<StoredWindow>,
+    #[serde(default)]
+    cleared_to: Option<String>,
+    #[serde(default)]
+    deleted: bool,
 }
 
-impl From<StoredConversation> for Conversation {
-    fn from(row: StoredConversation) -> Conversation {
+/// A closed span of a group's history a former member sees.
+#[derive(Serialize, Deserialize)]
+pub struct StoredWindow {
+    pub from: String,
+    pub to: String,
+}
+
+pub fn kind_name(kind: ConversationKind) -> &'static str {
+    match kind {
+        ConversationKind::Direct => "direct",
+        ConversationKind::Group => "group",
+        ConversationKind::Inline => "inline",
+    }
+}
+
+impl StoredRow {
+    pub fn deleted(&self) -> bool {
+        self.deleted
+    }
+
+    pub fn archived(&self) -> bool {
+        self.archived
+    }
+
+    pub fn conversation(self) -> Conversation {
         Conversation {
-            last: row.last,
-            key: row.key,
-            last_message_text: row.last_message_text,
-            is_new: row.is_new,
-            archived: row.archived,
-            unread_count: row.unread_count,
-            read_at: row.read_at,
-            peer_read_at: row.peer_read_at,
-            received_up_to: row.received_up_to,
+            last: self.last,
+            key: self.key,
+            last_message_text: self.last_message_text,
+            is_new: self.is_new,
+            archived: self.archived,
+            unread_count: self.unread_count,
+            read_at: self.read_at,
+            peer_read_at: self.peer_read_at,
+            received_up_to: self.received_up_to,
+        }
+    }
+
+    pub fn view(&self) -> TimelineView {
+        let kind = match self.kind.as_deref() {
+            Some("group") => ConversationKind::Group,
+            Some("inline") => ConversationKind::Inline,
+            _ => ConversationKind::Direct,
+        };
+        let mut windows: Vec<Window> = self
+            .closed
+            .iter()
+            .map(|w| Window {
+                from: w.from.clone(),
+                to: Some(w.to.clone()),
+            })
+            .collect();
+        if let Some(from) = &self.open_from {
+            windows.push(Window {
+                from: from.clone(),
+                to: None,
+            });
+        }
+        TimelineView {
+            kind,
+            windows,
+            cleared_to: self.cleared_to.clone(),
+            received_up_to: self.received_up_to,
+            peer_read_at: self.peer_read_at,
+            deleted: self.deleted,
         }
     }
 }
 
-pub fn conversation_of(item: Item) -> Result<Conversation> {
-    parse::<StoredConversation>(item).map(Conversation::from)
+pub fn row_of(item: Item) -> Result<StoredRow> {
+    parse(item)
+}
+
+/// The live conversation of a row item (not a deleted one).
+pub fn conversation_of(item: Item) -> Result<Option<Conversation>> {
+    let row = row_of(item)?;
+    Ok((!row.deleted()).then(|| row.conversation()))
 }
 
 pub fn conversation_key(app: &str, user: &str, with: &str) -> Item {
     key(keys::user_pk(app, user), keys::conversation_sk(with))
 }
 
-/// Where a message is kept: a copy in its owner's timeline, or a group message in the
-/// group's history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Place {
-    Timeline,
-    History,
-}
-
-impl Place {
-    /// Where a send's canonical copy is: the sender's timeline, or the group's history.
-    pub fn of_canonical(message: &Message) -> Place {
-        if message.is_group() {
-            Place::History
-        } else {
-            Place::Timeline
-        }
-    }
-
-    fn pk(self, m: &Message) -> String {
-        match self {
-            Place::Timeline => keys::timeline_pk(&m.app_id, &m.timeline_of, &m.convers_with),
-            Place::History => keys::history_pk(&m.app_id, &m.recipient),
-        }
+/// The partition key of a timeline.
+pub fn timeline_pk(timeline: &Timeline) -> String {
+    match timeline {
+        Timeline::Direct { app, a, b } => keys::direct_pk(app, a, b),
+        Timeline::History { app, group } => keys::history_pk(app, group),
+        Timeline::Copies { app, owner, with } => keys::timeline_pk(app, owner, with),
     }
 }
 
-pub fn message_key(message: &Message, place: Place) -> Item {
-    key(
-        place.pk(message),
-        keys::message_sk(&message.sender, &message.message_id),
-    )
-}
-
-pub fn message_item(message: &Message, place: Place) -> Result<Item> {
+/// A message item in a timeline, ordered by `order`.
+pub fn message_item(message: &Message, pk: String, order: String) -> Result<Item> {
     let mut item = item_of(
         message,
-        place.pk(message),
+        pk,
         keys::message_sk(&message.sender, &message.message_id),
     )?;
-    item.insert(ORDER.into(), s(keys::order_of(message)));
+    item.insert(ORDER.into(), s(order));
     Ok(item)
-}
-
-/// A copy in its owner's timeline.
-pub fn copy_item(copy: &Message) -> Result<Item> {
-    message_item(copy, Place::Timeline)
 }
 
 pub fn group_meta_key(app: &str, group: &str) -> Item {
@@ -135,98 +176,6 @@ pub fn member_key(app: &str, group: &str, member: &str) -> Item {
 
 pub fn change_key(app: &str, group: &str, change_id: &str) -> Item {
     key(keys::group_pk(app, group), keys::change_sk(change_id))
-}
-
-/// What `set_last` expects of the conversation row besides an older last message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Premise {
-    /// Whatever its archived state.
-    Any,
-    /// Not archived (or no row yet).
-    Active,
-    /// Archived: the new message takes it back to the active list.
-    Archived,
-}
-
-/// The update that makes `copy` the last message of its owner's conversation (un-archiving
-/// it), if newer and the row is as `premise` says. In a transaction, a failed condition
-/// returns the row as it was.
-pub fn set_last(
-    table: &Table,
-    copy: &Message,
-    is_new: bool,
-    unread: bool,
-    premise: Premise,
-) -> Result<Update> {
-    let order = keys::order_of(copy);
-    let fields = [
-        ("last", attribute(copy)?),
-        ("key", s(copy.convers_with.clone())),
-        ("last_message_text", s(copy.text.clone())),
-        ("is_new", AttributeValue::Bool(is_new)),
-        ("archived", AttributeValue::Bool(false)),
-        (
-            ORDER,
-            s(keys::conversation_order(
-                false,
-                copy.timestamp,
-                &copy.convers_with,
-            )),
-        ),
-        (LAST, s(order.clone())),
-    ];
-    let mut e = Expr::default();
-    let sets: Vec<String> = fields
-        .into_iter()
-        .map(|(name, value)| format!("{} = {}", e.name(name), e.value(value)))
-        .collect();
-    let mut update = format!("SET {}", sets.join(", "));
-    if unread {
-        update.push_str(&format!(
-            " ADD {} {}",
-            e.name("unread_count"),
-            e.value(n(1))
-        ));
-    }
-    let last = e.name(LAST);
-    let newer = format!(
-        "(attribute_not_exists({last}) OR {last} < {})",
-        e.value(s(order))
-    );
-    let condition = match premise {
-        Premise::Any => newer,
-        Premise::Active => {
-            let archived = e.name("archived");
-            format!(
-                "{newer} AND (attribute_not_exists({archived}) OR {archived} = {})",
-                e.value(AttributeValue::Bool(false))
-            )
-        }
-        Premise::Archived => {
-            let archived = e.name("archived");
-            format!(
-                "{newer} AND {archived} = {}",
-                e.value(AttributeValue::Bool(true))
-            )
-        }
-    };
-    let key = conversation_key(&copy.app_id, &copy.timeline_of, &copy.convers_with);
-    let mut update = table.update(key, update, condition, &e)?;
-    update.return_values_on_condition_check_failure =
-        Some(ReturnValuesOnConditionCheckFailure::AllOld);
-    Ok(update)
-}
-
-/// A late (older) message: counts as unread without changing the last message.
-pub fn count_unread(table: &Table, copy: &Message) -> Result<Update> {
-    let mut e = Expr::default();
-    let update = format!("ADD {} {}", e.name("unread_count"), e.value(n(1)));
-    let condition = format!("attribute_exists({})", e.name(LAST));
-    let key = conversation_key(&copy.app_id, &copy.timeline_of, &copy.convers_with);
-    let mut update = table.update(key, update, condition, &e)?;
-    update.return_values_on_condition_check_failure =
-        Some(ReturnValuesOnConditionCheckFailure::AllOld);
-    Ok(update)
 }
 
 pub fn change_put(

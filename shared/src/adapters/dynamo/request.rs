@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
@@ -344,6 +345,53 @@ impl Table {
         }
     }
 
+    /// UpdateItem that tells what it found: `Ok(old)` with the item as it was when applied,
+    /// `Err(current)` with the item as it is when the condition failed.
+    pub async fn update_or_current(
+        &self,
+        update: Update,
+    ) -> Result<std::result::Result<Item, Item>> {
+        self.count();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Ok(out.attributes.unwrap_or_default())),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Err(c.item().cloned().unwrap_or_default()))
+                }
+                _ => Err(sdk_error("UpdateItem", e)),
+            },
+        }
+    }
+
+    /// An eventually consistent read of one attribute of an item (half a read unit).
+    pub async fn get_projected(&self, key: Item, attribute: &str) -> Result<Option<Item>> {
+        self.count();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .projection_expression("#a")
+            .expression_attribute_names("#a", attribute)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        Ok(out.item.filter(|item| !item.is_empty()))
+    }
+
     /// Sets a boolean attribute of an existing item to true (nothing if the item is gone).
     pub async fn set_flag(&self, key: Item, flag: &str) -> Result<()> {
         let mut e = Expr::default();
@@ -403,35 +451,35 @@ impl Table {
         }
     }
 
-    /// A page of the `by_order` index, newest first: items whose order starts with `prefix`
-    /// (if given) and sorts before the page's position.
-    pub async fn query_page<T: DeserializeOwned>(
+    /// Up to `limit` items of one partition's `by_order` index, newest first, whose order is
+    /// within `range` (both ends inclusive; `None` is open). The exact number asked for, unless
+    /// fewer are there.
+    pub async fn query_orders(
         &self,
-        pk: String,
-        prefix: Option<&str>,
-        page: &PageRequest,
-    ) -> Result<Page<T>> {
-        let before = page.after.as_ref().map(|p| p.order.clone());
-        let condition = match (prefix, &before) {
+        pk: &str,
+        range: (Option<&str>, Option<&str>),
+        limit: usize,
+    ) -> Result<Vec<(String, Item)>> {
+        let condition = match range {
             (None, None) => "#pk = :pk",
-            (None, Some(_)) => "#pk = :pk AND #o < :before",
-            (Some(_), None) => "#pk = :pk AND begins_with(#o, :low)",
-            (Some(_), Some(_)) => "#pk = :pk AND #o BETWEEN :low AND :before",
+            (Some(_), None) => "#pk = :pk AND #o >= :low",
+            (None, Some(_)) => "#pk = :pk AND #o <= :high",
+            (Some(_), Some(_)) => "#pk = :pk AND #o BETWEEN :low AND :high",
         };
         let mut names = HashMap::from([("#pk".to_string(), PK.to_string())]);
-        if prefix.is_some() || before.is_some() {
+        let mut values = HashMap::from([(":pk".to_string(), s(pk))]);
+        if range != (None, None) {
             names.insert("#o".to_string(), ORDER.to_string());
         }
-        let mut values = HashMap::from([(":pk".to_string(), s(pk))]);
-        if let Some(low) = prefix {
+        if let Some(low) = range.0 {
             values.insert(":low".to_string(), s(low));
         }
-        if let Some(before) = &before {
-            values.insert(":before".to_string(), s(before.clone()));
+        if let Some(high) = range.1 {
+            values.insert(":high".to_string(), s(high));
         }
         let mut kept: Vec<(String, Item)> = Vec::new();
         let mut start: Option<Item> = None;
-        loop {
+        while kept.len() < limit {
             self.count();
             let out = self
                 .client
@@ -443,24 +491,64 @@ impl Table {
                 .set_expression_attribute_values(Some(values.clone()))
                 .scan_index_forward(false)
                 .consistent_read(true)
-                .limit((page.limit + 2) as i32)
+                .limit((limit - kept.len()) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query", e))?;
             for item in out.items.unwrap_or_default() {
-                let order = match item.get(ORDER) {
-                    Some(AttributeValue::S(o)) => o.clone(),
-                    _ => continue,
-                };
-                // BETWEEN is inclusive: the position's own item is not part of this page.
-                if before.as_ref() != Some(&order) {
-                    kept.push((order, item));
+                if let Some(AttributeValue::S(order)) = item.get(ORDER) {
+                    kept.push((order.clone(), item));
                 }
             }
             match out.last_evaluated_key {
-                Some(k) if !k.is_empty() && kept.len() <= page.limit => start = Some(k),
+                Some(k) if !k.is_empty() => start = Some(k),
                 _ => break,
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Items of one partition's `by_order` index that `page` asks for, newest first: those
+    /// within the spans (`from` inclusive, `to` inclusive or open; `None` = the whole
+    /// partition) that sort before the page's position, and after `floor` (exclusive).
+    pub async fn query_page<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        spans: Option<&[(String, Option<String>)]>,
+        floor: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<T>> {
+        let before = page.after.as_ref().map(|p| p.order.as_str());
+        let whole = [(String::new(), None)];
+        let spans = spans.unwrap_or(&whole);
+        let wanted = page.limit + 1;
+        let mut kept: Vec<(String, Item)> = Vec::new();
+        // Newest span first; each queried for what the page still needs.
+        for (from, to) in spans.iter().rev() {
+            let high = match (to.as_deref(), before) {
+                (Some(to), Some(before)) => Some(to.min(before)),
+                (to, before) => to.or(before),
+            };
+            let low = match floor {
+                Some(floor) if floor >= from.as_str() => Some(floor),
+                _ => (!from.is_empty()).then_some(from.as_str()),
+            };
+            if let (Some(low), Some(high)) = (low, high)
+                && low > high
+            {
+                continue;
+            }
+            // Bounds are inclusive in DynamoDB: ask for the excluded ends too, then drop them.
+            let items = self
+                .query_orders(pk, (low, high), wanted - kept.len() + 2)
+                .await?;
+            kept.extend(items.into_iter().filter(|(order, _)| {
+                Some(order.as_str()) != before && Some(order.as_str()) != floor
+            }));
+            kept.truncate(wanted);
+            if kept.len() == wanted {
+                break;
             }
         }
         let next = if kept.len() > page.limit {

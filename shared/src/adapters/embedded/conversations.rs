@@ -1,40 +1,110 @@
 //! Conversations on the embedded store.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 
-use super::{EmbeddedStore, page_of, timeline_key};
+use super::{EmbeddedStore, Row, State, page_of};
 use crate::error::Result;
 use crate::keys;
-use crate::model::{Conversation, Message};
-use crate::ports::{ConversationStore, Delivery, Page, PageRequest, ReadMark, Unarchived};
+use crate::model::Conversation;
+use crate::ports::{
+    Applied, ConversationKind, ConversationStore, Page, PageRequest, ReadMark, RowUpdate,
+    TimelineView, Window,
+};
+
+impl State {
+    fn row(&mut self, app: &str, user: &str, with: &str) -> Option<&mut Row> {
+        self.rows.get_mut(&keys::user_pk(app, user))?.get_mut(with)
+    }
+
+    fn live_row(&mut self, app: &str, user: &str, with: &str) -> Option<&mut Row> {
+        self.row(app, user, with).filter(|r| !r.deleted)
+    }
+}
 
 #[async_trait]
 impl ConversationStore for EmbeddedStore {
-    async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<Unarchived>> {
+    async fn apply(&self, owner: &str, with: &str, update: &RowUpdate) -> Result<Applied> {
         let mut state = self.state();
-        let mut unarchived = vec![false; deliveries.len()];
-        for (delivery, unarchived) in deliveries.iter().zip(&mut unarchived) {
-            let copy = &delivery.copy;
-            let timeline = state.timelines.entry(timeline_key(copy)).or_default();
-            if timeline.contains(copy) {
-                continue;
+        let last = &update.last;
+        let unread = u64::from(update.unread);
+        let rows = state
+            .rows
+            .entry(keys::user_pk(&last.app_id, owner))
+            .or_default();
+        let Some(row) = rows.get_mut(with) else {
+            let mut conversation = Conversation::from_last(last, update.unread);
+            conversation.unread_count = unread * update.orders.len() as u64;
+            rows.insert(
+                with.to_string(),
+                Row {
+                    conversation,
+                    kind: update.kind,
+                    last_key: update.last_order().to_string(),
+                    counted: HashSet::new(),
+                    open_from: (update.kind == ConversationKind::Group)
+                        .then(|| update.first_order().to_string()),
+                    closed: Vec::new(),
+                    cleared_to: None,
+                    deleted: false,
+                },
+            );
+            return Ok(Applied::Newer { unarchived: false });
+        };
+        if row.last_key.as_str() < update.first_order() {
+            let old = &row.conversation;
+            let unarchived = old.archived && !row.deleted;
+            let count = old.unread_count + unread * update.orders.len() as u64;
+            row.conversation = Conversation {
+                unread_count: count,
+                read_at: old.read_at,
+                peer_read_at: old.peer_read_at,
+                received_up_to: old.received_up_to,
+                ..Conversation::from_last(last, update.unread)
+            };
+            row.last_key = update.last_order().to_string();
+            row.deleted = false;
+            if row.kind == ConversationKind::Group && row.open_from.is_none() {
+                row.open_from = Some(update.first_order().to_string());
             }
-            timeline.put(copy);
-            if !delivery.update_conversation {
-                continue;
-            }
-            *unarchived = state.set_last(copy, delivery.unread);
-            if delivery.unread
-                && let Some(row) = state.row(&copy.app_id, &copy.timeline_of, &copy.convers_with)
-            {
-                row.conversation.unread_count += 1;
+            return Ok(Applied::Newer { unarchived });
+        }
+        // Some (or all) of the run is older than the last message: each message not applied
+        // or counted before counts once; the newer rest, if any, becomes the last.
+        let mut counted_any = false;
+        let mut newer = Vec::new();
+        for order in &update.orders {
+            if *order > row.last_key {
+                newer.push(order.clone());
+            } else if *order != row.last_key && row.counted.insert(order.clone()) {
+                row.conversation.unread_count += unread;
+                counted_any = true;
             }
         }
-        Ok(unarchived)
+        if !newer.is_empty() {
+            row.conversation = Conversation {
+                unread_count: row.conversation.unread_count + unread * newer.len() as u64,
+                read_at: row.conversation.read_at,
+                peer_read_at: row.conversation.peer_read_at,
+                received_up_to: row.conversation.received_up_to,
+                ..Conversation::from_last(last, update.unread)
+            };
+            row.last_key = update.last_order().to_string();
+            return Ok(Applied::Newer { unarchived: false });
+        }
+        Ok(if counted_any {
+            Applied::Late
+        } else {
+            Applied::Already
+        })
     }
 
-    async fn touch_conversation(&self, copy: &Message) -> Result<Unarchived> {
-        Ok(self.state().set_last(copy, false))
+    async fn lags(&self, app: &str, owner: &str, with: &str, order: &str) -> Result<bool> {
+        let mut state = self.state();
+        Ok(state
+            .row(app, owner, with)
+            .is_none_or(|row| row.last_key.as_str() < order))
     }
 
     async fn get_conversation(
@@ -45,8 +115,24 @@ impl ConversationStore for EmbeddedStore {
     ) -> Result<Option<Conversation>> {
         Ok(self
             .state()
-            .row(app, user, with)
+            .live_row(app, user, with)
             .map(|r| r.conversation.clone()))
+    }
+
+    async fn timeline_view(
+        &self,
+        app: &str,
+        user: &str,
+        with: &str,
+    ) -> Result<Option<TimelineView>> {
+        Ok(self.state().row(app, user, with).map(|r| TimelineView {
+            kind: r.kind,
+            windows: r.windows(),
+            cleared_to: r.cleared_to.clone(),
+            received_up_to: r.conversation.received_up_to,
+            peer_read_at: r.conversation.peer_read_at,
+            deleted: r.deleted,
+        }))
     }
 
     async fn list_conversations(
@@ -57,7 +143,7 @@ impl ConversationStore for EmbeddedStore {
         page: &PageRequest,
     ) -> Result<Page<Conversation>> {
         let state = self.state();
-        let Some(rows) = state.conversations.get(&keys::user_pk(app, user)) else {
+        let Some(rows) = state.rows.get(&keys::user_pk(app, user)) else {
             return Ok(Page {
                 items: Vec::new(),
                 next: None,
@@ -65,7 +151,7 @@ impl ConversationStore for EmbeddedStore {
         };
         let mut listed: Vec<(String, Conversation)> = rows
             .iter()
-            .filter(|(_, row)| row.conversation.archived == archived)
+            .filter(|(_, row)| !row.deleted && row.conversation.archived == archived)
             .map(|(with, row)| {
                 let c = &row.conversation;
                 (
@@ -84,26 +170,21 @@ impl ConversationStore for EmbeddedStore {
         user: &str,
         with: &str,
     ) -> Result<Option<Conversation>> {
-        Ok(self.state().row(app, user, with).map(|row| {
+        Ok(self.state().live_row(app, user, with).map(|row| {
             row.conversation.archived = true;
             row.conversation.clone()
         }))
     }
 
-    async fn delete_timeline(&self, app: &str, user: &str, with: &str) -> Result<()> {
-        self.state()
-            .timelines
-            .remove(&keys::timeline_pk(app, user, with));
-        Ok(())
-    }
-
     async fn delete_conversation(&self, app: &str, user: &str, with: &str) -> Result<()> {
-        if let Some(rows) = self
-            .state()
-            .conversations
-            .get_mut(&keys::user_pk(app, user))
-        {
-            rows.remove(with);
+        if let Some(row) = self.state().row(app, user, with) {
+            row.deleted = true;
+            row.conversation.archived = false;
+            row.conversation.unread_count = 0;
+            row.counted.clear();
+            row.cleared_to = Some(row.last_key.clone());
+            row.open_from = None;
+            row.closed.clear();
         }
         Ok(())
     }
@@ -115,7 +196,8 @@ impl ConversationStore for EmbeddedStore {
         with: &str,
         at: u64,
     ) -> Result<Option<Conversation>> {
-        Ok(self.state().row(app, user, with).map(|row| {
+        Ok(self.state().live_row(app, user, with).map(|row| {
+            row.counted.clear();
             let c = &mut row.conversation;
             c.is_new = false;
             c.unread_count = 0;
@@ -132,12 +214,34 @@ impl ConversationStore for EmbeddedStore {
         mark: ReadMark,
         at: u64,
     ) -> Result<()> {
-        if let Some(row) = self.state().row(app, user, with) {
+        if let Some(row) = self.state().live_row(app, user, with) {
             let mark = match mark {
                 ReadMark::Received => &mut row.conversation.received_up_to,
                 ReadMark::Peer => &mut row.conversation.peer_read_at,
             };
             *mark = Some(mark.map_or(at, |old| old.max(at)));
+        }
+        Ok(())
+    }
+
+    async fn open_window(&self, app: &str, member: &str, group: &str, from: &str) -> Result<()> {
+        if let Some(row) = self.state().row(app, member, group) {
+            let open = row.open_from.get_or_insert_with(|| from.to_string());
+            if from < open.as_str() {
+                *open = from.to_string();
+            }
+        }
+        Ok(())
+    }
+
+    async fn close_window(&self, app: &str, member: &str, group: &str, at: &str) -> Result<()> {
+        if let Some(row) = self.state().row(app, member, group)
+            && let Some(from) = row.open_from.take()
+        {
+            row.closed.push(Window {
+                from,
+                to: Some(at.to_string()),
+            });
         }
         Ok(())
     }

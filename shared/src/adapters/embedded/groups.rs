@@ -8,7 +8,14 @@ use super::{EmbeddedStore, GroupState};
 use crate::error::Result;
 use crate::keys;
 use crate::model::{GroupChange, GroupMeta};
-use crate::ports::{Added, Created, GroupHead, GroupStore, MembersSet, Removed, Updated};
+use crate::ports::{
+    Added, Created, GroupHead, GroupStore, MembersSet, Removed, Streamed, Updated,
+};
+
+/// How many places of the history a change's system messages take.
+fn places(change: &GroupChange) -> u64 {
+    (change.joined.len() + change.left.len()) as u64
+}
 
 #[async_trait]
 impl GroupStore for EmbeddedStore {
@@ -81,31 +88,32 @@ impl GroupStore for EmbeddedStore {
         app: &str,
         group: &str,
         member: &str,
+        seq: u64,
         change: &GroupChange,
     ) -> Result<Removed> {
         let mut state = self.state();
         let Some(g) = state.groups.get_mut(&keys::group_pk(app, group)) else {
             return Ok(Removed::NotMember);
         };
-        if !g.members.remove(member) {
+        if !g.members.contains(member) {
             return Ok(Removed::NotMember);
         }
+        if g.meta.seq != seq {
+            return Ok(Removed::Stale);
+        }
+        g.members.remove(member);
+        g.meta.seq += places(change);
         g.changes.insert(change.id.clone(), change.clone());
         Ok(Removed::Removed)
     }
 
-    async fn set_members(
-        &self,
-        app: &str,
-        group: &str,
-        version: u64,
-        change: &GroupChange,
-    ) -> Result<MembersSet> {
+    async fn set_members(&self, meta: &GroupMeta, change: &GroupChange) -> Result<MembersSet> {
         let mut state = self.state();
-        let Some(g) = state.groups.get_mut(&keys::group_pk(app, group)) else {
+        let Some(g) = state.groups.get_mut(&keys::group_pk(&meta.app_id, &meta.uid)) else {
             return Ok(MembersSet::Stale);
         };
-        let still_valid = g.meta.version == version
+        let still_valid = g.meta.version == meta.version
+            && g.meta.seq == meta.seq
             && change.joined.iter().all(|m| !g.members.contains(m))
             && change.left.iter().all(|m| g.members.contains(m));
         if !still_valid {
@@ -116,6 +124,7 @@ impl GroupStore for EmbeddedStore {
             g.members.remove(m);
         }
         g.meta.version += 1;
+        g.meta.seq += places(change);
         g.changes.insert(change.id.clone(), change.clone());
         Ok(MembersSet::Applied)
     }
@@ -133,6 +142,49 @@ impl GroupStore for EmbeddedStore {
         g.meta.updated_on = meta.updated_on;
         g.changes.insert(change.id.clone(), change.clone());
         Ok(Updated::Updated)
+    }
+
+    async fn record_places(
+        &self,
+        app: &str,
+        group: &str,
+        change_id: &str,
+        first: u64,
+    ) -> Result<u64> {
+        let mut state = self.state();
+        let change = state
+            .groups
+            .get_mut(&keys::group_pk(app, group))
+            .and_then(|g| g.changes.get_mut(change_id));
+        Ok(match change {
+            Some(change) => *change.places_from.get_or_insert(first),
+            None => first,
+        })
+    }
+
+    async fn mark_settled(&self, app: &str, group: &str, change: &GroupChange) -> Result<()> {
+        {
+            let mut state = self.state();
+            let Some(recorded) = state
+                .groups
+                .get_mut(&keys::group_pk(app, group))
+                .and_then(|g| g.changes.get_mut(&change.id))
+            else {
+                return Ok(());
+            };
+            recorded.settled = true;
+            recorded.stalled = false;
+        }
+        self.streamed(Streamed::Change {
+            app: app.to_string(),
+            group: group.to_string(),
+            change: GroupChange {
+                settled: true,
+                stalled: false,
+                ..change.clone()
+            },
+        });
+        Ok(())
     }
 
     async fn mark_stalled(&self, app: &str, group: &str, change_id: &str) -> Result<()> {

@@ -2,65 +2,77 @@
 //! DynamoDB and SNS ones (the shared behavioural suite runs against both). Used by the local
 //! server and by tests.
 //!
-//! All data sits in one mutex, so every store operation is trivially atomic.
+//! All data sits in one mutex, so every store operation is trivially atomic. New messages are
+//! handed to the deliver step through a channel, as DynamoDB's stream does on AWS.
 
 mod conversations;
 mod events;
 mod groups;
+mod messages;
 mod realtime;
 
 pub use events::EmbeddedEvents;
 pub use realtime::RecordingRealtime;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
-use async_trait::async_trait;
+use tokio::sync::mpsc::UnboundedSender;
 
-use crate::error::Result;
-use crate::keys::{self, Position};
-use crate::model::{Conversation, GroupChange, GroupMeta, Message, SentRecord};
-use crate::ports::{MessageStore, Page, PageRequest, Unarchived};
+use crate::keys::Position;
+use crate::model::{Conversation, GroupChange, GroupMeta, Message};
+use crate::ports::{ConversationKind, Page, PageRequest, Streamed, Window};
 
+/// One timeline: a direct conversation, a group's history, or a user's own copies.
 #[derive(Default)]
 struct Timeline {
     by_order: BTreeMap<String, Message>,
-    /// `sk` (sender + id) to `order`: a copy's identity, as in DynamoDB.
+    /// `sk` (sender + id) to order: a message's identity, as in DynamoDB.
     order_of: HashMap<String, String>,
 }
 
 impl Timeline {
-    fn contains(&self, copy: &Message) -> bool {
-        self.order_of
-            .contains_key(&keys::message_sk(&copy.sender, &copy.message_id))
+    fn get(&self, sk: &str) -> Option<&Message> {
+        self.order_of.get(sk).and_then(|o| self.by_order.get(o))
     }
 
-    fn put(&mut self, copy: &Message) {
-        let sk = keys::message_sk(&copy.sender, &copy.message_id);
-        let order = keys::order_of(copy);
+    fn put(&mut self, sk: String, order: String, message: &Message) {
         if let Some(old) = self.order_of.insert(sk, order.clone()) {
             self.by_order.remove(&old);
         }
-        self.by_order.insert(order, copy.clone());
-    }
-
-    fn remove(&mut self, copy: &Message) {
-        if let Some(order) = self
-            .order_of
-            .remove(&keys::message_sk(&copy.sender, &copy.message_id))
-        {
-            self.by_order.remove(&order);
-        }
+        self.by_order.insert(order, message.clone());
     }
 }
 
-struct ConversationRow {
+/// A conversation row: what the API shows, and how its owner sees the timeline.
+struct Row {
     conversation: Conversation,
-    /// `order` of the last message, to tell newer messages from late older ones.
-    last_order: String,
+    kind: ConversationKind,
+    /// Order key of the last message applied.
+    last_key: String,
+    /// Older messages counted as unread since the last read (so a redelivery is not).
+    counted: HashSet<String>,
+    open_from: Option<String>,
+    closed: Vec<Window>,
+    cleared_to: Option<String>,
+    deleted: bool,
+}
+
+impl Row {
+    fn windows(&self) -> Vec<Window> {
+        let mut windows = self.closed.clone();
+        if let Some(from) = &self.open_from {
+            windows.push(Window {
+                from: from.clone(),
+                to: None,
+            });
+        }
+        windows
+    }
 }
 
 struct GroupState {
+    /// With `seq`, the last place taken in the group's history.
     meta: GroupMeta,
     members: BTreeSet<String>,
     changes: BTreeMap<String, GroupChange>,
@@ -68,9 +80,8 @@ struct GroupState {
 
 #[derive(Default)]
 struct State {
-    sent: HashMap<(String, String), SentRecord>,
     timelines: HashMap<String, Timeline>,
-    conversations: HashMap<String, HashMap<String, ConversationRow>>,
+    rows: HashMap<String, HashMap<String, Row>>,
     groups: HashMap<String, GroupState>,
 }
 
@@ -78,11 +89,23 @@ struct State {
 #[derive(Default)]
 pub struct EmbeddedStore {
     state: Mutex<State>,
+    /// Where new messages and announced group changes go to be delivered (the stream of the
+    /// DynamoDB table).
+    stream: Option<UnboundedSender<Streamed>>,
 }
 
 impl EmbeddedStore {
     pub fn new() -> EmbeddedStore {
         EmbeddedStore::default()
+    }
+
+    /// A store that hands every new message and announced group change to `stream`, as
+    /// DynamoDB's stream does.
+    pub fn with_stream(stream: UnboundedSender<Streamed>) -> EmbeddedStore {
+        EmbeddedStore {
+            stream: Some(stream),
+            ..EmbeddedStore::default()
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -92,29 +115,16 @@ impl EmbeddedStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
 
-fn sent_key(message: &Message) -> (String, String) {
-    (
-        keys::sent_pk(&message.app_id, &message.sender),
-        message.message_id.clone(),
-    )
-}
-
-fn timeline_key(copy: &Message) -> String {
-    keys::timeline_pk(&copy.app_id, &copy.timeline_of, &copy.convers_with)
-}
-
-/// Where a send's canonical copy is: the sender's timeline, or the group's history.
-fn canonical_key(message: &Message) -> String {
-    if message.is_group() {
-        keys::history_pk(&message.app_id, &message.recipient)
-    } else {
-        timeline_key(message)
+    fn streamed(&self, item: Streamed) {
+        if let Some(stream) = &self.stream {
+            // The receiver only goes away when the process is shutting down.
+            let _ = stream.send(item);
+        }
     }
 }
 
-/// Newest first, strictly before `after`, at most `limit`, with the `order` to continue from.
+/// Newest first, strictly before `after`, at most `limit`, with the order to continue from.
 fn page_of<T: Clone>(
     newest_first: impl Iterator<Item = (String, T)>,
     page: &PageRequest,
@@ -133,153 +143,5 @@ fn page_of<T: Clone>(
     Page {
         items: items.into_iter().map(|(_, item)| item).collect(),
         next,
-    }
-}
-
-impl State {
-    /// A page of one timeline (or history), newest first.
-    fn page(&self, pk: &str, page: &PageRequest) -> Page<Message> {
-        let Some(timeline) = self.timelines.get(pk) else {
-            return Page {
-                items: Vec::new(),
-                next: None,
-            };
-        };
-        let newest_first = timeline
-            .by_order
-            .iter()
-            .rev()
-            .map(|(o, m)| (o.clone(), m.clone()));
-        page_of(newest_first, page)
-    }
-
-    fn row(&mut self, app: &str, user: &str, with: &str) -> Option<&mut ConversationRow> {
-        self.conversations
-            .get_mut(&keys::user_pk(app, user))?
-            .get_mut(with)
-    }
-
-    /// Makes `copy` the last message of its owner's conversation if it is newer than the last
-    /// one (un-archiving it); returns whether the conversation was archived before.
-    fn set_last(&mut self, copy: &Message, is_new: bool) -> Unarchived {
-        let order = keys::order_of(copy);
-        let rows = self
-            .conversations
-            .entry(keys::user_pk(&copy.app_id, &copy.timeline_of))
-            .or_default();
-        match rows.get_mut(&copy.convers_with) {
-            Some(row) if row.last_order >= order => false,
-            Some(row) => {
-                let old = &row.conversation;
-                let was_archived = old.archived;
-                row.conversation = Conversation {
-                    unread_count: old.unread_count,
-                    read_at: old.read_at,
-                    peer_read_at: old.peer_read_at,
-                    received_up_to: old.received_up_to,
-                    ..Conversation::from_last(copy, is_new)
-                };
-                row.last_order = order;
-                was_archived
-            }
-            None => {
-                let row = ConversationRow {
-                    conversation: Conversation::from_last(copy, is_new),
-                    last_order: order,
-                };
-                rows.insert(copy.convers_with.clone(), row);
-                false
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl MessageStore for EmbeddedStore {
-    async fn claim_sent(&self, record: &SentRecord) -> Result<Option<SentRecord>> {
-        let mut state = self.state();
-        let key = sent_key(&record.message);
-        if let Some(earlier) = state.sent.get(&key) {
-            return Ok(Some(earlier.clone()));
-        }
-        state.sent.insert(key, record.clone());
-        Ok(None)
-    }
-
-    async fn mark_published(&self, message: &Message) -> Result<()> {
-        if let Some(record) = self.state().sent.get_mut(&sent_key(message)) {
-            record.published = true;
-        }
-        Ok(())
-    }
-
-    async fn abandon_sent(&self, message: &Message) -> Result<()> {
-        let mut state = self.state();
-        let key = sent_key(message);
-        if state.sent.get(&key).is_some_and(|r| !r.published) {
-            state.sent.remove(&key);
-            if let Some(timeline) = state.timelines.get_mut(&canonical_key(message)) {
-                timeline.remove(message);
-            }
-        }
-        Ok(())
-    }
-
-    async fn put_copies(&self, copies: &[Message]) -> Result<()> {
-        let mut state = self.state();
-        for copy in copies {
-            state
-                .timelines
-                .entry(timeline_key(copy))
-                .or_default()
-                .put(copy);
-        }
-        Ok(())
-    }
-
-    async fn put_history(&self, messages: &[Message]) -> Result<()> {
-        let mut state = self.state();
-        for message in messages {
-            let key = keys::history_pk(&message.app_id, &message.recipient);
-            state.timelines.entry(key).or_default().put(message);
-        }
-        Ok(())
-    }
-
-    async fn list_history(
-        &self,
-        app: &str,
-        group: &str,
-        page: &PageRequest,
-    ) -> Result<Page<Message>> {
-        Ok(self.state().page(&keys::history_pk(app, group), page))
-    }
-
-    async fn get_copy(
-        &self,
-        app: &str,
-        owner: &str,
-        with: &str,
-        sender: &str,
-        message_id: &str,
-    ) -> Result<Option<Message>> {
-        let state = self.state();
-        let Some(timeline) = state.timelines.get(&keys::timeline_pk(app, owner, with)) else {
-            return Ok(None);
-        };
-        let order = timeline.order_of.get(&keys::message_sk(sender, message_id));
-        Ok(order.and_then(|o| timeline.by_order.get(o)).cloned())
-    }
-
-    async fn list_messages(
-        &self,
-        app: &str,
-        owner: &str,
-        with: &str,
-        page: &PageRequest,
-    ) -> Result<Page<Message>> {
-        Ok(self
-            .state()
-            .page(&keys::timeline_pk(app, owner, with), page))
     }
 }

@@ -9,7 +9,8 @@
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
-use crate::error::Result;
+use super::fan_out;
+use crate::error::{Error, Result};
 use crate::events::{Event, MemberChange};
 use crate::ids::Id;
 use crate::model::{
@@ -73,23 +74,19 @@ fn member_change(
     })
 }
 
-/// Runs a committed change's follow-up: its system messages into the group timeline, then all
-/// its events, then drops the change record. Safe to run more than once.
-pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Result<()> {
+/// A change's system messages, in order, and its events.
+fn compose(meta: &GroupMeta, change: &GroupChange) -> Result<(Vec<Message>, Vec<Event>)> {
     let mut messages = Vec::new();
-    let mut events = Vec::new();
     let mut member_events = Vec::new();
     if change.kind == ChangeKind::Created {
-        let created = system_message(
+        messages.push(system_message(
             meta,
             change,
             0,
             "Group created".into(),
             "GROUP_CREATED",
             json!({ "creator": change.actor }),
-        );
-        events.push(Event::message_sent(&created, change.at));
-        messages.push(created);
+        ));
     }
     for member in &change.joined {
         let message = system_message(
@@ -104,7 +101,6 @@ pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Resu
             let data = member_change(meta, member, Some(&message))?;
             member_events.push(Event::member_joined(&meta.app_id, data, change.at));
         }
-        events.push(Event::message_sent(&message, change.at));
         messages.push(message);
     }
     for member in &change.left {
@@ -118,13 +114,52 @@ pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Resu
         );
         let data = member_change(meta, member, Some(&message))?;
         member_events.push(Event::member_left(&meta.app_id, data, change.at));
-        // The member who left receives it too, so their conversation with the group ends with it.
-        events.push(Event {
-            also_to: vec![member.clone()],
-            ..Event::message_sent(&message, change.at)
-        });
         messages.push(message);
     }
+    let mut events: Vec<Event> = messages
+        .iter()
+        .map(|m| Event::message_sent(m, change.at))
+        .collect();
+    events.extend(member_events);
+    Ok((messages, events))
+}
+
+/// The places of a change's system messages in the group's history: allocated once, then
+/// recorded on the change, so that finishing it again puts them at the same places.
+async fn place(
+    deps: &Deps,
+    meta: &GroupMeta,
+    change: &GroupChange,
+    messages: Vec<Message>,
+) -> Result<Vec<(Message, u64)>> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (app, group) = (&meta.app_id, &meta.uid);
+    let first = match change.places_from {
+        Some(first) => first,
+        None => {
+            let count = messages.len() as u64;
+            let first = deps
+                .store
+                .next_seq(app, group, count)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("group {group} not found")))?;
+            deps.store
+                .record_places(app, group, &change.id, first)
+                .await?
+        }
+    };
+    Ok(messages.into_iter().zip(first..).collect())
+}
+
+/// Runs a committed change's follow-up: its system messages into the group's history and to
+/// every member's conversation, its events, then drops the change record. Safe to run more
+/// than once.
+pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Result<()> {
+    let (messages, mut events) = compose(meta, change)?;
+    let placed = place(deps, meta, change, messages).await?;
+    deps.store.put_system_messages(&placed).await?;
     let members = if change.kind == ChangeKind::Created {
         change.joined.clone()
     } else {
@@ -138,8 +173,7 @@ pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Resu
         }
         ChangeKind::Joined | ChangeKind::Left => {}
     }
-    events.extend(member_events);
-    deps.store.put_history(&messages).await?;
+    let pushes = fan_out::deliver(deps, &meta.app_id, &meta.uid, change, &members, &placed).await?;
     deps.events.publish(&events).await?;
     deps.store
         .finish_change(&meta.app_id, &meta.uid, &change.id)
@@ -152,7 +186,9 @@ pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Resu
         (ChangeKind::Left, _, Some(member)) => Some(("MEMBER_LEFT_GROUP", member.as_str())),
         _ => None,
     };
-    publish_quietly(deps, &push::group_updated(&group, &told, notification)).await;
+    let mut all = pushes;
+    all.extend(push::group_updated(&group, &told, notification));
+    publish_quietly(deps, &all).await;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! finished by the next call.
 
 mod announce;
+mod fan_out;
 
 use serde_json::{Map, Value};
 
@@ -96,6 +97,7 @@ fn new_change(
         joined,
         left,
         stalled: false,
+        places_from: None,
     }
 }
 
