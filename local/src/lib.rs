@@ -12,10 +12,10 @@ use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
 use chat21::cors::Cors;
 use chat21::error::Error;
-use chat21::ports::Written;
 use chat21::input::MAX_BODY_BYTES;
 use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::ops::{Deps, Settings, deliver};
+use chat21::ports::Streamed;
 use chat21::realtime::Realtime;
 use chat21::routes::{self, Match};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -36,7 +36,7 @@ use wire::JsonErrors;
 pub fn embedded_api(
     verifier: JwtVerifier,
     realtime: Arc<dyn Realtime>,
-) -> (Arc<Api>, UnboundedReceiver<Written>) {
+) -> (Arc<Api>, UnboundedReceiver<Streamed>) {
     let (stream, written) = unbounded_channel();
     let deps = Deps {
         store: Arc::new(EmbeddedStore::with_stream(stream)),
@@ -51,14 +51,13 @@ pub fn embedded_api(
 
 /// The in-process deliver step: what the table's stream and the deliver function do on AWS,
 /// in order, with retries.
-pub async fn deliver_written(deps: Deps, mut written: UnboundedReceiver<Written>) {
-    while let Some(message) = written.recv().await {
+pub async fn deliver_written(deps: Deps, mut stream: UnboundedReceiver<Streamed>) {
+    while let Some(streamed) = stream.recv().await {
         for attempt in 1..=5u32 {
-            match deliver::handle(&deps, &message).await {
+            match deliver::handle(&deps, &streamed).await {
                 Ok(()) => break,
                 Err(e) => {
-                    let id = &message.message.message_id;
-                    warn!(error = %e, attempt, message_id = %id, "delivery failed");
+                    warn!(error = %e, attempt, "delivery failed");
                     tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
                 }
             }

@@ -68,6 +68,14 @@ pub fn group_order(seq: u64, message: &Message) -> String {
     message_order(seq, &message.sender, &message.message_id)
 }
 
+/// The place of a group message, from its order key in the history.
+pub fn place_of(order: &str) -> Result<u64> {
+    order
+        .get(..13)
+        .and_then(|digits| digits.parse().ok())
+        .ok_or_else(|| Error::internal(format!("an unreadable history order {order}")))
+}
+
 pub fn user_pk(app: &str, user: &str) -> String {
     format!("{app}#U#{user}")
 }

@@ -9,9 +9,9 @@ use lambda_http::{Request, service_fn};
 use lambda_runtime::LambdaEvent;
 use tracing::{error, warn};
 
-use crate::adapters::system::{SystemClock, UuidIds};
-use crate::adapters::dynamo::{DynamoStore, stream::written_of};
+use crate::adapters::dynamo::{DynamoStore, stream::streamed_of};
 use crate::adapters::sns::SnsEvents;
+use crate::adapters::system::{SystemClock, UuidIds};
 use crate::api::{self, Api};
 use crate::config::{self, AwsConfig};
 use crate::events::Event;
@@ -72,8 +72,8 @@ pub async fn serve_http(route: Route) -> Result<(), Error> {
     .await
 }
 
-/// Runs the deliver function: the table's stream (new message items), with partial batch
-/// responses.
+/// Runs the deliver function: the table's stream (new message items and settled group
+/// changes), with partial batch responses.
 pub async fn serve_deliver() -> Result<(), Error> {
     init_tracing();
     let deps = aws_deps(config::env).await?;
@@ -94,9 +94,9 @@ pub async fn handle_stream(deps: &Deps, event: dynamodb::Event) -> DynamoDbEvent
     let mut response = DynamoDbEventResponse::default();
     for record in event.records {
         let sequence = record.change.sequence_number.clone();
-        let outcome = match written_of(record.change.new_image) {
+        let outcome = match streamed_of(record.change.new_image) {
             Ok(None) => Ok(()),
-            Ok(Some(written)) => deliver::handle(deps, &written).await,
+            Ok(Some(streamed)) => deliver::handle(deps, &streamed).await,
             Err(e) => Err(e),
         };
         match outcome {

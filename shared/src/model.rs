@@ -284,6 +284,14 @@ pub struct GroupChange {
     pub settled: bool,
 }
 
+impl GroupChange {
+    /// How many system messages (places in the group's history) the change produces.
+    pub fn message_count(&self) -> u64 {
+        let created = u64::from(self.kind == ChangeKind::Created);
+        created + (self.joined.len() + self.left.len()) as u64
+    }
+}
+
 /// Who is calling, from a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

@@ -73,7 +73,11 @@ pub enum Timeline {
     /// A group's history.
     History { app: String, group: String },
     /// One user's own copies of their conversation with `with` (inline groups).
-    Copies { app: String, owner: String, with: String },
+    Copies {
+        app: String,
+        owner: String,
+        with: String,
+    },
 }
 
 /// A span of a group's history a member sees: from `from` (an order key) up to `to`
@@ -243,8 +247,12 @@ pub trait ConversationStore: Send + Sync {
         with: &str,
     ) -> Result<Option<Conversation>>;
     /// How `user` sees their conversation's timeline; `None` if they never had one.
-    async fn timeline_view(&self, app: &str, user: &str, with: &str)
-    -> Result<Option<TimelineView>>;
+    async fn timeline_view(
+        &self,
+        app: &str,
+        user: &str,
+        with: &str,
+    ) -> Result<Option<TimelineView>>;
     async fn list_conversations(
         &self,
         app: &str,
@@ -369,8 +377,13 @@ pub trait GroupStore: Send + Sync {
     async fn update_meta(&self, meta: &GroupMeta, change: &GroupChange) -> Result<Updated>;
     /// Records where a change's system messages go in the history (its first place), unless
     /// an earlier run recorded it: returns the recorded one.
-    async fn record_places(&self, app: &str, group: &str, change_id: &str, first: u64)
-    -> Result<u64>;
+    async fn record_places(
+        &self,
+        app: &str,
+        group: &str,
+        change_id: &str,
+        first: u64,
+    ) -> Result<u64>;
     /// The change is announced: hands it to the deliver step (the stream), which delivers it
     /// to every member and then finishes it.
     async fn mark_settled(&self, app: &str, group: &str, change: &GroupChange) -> Result<()>;

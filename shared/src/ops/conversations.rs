@@ -170,7 +170,13 @@ pub async fn delete(deps: &Deps, caller: &Caller, user_id: Option<Id>, with: &Id
     // An inline group's copies first, the row last: a failure part way leaves the row, so a
     // retry finds it. (Direct and group messages are kept once for everyone: the row's
     // tombstone hides them from this user.)
-    if deps.store.timeline_view(app, &user, with).await?.map(|v| v.kind) == Some(ConversationKind::Inline) {
+    if deps
+        .store
+        .timeline_view(app, &user, with)
+        .await?
+        .map(|v| v.kind)
+        == Some(ConversationKind::Inline)
+    {
         store.delete_copies(app, &user, with).await?;
     }
     let event = Event::conversation_deleted(&user, &conversation, deps.now());
@@ -223,7 +229,9 @@ pub async fn read_message(deps: &Deps, caller: &Caller, with: &Id, message_id: &
         // A group message's sender is not in the topic: look among the newest.
         let recent = PageRequest::first(RECEIPT_LOOKBACK);
         let page = seen(deps, app, me, with, &recent, false).await?;
-        page.items.into_iter().find(|m| m.message_id == **message_id)
+        page.items
+            .into_iter()
+            .find(|m| m.message_id == **message_id)
     };
     let Some(message) = found.filter(|m| m.sender != **me) else {
         return Ok(());

@@ -1,7 +1,8 @@
 //! The deliver step: consumes every new message the store writes (DynamoDB's stream on AWS, a
 //! channel in `chat21-local`) and delivers it: the recipients' conversations, the connected
 //! clients (a `clientadded` per copy, the sender's own too), and the `message-sent` event for
-//! the other consumers (webhooks). Every write is idempotent, so a redelivered message changes
+//! the other consumers (webhooks). Settled group changes come the same way, to be delivered to
+//! every member (see `ops::groups`). Every write is idempotent, so a redelivered message changes
 //! nothing; its publishes go out again (real time is at least once).
 
 use futures_util::future::join_all;
@@ -12,7 +13,8 @@ use crate::ids;
 use crate::keys;
 use crate::model::Message;
 use crate::ops::Deps;
-use crate::ports::{Applied, ConversationKind, Origin, RowUpdate, Written};
+use crate::ops::groups;
+use crate::ports::{Applied, ConversationKind, Origin, RowUpdate, Streamed, Written};
 use crate::realtime::{Push, push};
 
 /// Conversation updates in flight at once during a group's fan-out.
@@ -49,8 +51,21 @@ fn check(written: &Written) -> Result<()> {
     Ok(())
 }
 
+/// Delivers what the stream handed over: a new message, or a settled group change.
+pub async fn handle(deps: &Deps, streamed: &Streamed) -> Result<()> {
+    match streamed {
+        Streamed::Message(written) => message(deps, written).await,
+        Streamed::Change { app, group, change } => {
+            if !ids::is_valid(app) || !ids::is_valid(group) {
+                return Err(Error::bad_request("an invalid group change to deliver"));
+            }
+            groups::deliver_change(deps, app, group, change).await
+        }
+    }
+}
+
 /// Delivers one new message.
-pub async fn handle(deps: &Deps, written: &Written) -> Result<()> {
+pub async fn message(deps: &Deps, written: &Written) -> Result<()> {
     check(written)?;
     let message = &written.message;
     let delivered = match &written.origin {
@@ -61,7 +76,11 @@ pub async fn handle(deps: &Deps, written: &Written) -> Result<()> {
     let now = deps.now();
     let mut events = vec![Event::message_sent(message, now)];
     if deps.settings.delivered_events {
-        events.extend(delivered.iter().map(|copy| Event::message_delivered(copy, now)));
+        events.extend(
+            delivered
+                .iter()
+                .map(|copy| Event::message_delivered(copy, now)),
+        );
     }
     deps.events.publish(&events).await
 }

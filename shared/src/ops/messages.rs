@@ -223,7 +223,9 @@ pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> R
         return send_one(deps, message, Origin::Direct).await;
     }
     match group_audience(deps, caller, &message, inline).await? {
-        GroupAudience::Inline(audience) => send_one(deps, message, Origin::Inline { audience }).await,
+        GroupAudience::Inline(audience) => {
+            send_one(deps, message, Origin::Inline { audience }).await
+        }
         GroupAudience::Members => {
             let seq = deps
                 .store

@@ -59,6 +59,8 @@ on_both_stores!(
     concurrent_creates_of_one_id_answer_201_once,
     only_a_stalled_create_with_the_same_body_is_finished_by_a_retry,
     racing_self_notes_and_group_messages_never_cross,
+    joiners_receive_every_message_sent_around_their_join,
+    a_leavers_conversation_ends_with_their_goodbye,
 );
 
 async fn direct_message_reaches_both_sides(h: &Harness) {
@@ -144,7 +146,10 @@ async fn retry_with_message_id_stores_and_delivers_once(h: &Harness) {
 async fn failed_deliveries_are_retried_without_doubling(h: &Harness) {
     h.events.fail_next(1);
     let sent = h.send(&user("u1"), "u2", "hello").await.unwrap();
-    assert!(h.events.published().is_empty(), "a send publishes nothing itself");
+    assert!(
+        h.events.published().is_empty(),
+        "a send publishes nothing itself"
+    );
     let written = h.take_written().await;
     assert_eq!(written.len(), 1);
     let failed = deliver::handle(&h.deps, &written[0]).await.unwrap_err();
@@ -161,10 +166,19 @@ async fn failed_deliveries_are_retried_without_doubling(h: &Harness) {
     let written = h.take_written().await;
     h.realtime.take();
     h.realtime.fail_next(1);
-    assert_eq!(deliver::handle(&h.deps, &written[0]).await.unwrap_err().status(), 503);
+    assert_eq!(
+        deliver::handle(&h.deps, &written[0])
+            .await
+            .unwrap_err()
+            .status(),
+        503
+    );
     deliver::handle(&h.deps, &written[0]).await.unwrap();
     let topics: Vec<String> = h.realtime.take().into_iter().map(|p| p.topic).collect();
-    assert!(topics.contains(&"apps/app1/users/u1/messages/u2/clientadded".to_string()), "{topics:?}");
+    assert!(
+        topics.contains(&"apps/app1/users/u1/messages/u2/clientadded".to_string()),
+        "{topics:?}"
+    );
     assert_eq!(h.conversation("u1", "u2").await.unwrap().unread_count, 1);
 }
 
@@ -439,7 +453,9 @@ async fn concurrent_deliveries_keep_unread_exact(h: &Harness) {
     // In reverse, all at once: the late ones must still count once each.
     for w in written.into_iter().rev() {
         let deps = h.deps.clone();
-        tasks.push(tokio::spawn(async move { deliver::handle(&deps, &w).await }));
+        tasks.push(tokio::spawn(
+            async move { deliver::handle(&deps, &w).await },
+        ));
     }
     for task in tasks {
         task.await.unwrap().unwrap();
@@ -1063,6 +1079,7 @@ async fn concurrent_joins_keep_every_member(h: &Harness) {
     }
     let members = h.members("group-c").await;
     assert_eq!(members.len(), 51);
+    let events = h.deliver_all().await;
     assert!(
         h.deps
             .store
@@ -1073,7 +1090,7 @@ async fn concurrent_joins_keep_every_member(h: &Harness) {
             .pending
             .is_empty()
     );
-    assert_eq!(count(&h.events.take(), EventType::JoinMember), 50);
+    assert_eq!(count(&events, EventType::JoinMember), 50);
 }
 
 async fn concurrent_set_members_serialize(h: &Harness) {
@@ -1274,5 +1291,115 @@ async fn racing_self_notes_and_group_messages_never_cross(h: &Harness) {
             "{member}: {theirs:?}"
         );
         assert_eq!(theirs.iter().filter(|t| t.starts_with("group ")).count(), 6);
+    }
+}
+
+/// Group sends racing other work, half of them with a client `timestamp` a minute ahead (it
+/// used to order a group message, so it could sort after a join or leave that came later).
+async fn racing_sends(
+    h: &Harness,
+    group: &str,
+    round: usize,
+) -> Vec<tokio::task::JoinHandle<String>> {
+    (0..3)
+        .map(|k| {
+            let h = h.clone();
+            let group = group.to_string();
+            tokio::spawn(async move {
+                let ahead = k % 2 == 0;
+                let send = chat21::ops::messages::SendMessage {
+                    channel_type: Some("group".into()),
+                    timestamp: ahead.then(|| h.deps.now() + 60_000),
+                    ..input(&group, &format!("r{round}-{k}"))
+                };
+                let sender = if k == 1 { "s2" } else { "s1" };
+                h.send_with(&user(sender), send).await.unwrap().message_id
+            })
+        })
+        .collect()
+}
+
+/// A joiner receives every group message not fanned out to them: whatever the join raced,
+/// each message is in their timeline and was published to their clients.
+async fn joiners_receive_every_message_sent_around_their_join(h: &Harness) {
+    make_group(h, "race-j", &["s1", "s2"]).await;
+    h.realtime.take();
+    let stop = h.deliver_in_background();
+    let mut sent = Vec::new();
+    for round in 0..8 {
+        let sends = racing_sends(h, "race-j", round).await;
+        let joiner = format!("j{round}");
+        groups::join(&h.deps, &user("u1"), &id("race-j"), id(&joiner))
+            .await
+            .unwrap();
+        for s in sends {
+            sent.push(s.await.unwrap());
+        }
+    }
+    stop().await;
+    h.deliver_all().await;
+    let pushes = h.realtime.take();
+    for round in 0..8 {
+        let joiner = format!("j{round}");
+        let seen: Vec<String> = h
+            .timeline(&joiner, "race-j")
+            .await
+            .into_iter()
+            .map(|m| m.message_id)
+            .collect();
+        let topic = chat21::realtime::topics::message_added(APP, &joiner, "race-j");
+        let told: Vec<&str> = pushes
+            .iter()
+            .filter(|p| p.topic == topic)
+            .filter_map(|p| p.payload["message_id"].as_str())
+            .collect();
+        for id in &sent {
+            assert!(seen.contains(id), "{joiner} cannot see {id}: {seen:?}");
+            assert!(
+                told.contains(&id.as_str()),
+                "{joiner} was never told of {id}"
+            );
+        }
+    }
+}
+
+/// Nothing follows a leaver's MEMBER_LEFT_GROUP: not in their conversation, not in their
+/// timeline, whatever the leave raced.
+async fn a_leavers_conversation_ends_with_their_goodbye(h: &Harness) {
+    let leavers: Vec<String> = (0..8).map(|i| format!("l{i}")).collect();
+    let mut members = vec!["s1", "s2"];
+    members.extend(leavers.iter().map(String::as_str));
+    make_group(h, "race-l", &members).await;
+    let stop = h.deliver_in_background();
+    for (round, leaver) in leavers.iter().enumerate() {
+        let sends = racing_sends(h, "race-l", round).await;
+        groups::leave(&h.deps, &user(leaver), &id("race-l"), &id(leaver))
+            .await
+            .unwrap();
+        for s in sends {
+            s.await.unwrap();
+        }
+    }
+    stop().await;
+    h.deliver_all().await;
+    for leaver in &leavers {
+        let row = h.conversation(leaver, "race-l").await.unwrap();
+        assert_eq!(
+            label(&row.last).as_deref(),
+            Some("MEMBER_LEFT_GROUP"),
+            "{leaver}'s conversation ends with {:?}",
+            row.last.text
+        );
+        let timeline = h.timeline(leaver, "race-l").await;
+        assert_eq!(
+            label(&timeline[0]).as_deref(),
+            Some("MEMBER_LEFT_GROUP"),
+            "{leaver}'s newest message is {:?}",
+            timeline[0].text
+        );
+        assert_eq!(
+            timeline[0].attribute("messagelabel").unwrap()["parameters"]["member_id"],
+            leaver.as_str()
+        );
     }
 }

@@ -5,20 +5,20 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aws_lambda_events::event::dynamodb;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
+use chat21::adapters::dynamo::stream::streamed_of;
 use chat21::adapters::dynamo::{DynamoStore, ORDER_INDEX};
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, RecordingRealtime};
-use chat21::adapters::dynamo::stream::written_of;
 use chat21::events::{Event, EventType};
 use chat21::ids::Id;
 use chat21::model::{Caller, Conversation, Message};
 use chat21::ops::messages::SendMessage;
 use chat21::ops::{Deps, Settings, conversations, deliver, messages};
-use chat21::ports::{Clock, IdSource, Page, PageRequest, Timeline, Written};
-use aws_lambda_events::event::dynamodb;
+use chat21::ports::{Clock, IdSource, Page, PageRequest, Streamed, Timeline};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A clock that moves forward by one millisecond per reading: deterministic order.
@@ -147,7 +147,8 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
 pub struct StreamReader {
     client: aws_sdk_dynamodbstreams::Client,
     table: String,
-    iterator: tokio::sync::Mutex<Option<String>>,
+    /// The stream, and the sequence number of the last record read.
+    position: tokio::sync::Mutex<(Option<String>, Option<String>)>,
 }
 
 impl StreamReader {
@@ -155,49 +156,58 @@ impl StreamReader {
         StreamReader {
             client: aws_sdk_dynamodbstreams::Client::new(config),
             table: table.to_string(),
-            iterator: tokio::sync::Mutex::new(None),
+            position: tokio::sync::Mutex::new((None, None)),
         }
     }
 
-    /// Every record written since the last call, oldest first.
+    /// Every record written since the last call, oldest first. A fresh shard iterator each
+    /// time, after the last record read: moto replaces the shard when it rolls back a failed
+    /// transaction, and an old iterator would read the replaced one.
     pub async fn records(&self) -> Vec<aws_sdk_dynamodbstreams::types::Record> {
-        let mut iterator = self.iterator.lock().await;
-        if iterator.is_none() {
-            let streams = self
-                .client
-                .list_streams()
-                .table_name(&self.table)
-                .send()
-                .await
-                .expect("list streams");
-            let arn = streams.streams()[0].stream_arn().unwrap().to_string();
-            let stream = self
-                .client
-                .describe_stream()
-                .stream_arn(&arn)
-                .send()
-                .await
-                .expect("describe stream");
-            let shard = stream.stream_description().unwrap().shards()[0]
-                .shard_id()
-                .unwrap()
-                .to_string();
-            let start = self
-                .client
-                .get_shard_iterator()
-                .stream_arn(&arn)
-                .shard_id(shard)
-                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .expect("shard iterator");
-            *iterator = start.shard_iterator().map(str::to_string);
-        }
+        use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+        let mut position = self.position.lock().await;
+        let arn = match &position.0 {
+            Some(arn) => arn.clone(),
+            None => {
+                let streams = self
+                    .client
+                    .list_streams()
+                    .table_name(&self.table)
+                    .send()
+                    .await
+                    .expect("list streams");
+                let arn = streams.streams()[0].stream_arn().unwrap().to_string();
+                position.0 = Some(arn.clone());
+                arn
+            }
+        };
+        let stream = self
+            .client
+            .describe_stream()
+            .stream_arn(&arn)
+            .send()
+            .await
+            .expect("describe stream");
+        let shard = stream.stream_description().unwrap().shards()[0]
+            .shard_id()
+            .unwrap()
+            .to_string();
+        let start = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard)
+            .shard_iterator_type(match position.1 {
+                Some(_) => ShardIteratorType::AfterSequenceNumber,
+                None => ShardIteratorType::TrimHorizon,
+            })
+            .set_sequence_number(position.1.clone())
+            .send()
+            .await
+            .expect("shard iterator");
+        let mut iterator = start.shard_iterator().map(str::to_string);
         let mut records = Vec::new();
-        loop {
-            let Some(current) = iterator.clone() else {
-                return records;
-            };
+        while let Some(current) = iterator {
             let out = self
                 .client
                 .get_records()
@@ -205,12 +215,16 @@ impl StreamReader {
                 .send()
                 .await
                 .expect("get records");
-            *iterator = out.next_shard_iterator().map(str::to_string);
             if out.records().is_empty() {
-                return records;
+                break;
             }
+            iterator = out.next_shard_iterator().map(str::to_string);
             records.extend(out.records().iter().cloned());
         }
+        if let Some(last) = records.last().and_then(|r| r.dynamodb()?.sequence_number()) {
+            position.1 = Some(last.to_string());
+        }
+        records
     }
 
     /// The records since the last call as Lambda hands them to the deliver function.
@@ -221,21 +235,24 @@ impl StreamReader {
             .into_iter()
             .filter_map(|r| {
                 let d = r.dynamodb()?;
-                Some((d.new_image()?.clone().into(), d.sequence_number()?.to_string()))
+                Some((
+                    d.new_image()?.clone().into(),
+                    d.sequence_number()?.to_string(),
+                ))
             })
             .collect();
         stream_event(&images)
     }
 
-    /// The new messages among the records since the last call.
-    pub async fn written(&self) -> Vec<Written> {
+    /// What the deliver step is handed among the records since the last call.
+    pub async fn written(&self) -> Vec<Streamed> {
         let mut written = Vec::new();
         for record in self.records().await {
             let Some(image) = record.dynamodb().and_then(|d| d.new_image()) else {
                 continue;
             };
             let item: serde_dynamo::Item = image.clone().into();
-            if let Some(w) = written_of(item).expect("a readable stream record") {
+            if let Some(w) = streamed_of(item).expect("a readable stream record") {
                 written.push(w);
             }
         }
@@ -274,7 +291,7 @@ pub fn stream_event(images: &[(serde_dynamo::Item, String)]) -> dynamodb::Event 
 /// Where the new messages a store writes come from: the embedded store's channel, or the
 /// DynamoDB table's stream.
 pub enum Stream {
-    Embedded(tokio::sync::Mutex<UnboundedReceiver<Written>>),
+    Embedded(tokio::sync::Mutex<UnboundedReceiver<Streamed>>),
     Dynamo(StreamReader),
 }
 
@@ -288,7 +305,7 @@ pub struct Harness {
     pub dynamo: Option<Arc<DynamoStore>>,
     pub stream: Arc<Stream>,
     /// Every new message delivered so far (to deliver again: a redelivery).
-    pub delivered: Arc<std::sync::Mutex<Vec<Written>>>,
+    pub delivered: Arc<std::sync::Mutex<Vec<Streamed>>>,
 }
 
 /// The clock every harness starts from.
@@ -349,8 +366,9 @@ impl Harness {
         }
     }
 
-    /// The new messages written since the last call, not delivered.
-    pub async fn take_written(&self) -> Vec<Written> {
+    /// The new messages (and settled group changes) written since the last call, not
+    /// delivered.
+    pub async fn take_written(&self) -> Vec<Streamed> {
         match &*self.stream {
             Stream::Embedded(receiver) => {
                 let mut receiver = receiver.lock().await;
@@ -364,22 +382,48 @@ impl Harness {
         }
     }
 
+    /// Delivers what the stream holds now, in order; returns how many.
+    async fn deliver_pending(&self) -> usize {
+        let written = self.take_written().await;
+        for w in &written {
+            deliver::handle(&self.deps, w).await.expect("deliver");
+        }
+        let n = written.len();
+        self.delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(written);
+        n
+    }
+
     /// Runs the deliver step for every new message, in order, until none are left (what the
     /// table's stream and the deliver function do on AWS). Returns every event published so
     /// far (by the operations and by deliver).
     pub async fn deliver_all(&self) -> Vec<Event> {
-        loop {
-            let written = self.take_written().await;
-            if written.is_empty() {
-                return self.events.take();
+        while self.deliver_pending().await > 0 {}
+        self.events.take()
+    }
+
+    /// Runs the deliver step alongside whatever the test does next (as the stream does on
+    /// AWS), until the returned stop is called; the stop waits for it to finish.
+    pub fn deliver_in_background(&self) -> impl AsyncFnOnce() {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let h = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let done = stopped.load(Ordering::SeqCst);
+                if h.deliver_pending().await == 0 {
+                    if done {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
             }
-            for w in &written {
-                deliver::handle(&self.deps, w).await.expect("deliver");
-            }
-            self.delivered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(written);
+        });
+        async move || {
+            stop.store(true, Ordering::SeqCst);
+            task.await.expect("the background deliver step");
         }
     }
 

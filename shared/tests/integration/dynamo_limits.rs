@@ -20,7 +20,9 @@ use chat21::adapters::embedded::EmbeddedEvents;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::model::{ChannelType, Message, status};
 use chat21::ops::{Deps, Settings, conversations, deliver, groups, messages};
-use chat21::ports::{ConversationStore, Created, GroupStore, MessageStore, PageRequest, Timeline};
+use chat21::ports::{
+    ConversationStore, Created, GroupStore, MessageStore, PageRequest, Streamed, Timeline,
+};
 use serde_json::{Value, json};
 
 #[derive(Debug, Default)]
@@ -291,7 +293,8 @@ async fn transactions_cancelled_by_a_conflict_are_retried() {
         joined: vec!["owner".into()],
         left: vec![],
         stalled: false,
-        places_from: None,
+        places_from: Some(1),
+        settled: false,
     };
     let meta = chat21::model::GroupMeta {
         uid: "group-x".into(),
@@ -302,6 +305,7 @@ async fn transactions_cancelled_by_a_conflict_are_retried() {
         updated_on: 1,
         app_id: APP.into(),
         version: 1,
+        seq: 2,
     };
     let created = s
         .store
@@ -346,7 +350,9 @@ async fn deleting_a_1000_message_conversation_is_one_write() {
             timestamp: Some(1_000 + i),
             ..crate::common::input("u2", &format!("m{i}"))
         };
-        messages::send_message(&s.deps, &user("u1"), m).await.unwrap();
+        messages::send_message(&s.deps, &user("u1"), m)
+            .await
+            .unwrap();
     }
     let page = PageRequest::first(1000);
     let seen = |who: &'static str, with: &'static str| {
@@ -374,7 +380,13 @@ async fn deleting_a_1000_message_conversation_is_one_write() {
         "the row read twice (is it there, what kind), one write"
     );
     assert_eq!(seen("u1", "u2").await, 0);
-    assert!(s.store.get_conversation(APP, "u1", "u2").await.unwrap().is_none());
+    assert!(
+        s.store
+            .get_conversation(APP, "u1", "u2")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(seen("u2", "u1").await, 1000, "the peer keeps everything");
 }
 
@@ -383,9 +395,7 @@ async fn deleting_a_1000_message_conversation_is_one_write() {
 #[tokio::test]
 async fn deleting_1000_inline_copies_is_batched_without_scans() {
     let s = spied().await;
-    let copies: Vec<Message> = (0..1000)
-        .map(|i| copy("u1", "group-v", "u3", i))
-        .collect();
+    let copies: Vec<Message> = (0..1000).map(|i| copy("u1", "group-v", "u3", i)).collect();
     s.store.put_copies(&copies).await.unwrap();
     assert_eq!(copies_len(&s.store, "u1", "group-v").await, 1000);
     s.spy.seen().operations.clear();
@@ -396,7 +406,11 @@ async fn deleting_1000_inline_copies_is_batched_without_scans() {
 
     assert_eq!(copies_len(&s.store, "u1", "group-v").await, 0);
     let seen = s.spy.seen();
-    assert!(!seen.operations.iter().any(|o| o == "Scan"), "{:?}", seen.operations);
+    assert!(
+        !seen.operations.iter().any(|o| o == "Scan"),
+        "{:?}",
+        seen.operations
+    );
     assert!(seen.batch_write_sizes.iter().all(|&n| n <= 25));
     assert_eq!(
         seen.batch_write_sizes.len(),
@@ -434,16 +448,42 @@ async fn group_fan_out_is_one_update_per_member() {
     .await
     .unwrap();
     let written = s.stream.written().await;
-    assert_eq!(written.len(), 1, "the system messages are not streamed");
+    assert_eq!(
+        written.len(),
+        2,
+        "the settled creation and the message (its system messages go with the creation)"
+    );
+    assert!(
+        matches!(written[0], Streamed::Change { .. }),
+        "{:?}",
+        written[0]
+    );
+    assert!(
+        matches!(written[1], Streamed::Message(_)),
+        "{:?}",
+        written[1]
+    );
     s.spy.seen().operations.clear();
     s.spy.seen().transaction_sizes.clear();
 
+    // The creation, to all 98 members: one update each for its run of 99 system messages.
     deliver::handle(&s.deps, &written[0]).await.unwrap();
+    let operations = s.spy.seen().operations.clone();
+    assert_eq!(s.spy.seen().transaction_sizes, Vec::<usize>::new());
+    assert_eq!(operations.iter().filter(|o| *o == "UpdateItem").count(), 98);
+    assert!(operations.len() <= 98 + 5, "{operations:?}");
+    s.spy.seen().operations.clear();
+
+    deliver::handle(&s.deps, &written[1]).await.unwrap();
 
     let operations = s.spy.seen().operations.clone();
     assert_eq!(s.spy.seen().transaction_sizes, Vec::<usize>::new());
     assert_eq!(operations.iter().filter(|o| *o == "UpdateItem").count(), 98);
-    assert_eq!(operations.iter().filter(|o| *o == "Query").count(), 1, "the members");
+    assert_eq!(
+        operations.iter().filter(|o| *o == "Query").count(),
+        1,
+        "the members"
+    );
     assert_eq!(operations.len(), 99, "{operations:?}");
     for member in ["owner", "m000", "m096"] {
         let row = s

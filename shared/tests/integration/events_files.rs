@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::stream_event;
 use aws_lambda_events::event::dynamodb;
-use chat21::adapters::dynamo::stream::{image_of, written_of};
+use chat21::adapters::dynamo::stream::{image_of, streamed_of};
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
@@ -18,8 +19,7 @@ use chat21::lambda;
 use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::model::{Message, status};
 use chat21::ops::{Deps, Settings, conversations};
-use chat21::ports::{ConversationStore, GroupStore, PageRequest, Written};
-use crate::common::stream_event;
+use chat21::ports::{ConversationStore, GroupStore, PageRequest, Streamed};
 use chat21::routes::{self, Match, ROUTES, Route};
 use serde_json::{Value, json};
 
@@ -175,9 +175,9 @@ struct Harness {
     store: Arc<EmbeddedStore>,
     events: Arc<EmbeddedEvents>,
     /// The store's stream of new messages.
-    stream: tokio::sync::mpsc::UnboundedReceiver<Written>,
+    stream: tokio::sync::mpsc::UnboundedReceiver<Streamed>,
     /// Written and not yet handed to deliver.
-    pending: Vec<Written>,
+    pending: Vec<Streamed>,
 }
 
 impl Harness {
@@ -332,15 +332,19 @@ async fn replay_stream(h: &mut Harness, json: &str) {
     assert!(!event.records.is_empty());
     h.take_written();
     for record in &event.records {
-        let written = written_of(record.change.new_image.clone())
+        let written = streamed_of(record.change.new_image.clone())
             .expect("a readable record")
             .expect("a new message's record");
-        let at = h.pending.iter().position(|w| *w == written).unwrap_or_else(|| {
-            panic!(
-                "events/deliver.json carries a message nothing sent; written: {:#?}",
-                h.pending
-            )
-        });
+        let at = h
+            .pending
+            .iter()
+            .position(|w| *w == written)
+            .unwrap_or_else(|| {
+                panic!(
+                    "events/deliver.json carries a message nothing sent; written: {:#?}",
+                    h.pending
+                )
+            });
         assert_eq!(
             serde_json::to_value(&record.change.new_image).unwrap(),
             serde_json::to_value(image_of(&h.pending[at]).unwrap()).unwrap(),

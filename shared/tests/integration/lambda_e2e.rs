@@ -14,7 +14,7 @@ use chat21::events::{Event, EventType};
 use chat21::lambda::{event_of, handle_stream};
 use chat21::model::status;
 use chat21::ops::{Deps, Settings};
-use chat21::ports::{ConversationStore, Origin, Written};
+use chat21::ports::{ConversationStore, Origin, Streamed, Written};
 use serde_json::{Value, json};
 
 struct Aws {
@@ -94,6 +94,18 @@ fn api_with_topic(config: &aws_config::SdkConfig, store: Arc<DynamoStore>, topic
 
 impl Aws {
     /// Every event the topic delivered to the queue so far (and removes them).
+    /// Runs the deliver function on the table's stream until nothing new is left.
+    async fn deliver(&self) {
+        loop {
+            let event = self.stream.lambda_event().await;
+            if event.records.is_empty() {
+                return;
+            }
+            let response = handle_stream(&self.api.deps, event).await;
+            assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        }
+    }
+
     async fn events(&self) -> Vec<Event> {
         let mut events = Vec::new();
         loop {
@@ -131,7 +143,14 @@ impl Aws {
 
     async fn post(&self, path: &str, user: &str, body: Value) -> (u16, Value) {
         let body = body.to_string();
-        call(&self.api, "POST", path, Some(&token(user)), Some(body.as_bytes())).await
+        call(
+            &self.api,
+            "POST",
+            path,
+            Some(&token(user)),
+            Some(body.as_bytes()),
+        )
+        .await
     }
 }
 
@@ -156,7 +175,10 @@ async fn a_direct_message_goes_through_the_stream_and_deliver() {
         2,
         "a send is two DynamoDB requests: the message, the sender's conversation"
     );
-    assert!(aws.events().await.is_empty(), "a send publishes nothing itself");
+    assert!(
+        aws.events().await.is_empty(),
+        "a send publishes nothing itself"
+    );
     let id = sent["message"]["message_id"].as_str().unwrap().to_string();
 
     let event = aws.stream.lambda_event().await;
@@ -165,16 +187,23 @@ async fn a_direct_message_goes_through_the_stream_and_deliver() {
         .iter()
         .filter(|r| r.change.new_image.get("origin").is_some())
         .count();
-    assert_eq!(messages, 1, "one new message for deliver (the rest is the row)");
+    assert_eq!(
+        messages, 1,
+        "one new message for deliver (the rest is the row)"
+    );
     let response = handle_stream(&aws.api.deps, event).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
-    let theirs = aws.get("/api/app1/u2/conversations/u1/messages", "u2").await;
+    let theirs = aws
+        .get("/api/app1/u2/conversations/u1/messages", "u2")
+        .await;
     assert_eq!(theirs["result"].as_array().unwrap().len(), 1);
     assert_eq!(theirs["result"][0]["status"], status::DELIVERED);
     assert_eq!(theirs["result"][0]["message_id"], id.as_str());
     assert_eq!(theirs["result"][0]["timelineOf"], "u2");
-    let mine = aws.get("/api/app1/u1/conversations/u2/messages", "u1").await;
+    let mine = aws
+        .get("/api/app1/u1/conversations/u2/messages", "u1")
+        .await;
     assert_eq!(mine["result"][0]["status"], status::SENT);
     let list = aws.get("/api/app1/u2/conversations", "u2").await;
     assert_eq!(list["result"][0]["conversWith"], "u1");
@@ -218,7 +247,10 @@ async fn a_50_member_group_gets_each_message_once_even_when_a_batch_is_redeliver
         .unwrap()
         .unwrap()
         .unread_count;
-    assert_eq!(unread_before, 51, "the creation's system messages, counted once each");
+    assert_eq!(
+        unread_before, 51,
+        "the creation's system messages, counted once each"
+    );
 
     let body = json!({"sender_fullname": "M1", "recipient_id": "group-50", "recipient_fullname": "Fifty", "text": "to all", "message_id": "g-msg-1"});
     let (code, _) = aws.post("/api/app1/messages", "m01", body).await;
@@ -239,7 +271,10 @@ async fn a_50_member_group_gets_each_message_once_even_when_a_batch_is_redeliver
     everyone.push("owner".into());
     for member in &everyone {
         let seen = aws
-            .get(&format!("/api/app1/{member}/conversations/group-50/messages"), member)
+            .get(
+                &format!("/api/app1/{member}/conversations/group-50/messages"),
+                member,
+            )
             .await;
         let copies = seen["result"]
             .as_array()
@@ -292,6 +327,7 @@ async fn fifty_concurrent_joins_leave_fifty_members() {
     }
     let group = aws.get("/api/app1/groups/group-open", "owner").await;
     assert_eq!(group["result"]["members"].as_object().unwrap().len(), 51);
+    aws.deliver().await;
     let events = aws.events().await;
     assert_eq!(count(&events, EventType::JoinMember), 50, "one per join");
     for i in [0, 25, 49] {
@@ -342,7 +378,10 @@ async fn an_unreachable_topic_fails_the_delivery_and_its_retry_finishes_it() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(theirs.unread_count, 1, "the failed attempt's writes were not doubled");
+    assert_eq!(
+        theirs.unread_count, 1,
+        "the failed attempt's writes were not doubled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,9 +404,11 @@ async fn a_malformed_record_is_skipped_and_the_others_delivered_in_order() {
         timeline_of: "u1".into(),
         convers_with: to.into(),
     };
-    let written = |m| Written {
-        message: m,
-        origin: Origin::Direct,
+    let written = |m| {
+        Streamed::Message(Written {
+            message: m,
+            origin: Origin::Direct,
+        })
     };
     let good = image_of(&written(message("ok-1", "u2"))).unwrap();
     // A forged record: the message claims another sender's timeline.
@@ -382,8 +423,26 @@ async fn a_malformed_record_is_skipped_and_the_others_delivered_in_order() {
     ]);
     let response = handle_stream(&aws.api.deps, event).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    assert!(aws.store.get_conversation(APP, "u2", "u1").await.unwrap().is_some());
-    assert!(aws.store.get_conversation(APP, "u4", "u1").await.unwrap().is_some());
-    assert!(aws.store.get_conversation(APP, "u3", "u1").await.unwrap().is_none());
+    assert!(
+        aws.store
+            .get_conversation(APP, "u2", "u1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        aws.store
+            .get_conversation(APP, "u4", "u1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        aws.store
+            .get_conversation(APP, "u3", "u1")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(count(&aws.events().await, EventType::MessageSent), 2);
 }

@@ -52,7 +52,11 @@ enum Plan {
 
 /// Splits a run against the row as it is (its last order and the late ones it counted).
 fn plan(orders: &[String], last: &str, counted: &[String]) -> Plan {
-    let newer: Vec<String> = orders.iter().filter(|o| o.as_str() > last).cloned().collect();
+    let newer: Vec<String> = orders
+        .iter()
+        .filter(|o| o.as_str() > last)
+        .cloned()
+        .collect();
     if !newer.is_empty() {
         return Plan::Newer(newer);
     }
@@ -103,7 +107,11 @@ impl DynamoStore {
             let first = e.value(s(orders.first().cloned().unwrap_or_default()));
             sets.push(format!("{open} = if_not_exists({open}, {first})"));
         }
-        let unread = if update.unread { orders.len() as u64 } else { 0 };
+        let unread = if update.unread {
+            orders.len() as u64
+        } else {
+            0
+        };
         let expression = format!(
             "SET {} ADD {} {}",
             sets.join(", "),
@@ -127,7 +135,13 @@ impl DynamoStore {
     }
 
     /// Counts older messages once each: conditional on not having counted them.
-    async fn count_late(&self, app: &str, owner: &str, with: &str, late: &[String]) -> Result<bool> {
+    async fn count_late(
+        &self,
+        app: &str,
+        owner: &str,
+        with: &str,
+        late: &[String],
+    ) -> Result<bool> {
         let mut e = Expr::default();
         let set = e.value(AttributeValue::Ss(late.to_vec()));
         let expression = format!(
@@ -146,9 +160,12 @@ impl DynamoStore {
             e.name(LAST),
             fresh.join(" AND ")
         );
-        let update = self
-            .table
-            .update(conversation_key(app, owner, with), expression, condition, &e)?;
+        let update = self.table.update(
+            conversation_key(app, owner, with),
+            expression,
+            condition,
+            &e,
+        )?;
         Ok(self.table.update_item(update).await?.is_some())
     }
 }
@@ -243,11 +260,8 @@ impl ConversationStore for DynamoStore {
                 continue;
             }
             let conversation = row.conversation();
-            let order = keys::conversation_order(
-                archived,
-                conversation.last.timestamp,
-                &conversation.key,
-            );
+            let order =
+                keys::conversation_order(archived, conversation.last.timestamp, &conversation.key);
             listed.push((order, conversation));
         }
         listed.sort_by(|a, b| b.0.cmp(&a.0));
@@ -385,9 +399,9 @@ impl ConversationStore for DynamoStore {
             "attribute_exists({}) AND (attribute_not_exists({open}) OR {open} > {from})",
             e.name(PK)
         );
-        let update = self
-            .table
-            .update(conversation_key(app, member, group), update, condition, &e)?;
+        let update =
+            self.table
+                .update(conversation_key(app, member, group), update, condition, &e)?;
         self.table.update_item(update).await.map(|_| ())
     }
 
@@ -403,7 +417,11 @@ impl ConversationStore for DynamoStore {
         let closed = e.name("closed");
         let open = e.name("open_from");
         let window = AttributeValue::M(
-            [("from".to_string(), s(from.as_str())), ("to".to_string(), s(at))].into(),
+            [
+                ("from".to_string(), s(from.as_str())),
+                ("to".to_string(), s(at)),
+            ]
+            .into(),
         );
         let update = format!(
             "SET {closed} = list_append(if_not_exists({closed}, {}), {}) REMOVE {open}",
@@ -433,6 +451,9 @@ mod tests {
         assert_eq!(plan(&v(&["4"]), "4", &[]), Plan::Nothing);
         assert_eq!(plan(&v(&["2"]), "4", &v(&["2"])), Plan::Nothing);
         // Older and never counted: count it.
-        assert_eq!(plan(&v(&["2", "3"]), "4", &v(&["2"])), Plan::Late(v(&["3"])));
+        assert_eq!(
+            plan(&v(&["2", "3"]), "4", &v(&["2"])),
+            Plan::Late(v(&["3"]))
+        );
     }
 }

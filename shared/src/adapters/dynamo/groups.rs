@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 
 use super::DynamoStore;
+use super::item::take_places;
 use super::item::{MEMBER_ID, attribute, change_key, change_put, group_exists, group_meta_key};
 use super::item::{item_of, member_delete, member_key, member_put, parse};
 use super::request::{Expr, PK, SK, Transaction, n, s};
@@ -111,33 +112,32 @@ impl GroupStore for DynamoStore {
         app: &str,
         group: &str,
         member: &str,
+        seq: u64,
         change: &GroupChange,
     ) -> Result<Removed> {
         let actions = vec![
             member_delete(&self.table, app, group, member)?,
+            take_places(&self.table, app, group, None, seq, change)?,
             change_put(&self.table, app, group, change)?,
         ];
         Ok(match self.table.transact(actions).await? {
             Transaction::Committed => Removed::Removed,
-            Transaction::ConditionsFailed(_) => Removed::NotMember,
+            // Not a member (or no group): whatever else failed, there is nothing to remove.
+            failed @ Transaction::ConditionsFailed(_) if failed.failed(0) => Removed::NotMember,
+            Transaction::ConditionsFailed(_) => Removed::Stale,
         })
     }
 
-    async fn set_members(
-        &self,
-        app: &str,
-        group: &str,
-        version: u64,
-        change: &GroupChange,
-    ) -> Result<MembersSet> {
-        let mut e = Expr::default();
-        let v = e.name("version");
-        let update = format!("SET {v} = {v} + {}", e.value(n(1)));
-        let condition = format!("{v} = {}", e.value(n(version)));
-        let bump = self
-            .table
-            .update(group_meta_key(app, group), update, condition, &e)?;
-        let mut actions = vec![TransactWriteItem::builder().update(bump).build()];
+    async fn set_members(&self, meta: &GroupMeta, change: &GroupChange) -> Result<MembersSet> {
+        let (app, group) = (&meta.app_id, &meta.uid);
+        let mut actions = vec![take_places(
+            &self.table,
+            app,
+            group,
+            Some(meta.version),
+            meta.seq,
+            change,
+        )?];
         for member in &change.joined {
             actions.push(member_put(&self.table, app, group, member, true)?);
         }
@@ -202,6 +202,27 @@ impl GroupStore for DynamoStore {
                 _ => first,
             }),
         }
+    }
+
+    async fn mark_settled(&self, app: &str, group: &str, change: &GroupChange) -> Result<()> {
+        // Each call changes the item (`handed` counts them), so each one is a stream record:
+        // handing a change over again (its delivery failed for good) delivers it again.
+        let mut e = Expr::default();
+        let handed = e.name("handed");
+        let update = format!(
+            "SET {} = {}, {handed} = if_not_exists({handed}, {}) + {} REMOVE {}",
+            e.name("settled"),
+            e.value(AttributeValue::Bool(true)),
+            e.value(n(0)),
+            e.value(n(1)),
+            e.name("stalled"),
+        );
+        let condition = format!("attribute_exists({})", e.name(PK));
+        let update =
+            self.table
+                .update(change_key(app, group, &change.id), update, condition, &e)?;
+        // A finished change (the condition failed) needs nothing more.
+        self.table.update_item(update).await.map(|_| ())
     }
 
     async fn mark_stalled(&self, app: &str, group: &str, change_id: &str) -> Result<()> {

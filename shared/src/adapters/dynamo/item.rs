@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 
-use super::request::{Item, ORDER, Table, built, key, s};
+use super::request::{Expr, Item, ORDER, Table, built, key, n, s};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{Conversation, GroupChange, Message};
@@ -16,6 +16,11 @@ use crate::ports::{ConversationKind, Timeline, TimelineView, Window};
 pub const LAST: &str = "last_key";
 /// On a membership item: the member's id.
 pub const MEMBER_ID: &str = "member_id";
+/// On a change record: its group's app and id.
+pub const CHANGE_APP: &str = "change_app";
+pub const CHANGE_GROUP: &str = "change_group";
+/// On a group's meta: the last place taken in its history.
+pub const SEQ: &str = "seq";
 
 pub fn item_of<T: Serialize>(value: &T, pk: String, sk: String) -> Result<Item> {
     let mut item: Item =
@@ -178,20 +183,52 @@ pub fn change_key(app: &str, group: &str, change_id: &str) -> Item {
     key(keys::group_pk(app, group), keys::change_sk(change_id))
 }
 
+/// A change record as stored.
+pub fn change_item(app: &str, group: &str, change: &GroupChange) -> Result<Item> {
+    let mut item = item_of(
+        change,
+        keys::group_pk(app, group),
+        keys::change_sk(&change.id),
+    )?;
+    // The stream's record of a settled change names its group by these.
+    item.insert(CHANGE_APP.into(), s(app));
+    item.insert(CHANGE_GROUP.into(), s(group));
+    Ok(item)
+}
+
 pub fn change_put(
     table: &Table,
     app: &str,
     group: &str,
     change: &GroupChange,
 ) -> Result<TransactWriteItem> {
-    let item = item_of(
-        change,
-        keys::group_pk(app, group),
-        keys::change_sk(&change.id),
-    )?;
+    let item = change_item(app, group, change)?;
     Ok(TransactWriteItem::builder()
         .put(table.put(item, None)?)
         .build())
+}
+
+/// Takes the places of a change's system messages in the group's history (`seq + 1` on), if
+/// the history is still at `seq` (and the member set at `version`, when given).
+pub fn take_places(
+    table: &Table,
+    app: &str,
+    group: &str,
+    version: Option<u64>,
+    seq: u64,
+    change: &GroupChange,
+) -> Result<TransactWriteItem> {
+    let mut e = Expr::default();
+    let at = e.name(SEQ);
+    let mut update = format!("SET {at} = {}", e.value(n(seq + change.message_count())));
+    let mut condition = format!("{at} = {}", e.value(n(seq)));
+    if let Some(version) = version {
+        let v = e.name("version");
+        update.push_str(&format!(", {v} = {v} + {}", e.value(n(1))));
+        condition.push_str(&format!(" AND {v} = {}", e.value(n(version))));
+    }
+    let update = table.update(group_meta_key(app, group), update, condition, &e)?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 /// Puts a membership; with `only_if_absent`, the transaction fails if it exists.

@@ -11,9 +11,10 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::DynamoStore;
+use super::item::SEQ;
 use super::item::{group_meta_key, message_item, parse, timeline_pk};
-use super::stream::{ORIGIN, SEQ, item_of};
 use super::request::{Expr, Item, PK, SK, built, key, key_of, n, s};
+use super::stream::{ORIGIN, item_of};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::Message;
@@ -153,6 +154,32 @@ impl MessageStore for DynamoStore {
         self.table
             .query_page(&timeline_pk(timeline), spans.as_deref(), cleared_to, page)
             .await
+    }
+
+    async fn history_run(
+        &self,
+        app: &str,
+        group: &str,
+        first: u64,
+        count: u64,
+    ) -> Result<Vec<(Message, u64)>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let pk = keys::history_pk(app, group);
+        // Every order at places first..=last: `{seq:013}#…` ('$' sorts right after '#').
+        let low = format!("{first:013}#");
+        let high = format!("{:013}$", first + count - 1);
+        let items = self
+            .table
+            .query_orders(&pk, (Some(&low), Some(&high)), count as usize)
+            .await?;
+        let mut run = items
+            .into_iter()
+            .map(|(order, item)| Ok((parse::<Message>(item)?, keys::place_of(&order)?)))
+            .collect::<Result<Vec<_>>>()?;
+        run.sort_by_key(|(_, seq)| *seq);
+        Ok(run)
     }
 
     async fn history_floor(

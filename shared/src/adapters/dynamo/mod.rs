@@ -13,8 +13,8 @@ mod conversations;
 mod groups;
 pub mod item;
 mod messages;
-pub mod stream;
 pub mod request;
+pub mod stream;
 
 use aws_sdk_dynamodb::Client;
 

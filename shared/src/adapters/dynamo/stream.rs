@@ -1,22 +1,23 @@
 //! The table's stream (DynamoDB Streams, new images): each new message item, read back as the
-//! message the deliver step delivers. Only items carrying an `origin` are new messages to
-//! deliver (the stream's filter on AWS passes only those); a group change's system messages
-//! (`origin: system`) are delivered by the change itself.
+//! message the deliver step delivers, and each group change record once it is settled (its
+//! system messages stored, its events published), read back as the change to deliver to every
+//! member. Only items carrying an `origin`, and settled changes, concern the deliver step (the
+//! stream's filter on AWS passes only those); a change's system messages (`origin: system`)
+//! are delivered by the change itself.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Deserialize;
 
-use super::item::message_item;
+use super::item::{SEQ, change_item, message_item};
 use super::request::{Item, n, s};
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::model::Message;
-use crate::ports::{Origin, Written};
+use crate::model::{GroupChange, Message};
+use crate::ports::{Origin, Streamed, Written};
 
 /// The attribute that marks a new message for the deliver step, and the ones it needs.
 pub const ORIGIN: &str = "origin";
 pub const AUDIENCE: &str = "audience";
-pub const SEQ: &str = "seq";
 
 /// The item a new message is stored as (the stream's new image): the message in its
 /// timeline, with its delivery marks.
@@ -54,12 +55,18 @@ pub fn item_of(written: &Written) -> Result<Item> {
     Ok(item)
 }
 
-/// [`item_of`] as the stream's record carries it (what Lambda hands the deliver function).
-pub fn image_of(written: &Written) -> Result<serde_dynamo::Item> {
-    Ok(item_of(written)?.into())
+/// What the stream's record of `streamed` carries (the new image Lambda hands the deliver
+/// function): the new message's item, or the settled change's record.
+pub fn image_of(streamed: &Streamed) -> Result<serde_dynamo::Item> {
+    let item = match streamed {
+        Streamed::Message(written) => item_of(written)?,
+        Streamed::Change { app, group, change } => change_item(app, group, change)?,
+    };
+    Ok(item.into())
 }
 
-/// The delivery marks a new message item carries besides the message.
+/// The delivery marks a new message item carries besides the message, and the marks of a
+/// settled group change's record.
 #[derive(Deserialize)]
 struct Marks {
     #[serde(default)]
@@ -68,12 +75,24 @@ struct Marks {
     audience: Vec<String>,
     #[serde(default)]
     seq: Option<u64>,
+    #[serde(default)]
+    settled: bool,
+    #[serde(default)]
+    change_app: Option<String>,
+    #[serde(default)]
+    change_group: Option<String>,
 }
 
-/// The new message a stream record's new image announces; `None` for any other item.
-pub fn written_of(image: serde_dynamo::Item) -> Result<Option<Written>> {
-    let unreadable = |e: serde_dynamo::Error| Error::bad_request(format!("an unreadable stream record: {e}"));
+/// What a stream record's new image hands the deliver step: a new message, or a group change
+/// just settled; `None` for any other item.
+pub fn streamed_of(image: serde_dynamo::Item) -> Result<Option<Streamed>> {
+    let unreadable =
+        |e: serde_dynamo::Error| Error::bad_request(format!("an unreadable stream record: {e}"));
     let marks: Marks = serde_dynamo::from_item(image.clone()).map_err(unreadable)?;
+    if let (true, Some(app), Some(group)) = (marks.settled, marks.change_app, marks.change_group) {
+        let change: GroupChange = serde_dynamo::from_item(image).map_err(unreadable)?;
+        return Ok(Some(Streamed::Change { app, group, change }));
+    }
     let origin = match (marks.origin.as_deref(), marks.seq) {
         (Some("direct"), _) => Origin::Direct,
         (Some("inline"), _) => Origin::Inline {
@@ -86,5 +105,5 @@ pub fn written_of(image: serde_dynamo::Item) -> Result<Option<Written>> {
         _ => return Ok(None),
     };
     let message: Message = serde_dynamo::from_item(image).map_err(unreadable)?;
-    Ok(Some(Written { message, origin }))
+    Ok(Some(Streamed::Message(Written { message, origin })))
 }

@@ -8,14 +8,7 @@ use super::{EmbeddedStore, GroupState};
 use crate::error::Result;
 use crate::keys;
 use crate::model::{GroupChange, GroupMeta};
-use crate::ports::{
-    Added, Created, GroupHead, GroupStore, MembersSet, Removed, Streamed, Updated,
-};
-
-/// How many places of the history a change's system messages take.
-fn places(change: &GroupChange) -> u64 {
-    (change.joined.len() + change.left.len()) as u64
-}
+use crate::ports::{Added, Created, GroupHead, GroupStore, MembersSet, Removed, Streamed, Updated};
 
 #[async_trait]
 impl GroupStore for EmbeddedStore {
@@ -102,14 +95,17 @@ impl GroupStore for EmbeddedStore {
             return Ok(Removed::Stale);
         }
         g.members.remove(member);
-        g.meta.seq += places(change);
+        g.meta.seq += change.message_count();
         g.changes.insert(change.id.clone(), change.clone());
         Ok(Removed::Removed)
     }
 
     async fn set_members(&self, meta: &GroupMeta, change: &GroupChange) -> Result<MembersSet> {
         let mut state = self.state();
-        let Some(g) = state.groups.get_mut(&keys::group_pk(&meta.app_id, &meta.uid)) else {
+        let Some(g) = state
+            .groups
+            .get_mut(&keys::group_pk(&meta.app_id, &meta.uid))
+        else {
             return Ok(MembersSet::Stale);
         };
         let still_valid = g.meta.version == meta.version
@@ -124,7 +120,7 @@ impl GroupStore for EmbeddedStore {
             g.members.remove(m);
         }
         g.meta.version += 1;
-        g.meta.seq += places(change);
+        g.meta.seq += change.message_count();
         g.changes.insert(change.id.clone(), change.clone());
         Ok(MembersSet::Applied)
     }

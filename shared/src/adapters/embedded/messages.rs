@@ -70,7 +70,11 @@ impl MessageStore for EmbeddedStore {
             let pk = keys::history_pk(&message.app_id, &message.recipient);
             let sk = keys::message_sk(&message.sender, &message.message_id);
             let order = keys::group_order(*seq, message);
-            state.timelines.entry(pk).or_default().put(sk, order, message);
+            state
+                .timelines
+                .entry(pk)
+                .or_default()
+                .put(sk, order, message);
         }
         Ok(())
     }

@@ -1,10 +1,13 @@
-//! A group change's follow-up: its system messages into the group timeline, then its events.
+//! A group change's follow-up: its system messages into the group's history and its events
+//! (in the call), then its delivery to every member (the deliver step).
 //!
 //! Every change is committed atomically together with a [`GroupChange`] record. The follow-up
 //! runs right after; if that fails the call answers 503 and the record stays (marked stalled),
 //! and the next operation on the group (the client's retry, or anyone's call) finishes it
 //! first. So a change is never announced twice by a retry, and never silently left
-//! unannounced.
+//! unannounced. Once announced the record is marked settled, which hands it to the deliver
+//! step through the store's stream: a call costs O(1) writes whatever the group's size, and
+//! the O(members) delivery is retried on its own.
 
 use serde_json::{Map, Value, json};
 use tracing::warn;
@@ -17,12 +20,16 @@ use crate::model::{
     ChangeKind, ChannelType, Group, GroupChange, GroupMeta, Message, SYSTEM_SENDER, status,
 };
 use crate::ops::Deps;
-use crate::ops::messages::publish_quietly;
 use crate::realtime::push;
 
 /// A pending change older than this is finished by any call on the group: well beyond the
 /// longest a function may run (its timeout), so its own call is surely over.
 const ABANDONED_AFTER_MS: u64 = 60_000;
+/// A settled change still pending after this was not delivered (its stream record's retries
+/// ran out): the next call on the group hands it over again.
+const DELIVERY_ABANDONED_AFTER_MS: u64 = 15 * 60_000;
+/// At most this many settled changes are delivered together.
+const DELIVERY_BATCH: usize = 32;
 
 /// A system message of `change`, the `index`-th it produces (ids and order are deterministic,
 /// so finishing a change twice writes the same messages).
@@ -153,19 +160,23 @@ async fn place(
     Ok(messages.into_iter().zip(first..).collect())
 }
 
-/// Runs a committed change's follow-up: its system messages into the group's history and to
-/// every member's conversation, its events, then drops the change record. Safe to run more
-/// than once.
+/// Runs a committed change's follow-up: its system messages into the group's history, the
+/// leavers' views closed on their goodbye, its events, then hands the change to the deliver
+/// step (which delivers it to every member, see [`deliver`]). Safe to run more than once.
 pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Result<()> {
+    let (app, group) = (&meta.app_id, &meta.uid);
     let (messages, mut events) = compose(meta, change)?;
     let placed = place(deps, meta, change, messages).await?;
     deps.store.put_system_messages(&placed).await?;
+    for (leaver, order) in fan_out::goodbyes(&placed) {
+        deps.store.close_window(app, leaver, group, &order).await?;
+    }
     let members = if change.kind == ChangeKind::Created {
         change.joined.clone()
     } else {
-        deps.store.members(&meta.app_id, &meta.uid).await?
+        deps.store.members(app, group).await?
     };
-    let group = Group::new(meta, members.iter().cloned());
+    let group = Group::new(meta, members);
     match change.kind {
         ChangeKind::Created => events.push(Event::group_created(&group, change.at)),
         ChangeKind::Renamed | ChangeKind::AttributesSet | ChangeKind::MembersSet => {
@@ -173,22 +184,65 @@ pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Resu
         }
         ChangeKind::Joined | ChangeKind::Left => {}
     }
-    let pushes = fan_out::deliver(deps, &meta.app_id, &meta.uid, change, &members, &placed).await?;
     deps.events.publish(&events).await?;
-    deps.store
-        .finish_change(&meta.app_id, &meta.uid, &change.id)
-        .await?;
-    // Every member after the change, and every member it removed, hears of it.
-    let mut told = members;
-    told.extend(change.left.iter().cloned());
-    let notification = match (change.kind, change.joined.first(), change.left.first()) {
-        (ChangeKind::Joined, Some(member), _) => Some(("MEMBER_JOINED_GROUP", member.as_str())),
-        (ChangeKind::Left, _, Some(member)) => Some(("MEMBER_LEFT_GROUP", member.as_str())),
-        _ => None,
+    let settled = GroupChange {
+        places_from: placed.first().map(|(_, seq)| *seq),
+        ..change.clone()
     };
-    let mut all = pushes;
-    all.extend(push::group_updated(&group, &told, notification));
-    publish_quietly(deps, &all).await;
+    deps.store.mark_settled(app, &meta.uid, &settled).await
+}
+
+/// Delivers a settled change (the deliver step), together with every other settled change of
+/// the group still pending (a burst of joins costs one conversation update per member, not
+/// one per join and member): their system messages to every member's conversation (and to
+/// the members they removed), what their clients are told, then drops the changes' records.
+/// Safe to run more than once; a change delivered with an earlier batch is skipped.
+pub async fn deliver(deps: &Deps, app: &str, group: &str, change: &GroupChange) -> Result<()> {
+    let Some(head) = deps.store.group_head(app, group).await? else {
+        return Ok(());
+    };
+    if !head.pending.iter().any(|c| c.id == change.id) {
+        return Ok(());
+    }
+    let mut batch: Vec<&GroupChange> = head.pending.iter().filter(|c| c.settled).collect();
+    batch.sort_by_key(|c| (c.places_from.unwrap_or(0), c.id.clone()));
+    match batch.iter().position(|c| c.id == change.id) {
+        Some(at) => batch.truncate(DELIVERY_BATCH.max(at + 1)),
+        None => {
+            batch.truncate(DELIVERY_BATCH);
+            batch.push(change);
+        }
+    }
+    let mut runs = Vec::new();
+    for c in batch {
+        let run = match c.places_from {
+            Some(first) => {
+                deps.store
+                    .history_run(app, group, first, c.message_count())
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        runs.push((c.clone(), run));
+    }
+    let members = deps.store.members(app, group).await?;
+    let mut pushes = fan_out::deliver(deps, app, group, &runs, &members).await?;
+    let now = Group::new(&head.meta, members.iter().cloned());
+    for (c, _) in &runs {
+        // Every member now, and every member the change removed, hears of it.
+        let mut told = members.clone();
+        told.extend(c.left.iter().cloned());
+        let notification = match (c.kind, c.joined.first(), c.left.first()) {
+            (ChangeKind::Joined, Some(member), _) => Some(("MEMBER_JOINED_GROUP", member.as_str())),
+            (ChangeKind::Left, _, Some(member)) => Some(("MEMBER_LEFT_GROUP", member.as_str())),
+            _ => None,
+        };
+        pushes.extend(push::group_updated(&now, &told, notification));
+    }
+    deps.realtime.publish(&pushes).await?;
+    for (c, _) in &runs {
+        deps.store.finish_change(app, group, &c.id).await?;
+    }
     Ok(())
 }
 
@@ -210,7 +264,13 @@ pub async fn announce(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Re
 }
 
 /// Whether a pending change is owed by nobody: its call failed, or is surely over (older than
-/// any call may run). Fresh changes belong to calls still running, which announce them.
+/// any call may run), or it was handed to the deliver step long enough ago that its delivery
+/// must have failed for good. Fresh changes belong to calls (or deliveries) still running.
 pub fn abandoned(deps: &Deps, change: &GroupChange) -> bool {
-    change.stalled || deps.now().saturating_sub(change.at) >= ABANDONED_AFTER_MS
+    let age = deps.now().saturating_sub(change.at);
+    if change.settled {
+        age >= DELIVERY_ABANDONED_AFTER_MS
+    } else {
+        change.stalled || age >= ABANDONED_AFTER_MS
+    }
 }

@@ -1,5 +1,6 @@
-//! A group change's system messages, delivered: each member's conversation updated once for
-//! the whole run (so a change of n members costs O(n) writes, not O(n²)), joiners' views of the
+//! Group changes' system messages, delivered: each member's conversation updated once for the
+//! whole run of a batch of changes (so a change of n members costs O(n) writes, not O(n²), and
+//! a burst of joins is delivered together), joiners' views of the
 //! history opened on the newest messages before their join, leavers' closed on their own
 //! `MEMBER_LEFT_GROUP` (so nothing follows it), and what every member's clients are told.
 
@@ -27,16 +28,26 @@ fn left_member(message: &Message) -> Option<&str> {
         .flatten()
 }
 
-/// Delivers the `placed` system messages of `change` to `members` (after the change) and to
-/// the members it removed. Returns the publishes for connected clients.
+/// Each member a run's `MEMBER_LEFT_GROUP` messages are about, with that goodbye's order key:
+/// where their view of the history ends.
+pub fn goodbyes(placed: &[(Message, u64)]) -> Vec<(&str, String)> {
+    placed
+        .iter()
+        .filter_map(|(m, seq)| Some((left_member(m)?, keys::group_order(*seq, m))))
+        .collect()
+}
+
+/// Delivers the system messages (`placed`, in history order) of a batch of changes to
+/// `members` (the members now) and to the members the changes removed. Returns the publishes
+/// for connected clients.
 pub async fn deliver(
     deps: &Deps,
     app: &str,
     group: &str,
-    change: &GroupChange,
+    changes: &[(GroupChange, Vec<(Message, u64)>)],
     members: &[String],
-    placed: &[(Message, u64)],
 ) -> Result<Vec<Push>> {
+    let placed: Vec<(Message, u64)> = changes.iter().flat_map(|(_, run)| run.clone()).collect();
     if placed.is_empty() {
         return Ok(Vec::new());
     }
@@ -44,14 +55,16 @@ pub async fn deliver(
         .iter()
         .map(|(m, seq)| keys::group_order(*seq, m))
         .collect();
-    // A leaver's run ends with their own MEMBER_LEFT_GROUP.
+    let is_member = |user: &str| members.iter().any(|m| m == user);
+    // A member who left (and is not back) sees the run up to their own MEMBER_LEFT_GROUP.
     let ends: HashMap<&str, usize> = placed
         .iter()
         .enumerate()
         .filter_map(|(i, (m, _))| left_member(m).map(|member| (member, i + 1)))
+        .filter(|(member, _)| !is_member(member))
         .collect();
     let mut targets: Vec<&str> = members.iter().map(String::as_str).collect();
-    targets.extend(change.left.iter().map(String::as_str));
+    targets.extend(ends.keys().copied());
     targets.sort_unstable();
     targets.dedup();
     let mut pushes = Vec::new();
@@ -65,16 +78,23 @@ pub async fn deliver(
             pushes.extend(run?);
         }
     }
-    // Leavers see the history up to their own MEMBER_LEFT_GROUP, nothing after.
-    for leaver in &change.left {
-        if let Some(end) = ends.get(leaver.as_str()) {
-            deps.store
-                .close_window(app, leaver, group, &orders[end - 1])
-                .await?;
-        }
+    for (leaver, end) in &ends {
+        deps.store
+            .close_window(app, leaver, group, &orders[end - 1])
+            .await?;
     }
-    if !change.joined.is_empty() {
-        pushes.extend(open_history(deps, app, group, change, &orders[0]).await?);
+    // Joiners (still members) see the history from before their join.
+    for (change, run) in changes {
+        let joiners: Vec<&str> = change
+            .joined
+            .iter()
+            .map(String::as_str)
+            .filter(|j| is_member(j))
+            .collect();
+        if let (false, Some((first, seq))) = (joiners.is_empty(), run.first()) {
+            let first = keys::group_order(*seq, first);
+            pushes.extend(open_history(deps, app, group, &joiners, &first).await?);
+        }
     }
     Ok(pushes)
 }
@@ -112,7 +132,7 @@ async fn open_history(
     deps: &Deps,
     app: &str,
     group: &str,
-    change: &GroupChange,
+    joiners: &[&str],
     first: &str,
 ) -> Result<Vec<Push>> {
     let Some(floor) = deps
@@ -137,7 +157,7 @@ async fn open_history(
         .list_timeline(&history, None, None, &page)
         .await?;
     let mut pushes = Vec::new();
-    for joiner in &change.joined {
+    for joiner in joiners {
         deps.store.open_window(app, joiner, group, &floor).await?;
         pushes.extend(
             before

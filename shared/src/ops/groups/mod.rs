@@ -17,12 +17,15 @@ use crate::ops::Deps;
 use crate::ports::{Added, Created, MembersSet, Removed, Updated};
 use announce::{abandoned, announce, settle};
 
+pub use announce::deliver as deliver_change;
+
 /// Member changes one call may make: one DynamoDB transaction holds 100 writes, two of which
 /// are the group meta and the change record.
 pub const MAX_MEMBER_CHANGES: usize = 98;
 const MAX_GROUP_NAME_CHARS: usize = 1024;
-/// How often set-members retries when another set-members moved the group under it.
-const SET_MEMBERS_ATTEMPTS: usize = 8;
+/// How often leave and set-members retry when the group moved on under them (another change,
+/// or messages taking the places they were about to take).
+const ATTEMPTS: usize = 8;
 
 fn group_name(f: &Fields) -> Result<String> {
     let name = f.required_str("group_name")?;
@@ -98,6 +101,7 @@ fn new_change(
         left,
         stalled: false,
         places_from: None,
+        settled: false,
     }
 }
 
@@ -122,7 +126,14 @@ async fn load(deps: &Deps, caller: &Caller, group: &Id) -> Result<GroupMeta> {
         .await?
         .ok_or_else(|| not_found(group))?;
     for change in head.pending.iter().filter(|c| abandoned(deps, c)) {
-        settle(deps, &head.meta, change).await?;
+        if change.settled {
+            // Announced, but its delivery failed for good: hand it over again.
+            deps.store
+                .mark_settled(&caller.app_id, group, change)
+                .await?;
+        } else {
+            settle(deps, &head.meta, change).await?;
+        }
     }
     Ok(head.meta)
 }
@@ -151,14 +162,21 @@ pub async fn create(deps: &Deps, caller: &Caller, input: CreateGroup) -> Result<
         updated_on: now,
         app_id: app.to_string(),
         version: 1,
+        seq: 0,
     };
-    let change = new_change(
+    let mut change = new_change(
         deps,
         caller,
         ChangeKind::Created,
         members.clone(),
         Vec::new(),
     );
+    // The history starts with the creation's own system messages.
+    change.places_from = Some(1);
+    let meta = GroupMeta {
+        seq: change.message_count(),
+        ..meta
+    };
     if deps.store.create_group(&meta, &members, &change).await? == Created::Created {
         announce(deps, &meta, &change).await?;
         return Ok(Group::new(&meta, members));
@@ -267,26 +285,45 @@ pub async fn join(deps: &Deps, caller: &Caller, group: &Id, member: Id) -> Resul
 
 /// Removes a member: the member themself, the owner or an admin.
 pub async fn leave(deps: &Deps, caller: &Caller, group: &Id, member: &Id) -> Result<()> {
-    let meta = load(deps, caller, group).await?;
-    if caller.user_id != *member {
-        owner_or_admin(caller, &meta)?;
+    for _ in 0..ATTEMPTS {
+        let meta = load(deps, caller, group).await?;
+        if caller.user_id != *member {
+            owner_or_admin(caller, &meta)?;
+        }
+        let change = placed(
+            &meta,
+            new_change(
+                deps,
+                caller,
+                ChangeKind::Left,
+                Vec::new(),
+                vec![member.to_string()],
+            ),
+        );
+        match deps
+            .store
+            .remove_member(&caller.app_id, group, member, meta.seq, &change)
+            .await?
+        {
+            Removed::Removed => return announce(deps, &meta, &change).await,
+            Removed::NotMember => {
+                return Err(Error::not_found(format!(
+                    "{member} is not a member of group {group}"
+                )));
+            }
+            // A message or another change took the next place first: read again.
+            Removed::Stale => {}
+        }
     }
-    let change = new_change(
-        deps,
-        caller,
-        ChangeKind::Left,
-        Vec::new(),
-        vec![member.to_string()],
-    );
-    match deps
-        .store
-        .remove_member(&caller.app_id, group, member, &change)
-        .await?
-    {
-        Removed::Removed => announce(deps, &meta, &change).await,
-        Removed::NotMember => Err(Error::not_found(format!(
-            "{member} is not a member of group {group}"
-        ))),
+    Err(Error::unavailable("the group is changing too fast; retry"))
+}
+
+/// A member-removing change takes its places in the history with its commit (the places right
+/// after `meta.seq`), so that nothing sent after a removal sorts before the goodbye.
+fn placed(meta: &GroupMeta, change: GroupChange) -> GroupChange {
+    GroupChange {
+        places_from: Some(meta.seq + 1),
+        ..change
     }
 }
 
@@ -298,9 +335,9 @@ pub async fn set_members(
     wanted: Vec<Id>,
 ) -> Result<bool> {
     let app = &caller.app_id;
-    let mut meta = load(deps, caller, group).await?;
-    owner_or_admin(caller, &meta)?;
-    for _ in 0..SET_MEMBERS_ATTEMPTS {
+    for _ in 0..ATTEMPTS {
+        let meta = load(deps, caller, group).await?;
+        owner_or_admin(caller, &meta)?;
         let current = deps.store.members(app, group).await?;
         let joined: Vec<String> = wanted
             .iter()
@@ -318,15 +355,14 @@ pub async fn set_members(
         if joined.len() + left.len() > MAX_MEMBER_CHANGES {
             return Err(too_many(joined.len() + left.len()));
         }
-        let change = new_change(deps, caller, ChangeKind::MembersSet, joined, left);
-        match deps
-            .store
-            .set_members(app, group, meta.version, &change)
-            .await?
-        {
+        let change = placed(
+            &meta,
+            new_change(deps, caller, ChangeKind::MembersSet, joined, left),
+        );
+        match deps.store.set_members(&meta, &change).await? {
             MembersSet::Applied => return announce(deps, &meta, &change).await.map(|()| true),
-            // Another change got in between: read again (finishing its follow-up), recompute.
-            MembersSet::Stale => meta = load(deps, caller, group).await?,
+            // Another change or a message got in between: read again, recompute.
+            MembersSet::Stale => {}
         }
     }
     Err(Error::unavailable("the group is changing too fast; retry"))
