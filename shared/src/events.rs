@@ -43,9 +43,6 @@ impl EventType {
 /// Largest `data` of a group event (SNS messages are at most 256 KiB).
 const MAX_GROUP_EVENT_DATA: usize = 192 * 1024;
 
-/// The event types the deliver function consumes (the queue's subscription filter).
-pub const DELIVER_CONSUMES: [EventType; 2] = [EventType::MessageSent, EventType::JoinMember];
-
 /// What happened, and its data: the `{event_type, data}` pair of the envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "data", rename_all = "kebab-case")]

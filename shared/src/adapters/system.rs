@@ -14,11 +14,23 @@ impl Clock for SystemClock {
     }
 }
 
-/// Random UUIDs (v4).
+/// Time-ordered UUIDs (v7), monotonic within the process: messages sent in the same
+/// millisecond still sort (their order key ends with the id) in the order they were sent.
 pub struct UuidIds;
 
 impl IdSource for UuidIds {
     fn new_id(&self) -> String {
-        uuid::Uuid::new_v4().to_string()
+        uuid::Uuid::now_v7().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..10_000).map(|_| UuidIds.new_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "not strictly increasing");
     }
 }

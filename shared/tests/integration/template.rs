@@ -1,6 +1,7 @@
 //! `template.yaml` agrees with the code: the same routes (method, path, function) as
 //! `chat21::routes::ROUTES`, one function per package under `functions/`, the table layout of
-//! the DynamoDB adapter, the queue's filter on what deliver consumes. And it passes cfn-lint.
+//! the DynamoDB adapter and its stream, the deliver function's filter on what it delivers.
+//! And it passes cfn-lint.
 //!
 //! The template is read as text, line by line (no YAML parser): it is written in a regular
 //! layout for this (see the note at its top).
@@ -10,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chat21::adapters::dynamo::ORDER_INDEX;
-use chat21::events::DELIVER_CONSUMES;
+use chat21::adapters::dynamo::stream::{image_of, streamed_of};
+use chat21::model::{ChangeKind, ChannelType, GroupChange, Message, status};
+use chat21::ports::{Origin, Streamed, Written};
 use chat21::routes::ROUTES;
+use serde_json::{Value, json};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -274,6 +278,8 @@ fn table_matches_the_dynamodb_adapter() {
         "Enabled: true",
     ]));
     assert_eq!(table.value("PointInTimeRecoveryEnabled"), Some("true"));
+    // Deliver reads new images (stream::streamed_of).
+    assert!(table.has_run(&["StreamSpecification:", "StreamViewType: NEW_IMAGE"]));
 }
 
 #[test]
@@ -305,53 +311,160 @@ fn cors_is_what_the_local_server_applies() {
     assert!(text.contains("JWT_LEEWAY_SECS: !Ref JwtLeewaySeconds"));
 }
 
-#[test]
-fn queue_gets_what_deliver_consumes() {
-    let text = template();
-    let all = resources(&text);
-    let subscription = all
-        .iter()
-        .find(|r| r.value("Type") == Some("AWS::SNS::Subscription"))
-        .expect("no SNS subscription");
-    assert_eq!(subscription.value("Protocol"), Some("sqs"));
-    assert_eq!(subscription.value("RawMessageDelivery"), Some("true"));
-    let at = subscription
-        .lines
-        .iter()
-        .position(|l| l == "event_type:")
-        .expect("no FilterPolicy on event_type");
-    let filtered: BTreeSet<&str> = subscription.lines[at + 1..]
-        .iter()
-        .take_while(|l| !l.contains(':'))
-        .map(String::as_str)
-        .collect();
-    let consumed: BTreeSet<&str> = DELIVER_CONSUMES.iter().map(|e| e.as_str()).collect();
-    assert_eq!(
-        filtered, consumed,
-        "the subscription filter is not DELIVER_CONSUMES"
-    );
+/// Whether a stream record (as Lambda sees it, JSON) matches a filter pattern: every key of the
+/// pattern is in the record, an object recursively, a list by one of its values. (The subset
+/// of Lambda's event filtering syntax the template uses.)
+fn matches(pattern: &Value, record: &Value) -> bool {
+    match pattern {
+        Value::Object(keys) => keys
+            .iter()
+            .all(|(k, p)| record.get(k).is_some_and(|r| matches(p, r))),
+        Value::Array(values) => values.contains(record),
+        _ => false,
+    }
+}
 
-    // Lambda's advice for SQS sources: visibility timeout at least 6 x the function timeout.
+fn stream_record(event_name: &str, image: Value) -> Value {
+    json!({ "eventName": event_name, "dynamodb": { "NewImage": image } })
+}
+
+/// The deliver function is invoked for exactly the stream records it delivers: its event
+/// source's filter passes new messages and settled group changes, and drops every other write
+/// (conversation rows, system messages, memberships, unsettled changes, deletions).
+#[test]
+fn deliver_is_invoked_for_exactly_what_it_delivers() {
+    let text = template();
     let deliver = functions_in_template(&text)
         .into_iter()
         .find(|f| package_of(f) == "deliver")
         .expect("no deliver function");
-    assert!(deliver.has_run(&["Type: SQS", "Properties:"]));
-    assert_eq!(deliver.value("BatchSize"), Some("10"));
+    assert!(deliver.has_run(&[
+        "Type: DynamoDB",
+        "Properties:",
+        "Stream: !GetAtt Table.StreamArn"
+    ]));
     assert!(deliver.has_run(&["FunctionResponseTypes:", "ReportBatchItemFailures"]));
-    let timeout: u64 = deliver
-        .value("Timeout")
-        .expect("deliver Timeout")
-        .parse()
-        .unwrap();
-    let queue = all
-        .iter()
-        .find(|r| r.id == "DeliverQueue")
-        .expect("no DeliverQueue");
-    let visibility: u64 = queue.value("VisibilityTimeout").unwrap().parse().unwrap();
-    assert!(visibility >= 6 * timeout, "{visibility} < 6 x {timeout}");
-    assert_eq!(queue.value("maxReceiveCount"), Some("5"));
-    assert!(queue.values("deadLetterTargetArn").count() == 1);
+    assert_eq!(deliver.value("BisectBatchOnFunctionError"), Some("true"));
+    assert_eq!(
+        deliver.value("Destination"),
+        Some("!GetAtt DeliverDeadLetterQueue.Arn")
+    );
+    let filters: Vec<Value> = deliver
+        .values("Pattern")
+        .map(|p| serde_json::from_str(p).unwrap_or_else(|e| panic!("pattern {p}: {e}")))
+        .collect();
+    assert_eq!(filters.len(), 2, "{filters:?}");
+    let passes = |record: &Value| filters.iter().any(|f| matches(f, record));
+
+    let message = |channel: ChannelType, to: &str| Message {
+        message_id: "m1".into(),
+        sender: "u1".into(),
+        sender_fullname: "U1".into(),
+        recipient: to.into(),
+        recipient_fullname: "R".into(),
+        text: "hi".into(),
+        kind: "text".into(),
+        channel_type: channel,
+        attributes: None,
+        metadata: None,
+        timestamp: 1_700_000_000_000,
+        status: status::SENT,
+        app_id: "app1".into(),
+        timeline_of: if channel == ChannelType::Group {
+            to.into()
+        } else {
+            "u1".into()
+        },
+        convers_with: to.into(),
+    };
+    let change = GroupChange {
+        id: "c1".into(),
+        at: 1,
+        actor: "u1".into(),
+        kind: ChangeKind::Joined,
+        joined: vec!["u2".into()],
+        left: vec![],
+        stalled: false,
+        places_from: Some(3),
+        settled: true,
+    };
+    let delivered = [
+        Streamed::Message(Written {
+            message: message(ChannelType::Direct, "u2"),
+            origin: Origin::Direct,
+        }),
+        Streamed::Message(Written {
+            message: message(ChannelType::Group, "g1"),
+            origin: Origin::Group { seq: 7 },
+        }),
+        Streamed::Message(Written {
+            message: message(ChannelType::Group, "g2"),
+            origin: Origin::Inline {
+                audience: vec!["u1".into(), "u2".into()],
+            },
+        }),
+        Streamed::Change {
+            app: "app1".into(),
+            group: "g1".into(),
+            change: change.clone(),
+        },
+    ];
+    for streamed in &delivered {
+        let image = image_of(streamed).unwrap();
+        let name = if matches!(streamed, Streamed::Change { .. }) {
+            "MODIFY"
+        } else {
+            "INSERT"
+        };
+        let record = stream_record(name, serde_json::to_value(&image).unwrap());
+        assert!(passes(&record), "the filter drops {streamed:?}");
+        assert_eq!(streamed_of(image).unwrap().as_ref(), Some(streamed));
+    }
+
+    // What deliver does not deliver: the same items in other states, and other items.
+    let unsettled = Streamed::Change {
+        app: "app1".into(),
+        group: "g1".into(),
+        change: GroupChange {
+            settled: false,
+            ..change
+        },
+    };
+    let mut dropped = vec![(
+        "MODIFY",
+        serde_json::to_value(image_of(&unsettled).unwrap()).unwrap(),
+    )];
+    let direct = serde_json::to_value(image_of(&delivered[0]).unwrap()).unwrap();
+    let mut system = direct.clone();
+    system["origin"] = json!({"S": "system"});
+    dropped.push(("INSERT", system));
+    // A message item rewritten (never happens today; must not deliver twice if it did).
+    dropped.push(("MODIFY", direct.clone()));
+    let mut plain = direct;
+    plain.as_object_mut().unwrap().remove("origin");
+    dropped.push(("INSERT", plain));
+    dropped.push((
+        "MODIFY",
+        json!({"pk": {"S": "app1#U#u2"}, "sk": {"S": "C#u1"}, "unread_count": {"N": "1"}}),
+    ));
+    dropped.push((
+        "INSERT",
+        json!({"pk": {"S": "app1#G#g1"}, "sk": {"S": "M#u2"}, "member_id": {"S": "u2"}}),
+    ));
+    for (name, image) in dropped {
+        let record = stream_record(name, image.clone());
+        assert!(!passes(&record), "the filter passes {record}");
+        let item: serde_dynamo::Item = serde_json::from_value(image).unwrap();
+        if name == "INSERT" {
+            assert_eq!(
+                streamed_of(item).unwrap(),
+                None,
+                "deliver would act on {record}"
+            );
+        }
+    }
+    // Deletions carry no new image: nothing to match.
+    assert!(!passes(&json!({"eventName": "REMOVE", "dynamodb": {}})));
 }
 
 #[test]
