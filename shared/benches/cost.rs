@@ -1,17 +1,18 @@
 //! What each API operation costs on AWS, counted on the wire.
 //!
 //! Runs the Lambda path as deployed — `chat21::api::handle` on DynamoDB and the real SNS
-//! adapter, then what SNS → SQS → `deliver` does with the published events — against moto's
-//! server: `scripts/with-moto cargo bench -p chat21 --bench cost`. An SDK interceptor records
-//! every DynamoDB and SNS request with its response; small models turn them into capacity
-//! units, billed requests and dollars. Prints a markdown report and writes it to
+//! adapter, then what the table's stream → `deliver` does with the items it wrote — against
+//! moto's server: `scripts/with-moto cargo bench -p chat21 --bench cost`. An SDK interceptor
+//! records every DynamoDB and SNS request with its response; small models turn them into
+//! capacity units, billed requests and dollars. Prints a markdown report and writes it to
 //! `target/bench-cost.md`.
 //!
 //! Sections, each adaptable on its own when the storage design changes:
 //! - [`recorder`]: the wire. An interceptor per SDK client; DynamoDB capacity units computed
 //!   from the items as sent and returned (DynamoDB's item-size rules, LSIs, transactions).
-//! - [`model`]: prices, the SQS event source and the Lambda duration assumptions.
-//! - [`rig`]: the deployed path on moto (one fresh table per scenario).
+//! - [`model`]: prices, the stream event source and the Lambda duration assumptions.
+//! - [`rig`]: the deployed path on moto (one fresh table per scenario), the deliver function
+//!   fed from the table's stream as its event source mapping would.
 //! - [`scenarios`]: the operations measured, and the table layout's item names.
 //! - [`report`]: the markdown tables.
 
@@ -27,8 +28,19 @@ pub struct Invocation {
     pub calls: Vec<recorder::Call>,
     /// Wall time against moto (informative only: moto is far slower than DynamoDB).
     pub wall: Duration,
-    /// SQS records in the invocation's batch (0 for an HTTP call).
+    /// Stream records in the invocation's batch (0 for an HTTP call).
     pub records: usize,
+}
+
+/// What the table's stream carried during one operation.
+#[derive(Debug, Clone, Default)]
+pub struct StreamCount {
+    /// Every record (each item write that changed an item: the HTTP call's and deliver's).
+    pub records: usize,
+    /// Those the event source's filter passed to deliver (the rest are free).
+    pub passed: usize,
+    /// Of those passed, the ones deliver had nothing to do for.
+    pub idle: usize,
 }
 
 /// One measured operation: its HTTP call (the critical path) and everything it set off.
@@ -38,10 +50,9 @@ pub struct Outcome {
     pub what: String,
     pub http: Invocation,
     pub answer: serde_json::Value,
-    /// The deliver function's invocations, one per SQS batch.
+    /// The deliver function's invocations, one per batch of stream records.
     pub deliveries: Vec<Invocation>,
-    /// SQS requests of the queue model (not on the wire: the events are fed to deliver directly).
-    pub queue: Vec<recorder::Call>,
+    pub stream: StreamCount,
 }
 
 impl Outcome {
@@ -65,6 +76,7 @@ impl Outcome {
 pub mod recorder {
     use std::collections::{BTreeMap, HashMap};
     use std::sync::{Arc, Mutex};
+    use std::time::Instant;
 
     use aws_smithy_runtime_api::box_error::BoxError;
     use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -78,7 +90,7 @@ pub mod recorder {
     /// A DynamoDB item in the wire format (`{"name": {"S": "…"}, …}`).
     pub type Attrs = Map<String, Value>;
 
-    /// One AWS request (on the wire, or `modeled`), with what it is billed.
+    /// One AWS request on the wire, with what it is billed.
     #[derive(Debug, Clone, Default)]
     pub struct Call {
         pub service: &'static str,
@@ -88,24 +100,17 @@ pub mod recorder {
         /// DynamoDB write and read request units.
         pub wru: f64,
         pub rru: f64,
-        /// Requests billed by request-priced services (SNS, SQS): one per 64 KB chunk of
-        /// each message. 0 for DynamoDB, billed by units.
+        /// Requests billed by request-priced services (SNS): one per 64 KB chunk of each
+        /// message. 0 for DynamoDB, billed by units.
         pub billed: f64,
         /// Actions or messages in the request.
         pub entries: usize,
         /// Itemised: what each item or message cost.
         pub items: Vec<String>,
-        /// Not a wire request: a model's (the SQS event source's).
-        pub modeled: bool,
-    }
-
-    /// A message published to SNS, as SNS received it.
-    #[derive(Debug, Clone)]
-    pub struct Published {
-        pub body: String,
-        pub attributes: BTreeMap<String, String>,
-        /// Billed payload: the body and its attributes (names, types, values).
-        pub bytes: usize,
+        /// When the request was sent and its response read (against moto): which requests
+        /// the code had in flight at once.
+        pub sent: Option<Instant>,
+        pub done: Option<Instant>,
     }
 
     /// What the capacity arithmetic needs to know of the table.
@@ -114,8 +119,9 @@ pub mod recorder {
         /// Partition and sort key attributes.
         pub key: [&'static str; 2],
         /// Sort keys of the local secondary indexes, all with the ALL projection (an index
-        /// entry is the whole item). A GSI, a KEYS_ONLY projection or a DynamoDB Stream would
-        /// be modelled here.
+        /// entry is the whole item). An item without the index's sort key has no entry, and
+        /// costs no index write. A GSI or a KEYS_ONLY projection would be modelled here (the
+        /// table's stream costs no write units).
         pub lsi_sort_keys: Vec<&'static str>,
         /// A short name for an item in itemised listings (layout knowledge, kept out of here).
         pub label: fn(&Attrs) -> String,
@@ -182,7 +188,6 @@ pub mod recorder {
     #[derive(Debug, Default)]
     struct State {
         calls: Vec<Call>,
-        published: Vec<Published>,
         /// Every item as last written or read in this run: the item before a write (for
         /// updates, deletes, LSI key changes). Complete, since every run starts on a fresh
         /// table and every request goes through the recorder.
@@ -229,11 +234,6 @@ pub mod recorder {
         pub fn take_calls(&self) -> Vec<Call> {
             std::mem::take(&mut self.state().calls)
         }
-
-        /// The SNS messages published since the last call.
-        pub fn take_published(&self) -> Vec<Published> {
-            std::mem::take(&mut self.state().published)
-        }
     }
 
     /// The interceptor: keeps each request's body in the attempt's config bag before it is
@@ -249,6 +249,7 @@ pub mod recorder {
     struct Sent {
         action: String,
         body: Vec<u8>,
+        at: Instant,
     }
 
     impl Storable for Sent {
@@ -280,7 +281,11 @@ pub mod recorder {
                     .find(|(k, _)| k == "Action")
                     .map_or_else(|| "?".to_string(), |(_, v)| v),
             };
-            cfg.interceptor_state().store_put(Sent { action, body });
+            cfg.interceptor_state().store_put(Sent {
+                action,
+                body,
+                at: Instant::now(),
+            });
             Ok(())
         }
 
@@ -293,6 +298,7 @@ pub mod recorder {
             let Some(sent) = cfg.load::<Sent>().cloned() else {
                 return Ok(());
             };
+            let done = Instant::now();
             let response = context.response();
             let status = response.status().as_u16();
             let ok = (200..300).contains(&status);
@@ -303,13 +309,14 @@ pub mod recorder {
                 Service::DynamoDb => {
                     let request: Value = serde_json::from_slice(&sent.body).unwrap_or_default();
                     let response: Value = serde_json::from_slice(body).unwrap_or_default();
-                    let call = inner.dynamo(&mut state, &sent.action, &request, ok, &response);
+                    let mut call = inner.dynamo(&mut state, &sent.action, &request, ok, &response);
+                    (call.sent, call.done) = (Some(sent.at), Some(done));
                     state.calls.push(call);
                 }
                 Service::Sns => {
-                    let (call, published) = sns(&sent.action, &sent.body, ok);
+                    let mut call = sns(&sent.action, &sent.body, ok);
+                    (call.sent, call.done) = (Some(sent.at), Some(done));
                     state.calls.push(call);
-                    state.published.extend(published);
                 }
             }
             Ok(())
@@ -423,6 +430,10 @@ pub mod recorder {
                 "UpdateItem" => {
                     let after = (ok && request["ReturnValues"] == "ALL_NEW")
                         .then(|| attrs(&response["Attributes"]));
+                    if ok && request["ReturnValues"] == "ALL_OLD" {
+                        // The item as it was: exact, whatever the shadow thought.
+                        self.learn(state, table, &response["Attributes"]);
+                    }
                     let key = attrs(&request["Key"]);
                     let write = Write::Update {
                         key,
@@ -477,16 +488,35 @@ pub mod recorder {
                 }
                 "GetItem" => {
                     let item = &response["Item"];
-                    let size = item.as_object().map_or(0, item_size);
+                    let projected = request["ProjectionExpression"].is_string();
+                    // Read units are charged on the whole item, not on the attributes a
+                    // projection returns: a projected read is sized as the item it read.
+                    let whole = projected
+                        .then(|| {
+                            let id = self.schema.identity(table, &attrs(&request["Key"]));
+                            state.shadow.get(&id).map(item_size)
+                        })
+                        .flatten();
+                    let size = whole.unwrap_or_else(|| item.as_object().map_or(0, item_size));
                     call.rru = read_units(size, consistent);
                     call.entries = 1;
-                    let what = if item.is_object() {
-                        self.label(&attrs(item))
-                    } else {
-                        "nothing found".into()
+                    let what = match (item.is_object(), projected) {
+                        (false, _) => "nothing found".into(),
+                        (true, false) => self.label(&attrs(item)),
+                        (true, true) => {
+                            format!("{} (projected)", self.label(&attrs(&request["Key"])))
+                        }
                     };
-                    call.items.push(format!("get {what} {size} B"));
-                    self.learn(state, table, item);
+                    let consistency = if consistent {
+                        ""
+                    } else {
+                        ", eventually consistent"
+                    };
+                    call.items.push(format!("get {what} {size} B{consistency}"));
+                    // A projected item is partial: not the item as it is.
+                    if !projected {
+                        self.learn(state, table, item);
+                    }
                 }
                 "Query" | "Scan" => {
                     let items = response["Items"].as_array().cloned().unwrap_or_default();
@@ -535,7 +565,7 @@ pub mod recorder {
 
         /// Learns an item DynamoDB returned (a read, or the item a failed condition returned).
         fn learn(&self, state: &mut State, table: &str, item: &Value) {
-            if let Some(item) = item.as_object() {
+            if let Some(item) = item.as_object().filter(|i| !i.is_empty()) {
                 let id = self.schema.identity(table, item);
                 state.shadow.insert(id, item.clone());
             }
@@ -619,39 +649,75 @@ pub mod recorder {
 
     /// Update expressions applied to the item as it was, to estimate its size after.
     ///
-    /// `SET a = :v`, `SET a = b + :v` / `- :v`, `if_not_exists(a, :v)`, `list_append(a, :v)`,
-    /// `ADD a :v` (numbers and sets), `REMOVE a`; paths are taken at their top-level attribute
-    /// (a nested `SET a.b = :v` is not modelled: this layout has none).
+    /// `SET a = :v`, `SET a = b + :v` / `- :v`, `if_not_exists(a, :v)`, `list_append(a, :v)`
+    /// (nested in one another too), `ADD a :v` (numbers and sets), `REMOVE a`; paths are taken
+    /// at their top-level attribute (a nested `SET a.b = :v` is not modelled: this layout has
+    /// none).
     mod update {
         use super::{Attrs, Value};
 
         const CLAUSES: [&str; 4] = ["SET", "REMOVE", "ADD", "DELETE"];
 
-        pub fn apply(mut item: Attrs, request: &Value) -> Attrs {
-            let names = request["ExpressionAttributeNames"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            let values = request["ExpressionAttributeValues"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            let expression = request["UpdateExpression"].as_str().unwrap_or("");
-            let attribute = |path: &str| -> String {
+        struct Context {
+            names: Attrs,
+            values: Attrs,
+        }
+
+        impl Context {
+            fn attribute(&self, path: &str) -> String {
                 let top = path.trim().split(['.', '[']).next().unwrap_or("");
-                match names.get(top).and_then(Value::as_str) {
+                match self.names.get(top).and_then(Value::as_str) {
                     Some(name) => name.to_string(),
                     None => top.to_string(),
                 }
-            };
-            let operand = |item: &Attrs, token: &str| -> Option<Value> {
-                let token = token.trim();
-                if token.starts_with(':') {
-                    values.get(token).cloned()
-                } else {
-                    item.get(&attribute(token)).cloned()
+            }
+
+            /// The value of an operand: a placeholder, a path, a function or a sum.
+            fn eval(&self, item: &Attrs, operand: &str) -> Option<Value> {
+                let operand = operand.trim();
+                if let Some((left, sign, right)) = split_arithmetic(operand) {
+                    let number = |t: &str| {
+                        self.eval(item, t)
+                            .and_then(|v| v["N"].as_str().and_then(|n| n.parse::<i128>().ok()))
+                            .unwrap_or(0)
+                    };
+                    let (a, b) = (number(left), number(right));
+                    let n = if sign == '+' { a + b } else { a - b };
+                    return Some(serde_json::json!({ "N": n.to_string() }));
                 }
+                if let Some(args) = call_args(operand, "if_not_exists") {
+                    let arg = |i: usize| args.get(i).and_then(|a| self.eval(item, a));
+                    return arg(0).or_else(|| arg(1));
+                }
+                if let Some(args) = call_args(operand, "list_append") {
+                    let joined: Vec<Value> = args
+                        .iter()
+                        .filter_map(|a| self.eval(item, a))
+                        .filter_map(|l| l["L"].as_array().cloned())
+                        .flatten()
+                        .collect();
+                    return Some(serde_json::json!({ "L": joined }));
+                }
+                if operand.starts_with(':') {
+                    self.values.get(operand).cloned()
+                } else {
+                    item.get(&self.attribute(operand)).cloned()
+                }
+            }
+        }
+
+        pub fn apply(mut item: Attrs, request: &Value) -> Attrs {
+            let context = Context {
+                names: request["ExpressionAttributeNames"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                values: request["ExpressionAttributeValues"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
             };
+            let expression = request["UpdateExpression"].as_str().unwrap_or("");
             for (clause, body) in clauses(expression) {
                 for action in split_top(&body) {
                     match clause.as_str() {
@@ -659,33 +725,8 @@ pub mod recorder {
                             let Some((path, rhs)) = action.split_once('=') else {
                                 continue;
                             };
-                            let rhs = rhs.trim();
-                            let value = if let Some(args) = call_args(rhs, "if_not_exists") {
-                                args.first()
-                                    .and_then(|a| operand(&item, a))
-                                    .or_else(|| args.get(1).and_then(|a| operand(&item, a)))
-                            } else if let Some(args) = call_args(rhs, "list_append") {
-                                let lists: Vec<Value> =
-                                    args.iter().filter_map(|a| operand(&item, a)).collect();
-                                let joined: Vec<Value> = lists
-                                    .iter()
-                                    .filter_map(|l| l["L"].as_array())
-                                    .flatten()
-                                    .cloned()
-                                    .collect();
-                                Some(serde_json::json!({ "L": joined }))
-                            } else if rhs.contains(['+', '-']) && !rhs.starts_with(':') {
-                                let terms: Vec<Option<Value>> =
-                                    rhs.split(['+', '-']).map(|t| operand(&item, t)).collect();
-                                let sum = terms.iter().flatten().fold(0i128, |s, v| {
-                                    s + v["N"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0)
-                                });
-                                Some(serde_json::json!({ "N": sum.to_string() }))
-                            } else {
-                                operand(&item, rhs)
-                            };
-                            if let Some(value) = value {
-                                item.insert(attribute(path), value);
+                            if let Some(value) = context.eval(&item, rhs) {
+                                item.insert(context.attribute(path), value);
                             }
                         }
                         "ADD" => {
@@ -693,10 +734,10 @@ pub mod recorder {
                             let (Some(path), Some(token)) = (parts.next(), parts.next()) else {
                                 continue;
                             };
-                            let Some(added) = operand(&item, token) else {
+                            let Some(added) = context.eval(&item, token) else {
                                 continue;
                             };
-                            let name = attribute(path);
+                            let name = context.attribute(path);
                             let merged = match (item.get(&name), added.as_object()) {
                                 (Some(current), Some(a)) if a.contains_key("N") => {
                                     let n = |v: &Value| {
@@ -721,7 +762,7 @@ pub mod recorder {
                             item.insert(name, merged);
                         }
                         "REMOVE" if !action.contains(['.', '[']) => {
-                            item.remove(&attribute(&action));
+                            item.remove(&context.attribute(&action));
                         }
                         // DELETE (elements from a set): the item only shrinks; keep it as is.
                         _ => {}
@@ -729,6 +770,22 @@ pub mod recorder {
                 }
             }
             item
+        }
+
+        /// `a + b` or `a - b` at the top level (outside parentheses): the last such sign.
+        fn split_arithmetic(operand: &str) -> Option<(&str, char, &str)> {
+            let mut depth = 0i32;
+            let mut at = None;
+            for (i, c) in operand.char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    '+' | '-' if depth == 0 => at = Some((i, c)),
+                    _ => {}
+                }
+            }
+            let (i, sign) = at?;
+            Some((&operand[..i], sign, &operand[i + 1..]))
         }
 
         /// `(CLAUSE, its actions)` in order of appearance.
@@ -771,10 +828,11 @@ pub mod recorder {
                 .collect()
         }
 
-        fn call_args(rhs: &str, function: &str) -> Option<Vec<String>> {
-            let inner = rhs.strip_prefix(function)?.trim().strip_prefix('(')?;
+        /// The arguments of `function(…)`, split on the commas outside nested parentheses.
+        fn call_args(operand: &str, function: &str) -> Option<Vec<String>> {
+            let inner = operand.strip_prefix(function)?.trim().strip_prefix('(')?;
             let inner = inner.strip_suffix(')')?;
-            Some(inner.split(',').map(|a| a.trim().to_string()).collect())
+            Some(split_top(inner))
         }
     }
 
@@ -800,8 +858,8 @@ pub mod recorder {
     /// SNS bills every published message as one request per 64 KB chunk, batched or not.
     pub const SNS_CHUNK: usize = 64 * 1024;
 
-    /// A Publish or PublishBatch request: its billed requests and the messages it carried.
-    fn sns(action: &str, body: &[u8], ok: bool) -> (Call, Vec<Published>) {
+    /// A Publish or PublishBatch request: its billed requests, one line per message.
+    fn sns(action: &str, body: &[u8], ok: bool) -> Call {
         #[derive(Default)]
         struct Entry {
             body: String,
@@ -841,7 +899,6 @@ pub mod recorder {
             ok,
             ..Call::default()
         };
-        let mut published = Vec::new();
         for entry in entries.into_values() {
             let bytes = entry.body.len()
                 + entry
@@ -860,24 +917,17 @@ pub mod recorder {
             call.entries += 1;
             call.items
                 .push(format!("{kind} {bytes} B: {chunks} request"));
-            if ok {
-                published.push(Published {
-                    body: entry.body,
-                    attributes,
-                    bytes,
-                });
-            }
         }
-        (call, published)
+        call
     }
 }
 
 // ================================================================================================
-// The cost model: prices, the SQS event source, Lambda durations.
+// The cost model: prices, the stream event source, Lambda durations.
 // ================================================================================================
 
 pub mod model {
-    use crate::recorder::{Call, Published};
+    use crate::recorder::Call;
     use crate::{Invocation, Outcome};
 
     /// List prices, us-east-1: dollars per million units, and per GB-second.
@@ -886,7 +936,6 @@ pub mod model {
         pub wru: f64,
         pub rru: f64,
         pub sns_request: f64,
-        pub sqs_request: f64,
         pub lambda_request: f64,
         pub lambda_gb_second: f64,
         pub http_api_request: f64,
@@ -899,7 +948,6 @@ pub mod model {
                 wru: 0.625,
                 rru: 0.125,
                 sns_request: 0.50,
-                sqs_request: 0.40,
                 lambda_request: 0.20,
                 lambda_gb_second: 0.000_013_333_4,
                 http_api_request: 1.00,
@@ -907,59 +955,29 @@ pub mod model {
         }
     }
 
-    /// How the deliver queue is read: Lambda's SQS event source. SNS's raw delivery sends
-    /// each message that passes the subscription's filter into the queue (one SendMessage
-    /// per 64 KB chunk, billed to the queue); a poller receives up to `batch_size` messages
-    /// per ReceiveMessage (billed per 64 KB of the batch), hands them to one invocation, then
-    /// deletes the successful ones with one DeleteMessageBatch. The pollers' empty long polls
-    /// while the queue is idle are a fixed cost per queue, not per operation, and left out.
+    /// The deliver function's event source mapping's `BatchSize` (DynamoDB Streams' default).
+    pub const DELIVER_BATCH_SIZE: usize = 100;
+
+    /// How the table's stream reaches deliver: Lambda's DynamoDB event source mapping polls
+    /// the stream (its GetRecords calls are free for Lambda triggers), drops the records its
+    /// FilterCriteria do not match (free: they are not invocations), and hands the rest to
+    /// one invocation per batch of up to `batch_size` records.
     #[derive(Debug, Clone)]
-    pub struct QueueModel {
+    pub struct EventSource {
         pub batch_size: usize,
     }
 
-    pub const SQS_CHUNK: usize = 64 * 1024;
-
-    impl QueueModel {
-        fn call(action: &str, billed: f64, entries: usize, what: String) -> Call {
-            Call {
-                service: "SQS",
-                action: action.to_string(),
-                ok: true,
-                billed,
-                entries,
-                items: vec![what],
-                modeled: true,
-                ..Call::default()
+    impl Default for EventSource {
+        fn default() -> EventSource {
+            EventSource {
+                batch_size: DELIVER_BATCH_SIZE,
             }
-        }
-
-        pub fn enqueue(&self, message: &Published) -> Call {
-            let chunks = message.bytes.div_ceil(SQS_CHUNK).max(1) as f64;
-            let kind = message
-                .attributes
-                .get("event_type")
-                .cloned()
-                .unwrap_or_default();
-            let what = format!("by SNS: {kind} {} B", message.bytes);
-            Self::call("SendMessage", chunks, 1, what)
-        }
-
-        pub fn receive(&self, batch: &[Published]) -> Call {
-            let bytes: usize = batch.iter().map(|m| m.bytes).sum();
-            let chunks = bytes.div_ceil(SQS_CHUNK).max(1) as f64;
-            let what = format!("by the event source: {} message(s), {bytes} B", batch.len());
-            Self::call("ReceiveMessage", chunks, batch.len(), what)
-        }
-
-        pub fn delete(&self, batch: &[Published]) -> Call {
-            let what = format!("by the event source: {} message(s)", batch.len());
-            Self::call("DeleteMessageBatch", 1.0, batch.len(), what)
         }
     }
 
     /// Lambda's billed duration: a handler's own time plus the assumed in-region latency of
-    /// each request it waits for (taken as sequential), at the template's memory size.
+    /// each request it waits for, at the template's memory size. Requests the code had in
+    /// flight at once (deliver's fan-out) overlap in the model as they did on the wire.
     #[derive(Debug, Clone)]
     pub struct LambdaModel {
         pub memory_mb: f64,
@@ -977,6 +995,15 @@ pub mod model {
         }
     }
 
+    /// Whether `later` was sent only once `earlier` had completed (on the wire, against moto).
+    /// Unknown times count as sequential.
+    fn after(earlier: &Call, later: &Call) -> bool {
+        earlier
+            .done
+            .zip(later.sent)
+            .is_none_or(|(done, sent)| done <= sent)
+    }
+
     impl LambdaModel {
         /// Assumed latency of one request from a Lambda in the same region.
         pub fn latency_ms(call: &Call) -> f64 {
@@ -990,9 +1017,37 @@ pub mod model {
             }
         }
 
+        /// Time spent waiting for AWS: each request starts, in the model, once every request
+        /// that had completed on the wire before it was sent has completed in the model (so a
+        /// sequential handler waits for the sum of its latencies, and requests sent together
+        /// overlap).
+        pub fn waiting_ms(calls: &[Call]) -> f64 {
+            // In the order they completed (as recorded, give or take a race for the lock).
+            let mut calls: Vec<&Call> = calls.iter().collect();
+            calls.sort_by_key(|c| c.done);
+            let mut ends: Vec<f64> = Vec::with_capacity(calls.len());
+            for (j, call) in calls.iter().enumerate() {
+                let start = calls[..j]
+                    .iter()
+                    .zip(&ends)
+                    .filter(|(earlier, _)| after(earlier, call))
+                    .map(|(_, end)| *end)
+                    .fold(0.0, f64::max);
+                ends.push(start + Self::latency_ms(call));
+            }
+            ends.into_iter().fold(0.0, f64::max)
+        }
+
+        /// Whether any request was sent while another was still in flight.
+        pub fn overlapped(calls: &[Call]) -> bool {
+            calls
+                .iter()
+                .enumerate()
+                .any(|(j, b)| calls[..j].iter().any(|a| !after(a, b) && !after(b, a)))
+        }
+
         pub fn billed_ms(&self, invocation: &Invocation) -> f64 {
-            let waiting: f64 = invocation.calls.iter().map(Self::latency_ms).sum();
-            (self.base_ms + waiting).ceil()
+            (self.base_ms + Self::waiting_ms(&invocation.calls)).ceil()
         }
 
         pub fn gb_seconds(&self, invocation: &Invocation) -> f64 {
@@ -1008,7 +1063,6 @@ pub mod model {
         pub dynamo_writes: f64,
         pub dynamo_reads: f64,
         pub sns: f64,
-        pub sqs: f64,
         pub lambda_requests: f64,
         pub lambda_duration: f64,
         pub http_api: f64,
@@ -1019,7 +1073,6 @@ pub mod model {
             self.dynamo_writes
                 + self.dynamo_reads
                 + self.sns
-                + self.sqs
                 + self.lambda_requests
                 + self.lambda_duration
                 + self.http_api
@@ -1029,15 +1082,8 @@ pub mod model {
     #[derive(Debug, Clone, Default)]
     pub struct CostModel {
         pub prices: Prices,
-        pub queue: QueueModel,
+        pub source: EventSource,
         pub lambda: LambdaModel,
-    }
-
-    impl Default for QueueModel {
-        fn default() -> QueueModel {
-            // template.yaml: the deliver function's SQS event has BatchSize 10.
-            QueueModel { batch_size: 10 }
-        }
     }
 
     impl CostModel {
@@ -1049,14 +1095,12 @@ pub mod model {
                 .filter(|c| c.service == "SNS")
                 .map(|c| c.billed)
                 .sum();
-            let sqs: f64 = o.queue.iter().map(|c| c.billed).sum();
             let invocations = o.invocations().count() as f64;
             let gb_s: f64 = o.invocations().map(|i| self.lambda.gb_seconds(i)).sum();
             Bill {
                 dynamo_writes: sum(|c| c.wru) * p.wru / M,
                 dynamo_reads: sum(|c| c.rru) * p.rru / M,
                 sns: sns * p.sns_request / M,
-                sqs: sqs * p.sqs_request / M,
                 lambda_requests: invocations * p.lambda_request / M,
                 lambda_duration: gb_s * p.lambda_gb_second,
                 http_api: p.http_api_request / M,
@@ -1070,17 +1114,17 @@ pub mod model {
 // ================================================================================================
 
 pub mod rig {
-    use std::collections::VecDeque;
     use std::sync::Arc;
     use std::time::Instant;
 
+    use aws_lambda_events::event::dynamodb;
+    use aws_sdk_dynamodbstreams::types::{AttributeValue, Record};
     use chat21::adapters::dynamo::DynamoStore;
+    use chat21::adapters::dynamo::stream::{ORIGIN, streamed_of};
     use chat21::adapters::sns::SnsEvents;
     use chat21::adapters::system::{SystemClock, UuidIds};
     use chat21::api::Api;
-    use chat21::events::DELIVER_CONSUMES;
-    use chat21::lambda::handle_sqs;
-    use chat21::lambda_http::aws_lambda_events::event::sqs::SqsEvent;
+    use chat21::lambda::handle_stream;
     use chat21::ops::Deps;
     use chat21::realtime::NoRealtime;
     use chat21::routes::{self, Match};
@@ -1088,13 +1132,14 @@ pub mod rig {
 
     use crate::common;
     use crate::model::CostModel;
-    use crate::recorder::{Call, Published, Recorder, Service, TableSchema};
-    use crate::{Invocation, Outcome};
+    use crate::recorder::{Recorder, Service, TableSchema};
+    use crate::{Invocation, Outcome, StreamCount};
 
     /// What every scenario shares: the recorded clients, the topic, the model.
     pub struct Env {
         pub recorder: Recorder,
         pub model: CostModel,
+        config: aws_config::SdkConfig,
         plain: aws_sdk_dynamodb::Client,
         dynamo: aws_sdk_dynamodb::Client,
         sns: aws_sdk_sns::Client,
@@ -1129,6 +1174,7 @@ pub mod rig {
                 plain: aws_sdk_dynamodb::Client::new(&config),
                 dynamo: aws_sdk_dynamodb::Client::from_conf(dynamo),
                 sns: aws_sdk_sns::Client::from_conf(sns),
+                config,
                 topic_arn,
                 settings,
             }
@@ -1139,20 +1185,82 @@ pub mod rig {
         }
     }
 
-    /// One fresh table with the production schema, and the API on it as `lambda::aws_deps`
-    /// builds it (DynamoDB store, SNS events, no real-time endpoint, system clock, UUIDs).
+    /// One fresh table with the production schema (its stream on, new images), the API on it
+    /// as `lambda::aws_deps` builds it (DynamoDB store, SNS events, no real-time endpoint,
+    /// system clock, UUIDs), and the table's stream as deliver's event source reads it. The
+    /// stream is read by a client of its own, not recorded: Lambda's reads of a stream that
+    /// triggers it are free.
     pub struct Rig<'e> {
         env: &'e Env,
         api: Api,
+        stream: common::StreamReader,
     }
 
-    /// Whether the deliver queue's subscription lets a message through (template.yaml's filter
-    /// policy on the `event_type` attribute).
-    fn reaches_deliver_queue(message: &Published) -> bool {
-        message
-            .attributes
-            .get("event_type")
-            .is_some_and(|t| DELIVER_CONSUMES.iter().any(|e| e.as_str() == t))
+    /// The origins of the new message items deliver delivers (a group change's system
+    /// messages, `origin: system`, are delivered by the settled change instead).
+    const DELIVERED_ORIGINS: [&str; 3] = ["direct", "group", "inline"];
+
+    /// Whether the deliver function's event source passes a stream record on. Mirrors the
+    /// FilterCriteria of the deliver function's `TableStream` event in template.yaml:
+    ///
+    /// ```yaml
+    /// FilterCriteria:
+    ///   Filters:
+    ///     - Pattern: '{"eventName": ["INSERT"], "dynamodb": {"NewImage": {"origin": {"S": ["direct", "group", "inline"]}}}}'
+    ///     - Pattern: '{"eventName": ["MODIFY"], "dynamodb": {"NewImage": {"settled": {"BOOL": [true]}}}}'
+    /// ```
+    ///
+    /// new message items, and group change records once settled. Everything else
+    /// (conversation rows, memberships, group metas, system messages, change records not yet
+    /// settled, removals) is dropped by the event source: free, no invocation.
+    fn passes_filter(record: &Record) -> bool {
+        let Some(image) = record.dynamodb().and_then(|d| d.new_image()) else {
+            return false;
+        };
+        let event = record.event_name().map(|e| e.as_str());
+        let new_message = matches!(
+            image.get(ORIGIN),
+            Some(AttributeValue::S(origin)) if DELIVERED_ORIGINS.contains(&origin.as_str())
+        );
+        let settled = matches!(image.get("settled"), Some(AttributeValue::Bool(true)));
+        (event == Some("INSERT") && new_message) || (event == Some("MODIFY") && settled)
+    }
+
+    /// Whether deliver acts on a record (what `lambda::handle_stream` reads from it).
+    fn deliver_acts_on(record: &Record) -> bool {
+        let Some(image) = record.dynamodb().and_then(|d| d.new_image()) else {
+            return false;
+        };
+        matches!(streamed_of(image.clone().into()), Ok(Some(_)))
+    }
+
+    /// Stream records as Lambda hands them to the deliver function.
+    fn lambda_event(records: &[Record]) -> dynamodb::Event {
+        let records: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                let d = r.dynamodb().expect("a DynamoDB stream record");
+                let image: serde_dynamo::Item = d.new_image().cloned().unwrap_or_default().into();
+                let keys: serde_dynamo::Item = d.keys().cloned().unwrap_or_default().into();
+                json!({
+                    "eventID": r.event_id(),
+                    "eventName": r.event_name().map(|e| e.as_str()),
+                    "eventVersion": "1.1",
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": "us-east-1",
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": 1_700_000_000,
+                        "Keys": keys,
+                        "NewImage": image,
+                        "SequenceNumber": d.sequence_number(),
+                        "SizeBytes": d.size_bytes(),
+                        "StreamViewType": "NEW_IMAGE"
+                    },
+                    "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/chat21/stream/2026-01-01T00:00:00.000"
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).expect("a DynamoDB stream event")
     }
 
     impl<'e> Rig<'e> {
@@ -1161,7 +1269,7 @@ pub mod rig {
             common::create_table(&env.plain, &table).await;
             let clock = Arc::new(SystemClock);
             let deps = Deps {
-                store: Arc::new(DynamoStore::new(env.dynamo.clone(), table, clock.clone())),
+                store: Arc::new(DynamoStore::new(env.dynamo.clone(), table.clone())),
                 events: Arc::new(SnsEvents::new(env.sns.clone(), env.topic_arn.clone())),
                 realtime: Arc::new(NoRealtime),
                 clock,
@@ -1171,6 +1279,7 @@ pub mod rig {
             Rig {
                 env,
                 api: common::api_on(deps),
+                stream: common::StreamReader::new(&env.config, &table),
             }
         }
 
@@ -1213,17 +1322,11 @@ pub mod rig {
             answer
         }
 
-        /// Delivers everything published so far, unmeasured.
+        /// Delivers everything written so far, unmeasured.
         pub async fn settle(&self) {
             self.env.recorder.take_calls();
             self.deliver().await;
             self.env.recorder.take_calls();
-        }
-
-        /// Forgets what was published so far, as if the queue had been purged.
-        pub fn discard(&self) {
-            self.env.recorder.take_calls();
-            self.env.recorder.take_published();
         }
 
         /// Measures one HTTP call and everything it sets off.
@@ -1237,7 +1340,6 @@ pub mod rig {
             body: Option<Value>,
         ) -> Outcome {
             self.settle().await;
-            self.discard();
             let function =
                 match routes::find(method, &Self::url(path.split('?').next().unwrap_or(path))) {
                     Match::Found(route, _) => route.function().to_string(),
@@ -1253,66 +1355,62 @@ pub mod rig {
                 wall,
                 records: 0,
             };
-            let (deliveries, queue) = self.deliver().await;
+            let (deliveries, stream) = self.deliver().await;
             Outcome {
                 name: name.to_string(),
                 what: what.to_string(),
                 http,
                 answer,
                 deliveries,
-                queue,
+                stream,
             }
         }
 
-        /// SNS → SQS: what was published since the last take, as far as the filter lets it.
-        fn enqueue(&self, queue: &mut VecDeque<Published>, sqs: &mut Vec<Call>) {
-            let published = self.env.recorder.take_published();
-            for message in published.into_iter().filter(reaches_deliver_queue) {
-                sqs.push(self.env.model.queue.enqueue(&message));
-                queue.push_back(message);
-            }
-        }
-
-        /// SNS → SQS → deliver for everything published since the last take: the messages
-        /// the subscription lets through, in batches as the event source hands them out, each
-        /// batch one invocation of `lambda::handle_sqs`, until nothing is left (deliver's own
-        /// events go back to the topic, and to the queue if the filter lets them).
-        async fn deliver(&self) -> (Vec<Invocation>, Vec<Call>) {
-            let queue_model = &self.env.model.queue;
-            let mut queue: VecDeque<Published> = VecDeque::new();
-            let mut sqs = Vec::new();
+        /// The table's stream → deliver, as the event source mapping runs it: the records
+        /// written since the last read, filtered, in batches, each batch one invocation of
+        /// `lambda::handle_stream`; again until the stream holds nothing new (deliver's own
+        /// writes are records too, which the filter drops).
+        async fn deliver(&self) -> (Vec<Invocation>, StreamCount) {
+            let batch_size = self.env.model.source.batch_size;
             let mut invocations = Vec::new();
-            self.enqueue(&mut queue, &mut sqs);
-            while !queue.is_empty() {
-                let n = queue.len().min(queue_model.batch_size);
-                let batch: Vec<Published> = queue.drain(..n).collect();
-                sqs.push(queue_model.receive(&batch));
-                let records: Vec<Value> = batch
-                    .iter()
-                    .map(|m| {
-                        let id = uuid::Uuid::new_v4().to_string();
-                        json!({ "messageId": id, "receiptHandle": id, "body": m.body })
-                    })
-                    .collect();
-                let event: SqsEvent =
-                    serde_json::from_value(json!({ "Records": records })).expect("an SQS event");
-                let started = Instant::now();
-                let response = handle_sqs(&self.api.deps, event).await;
-                let wall = started.elapsed();
-                assert!(
-                    response.batch_item_failures.is_empty(),
-                    "deliver failed: {response:?}"
-                );
-                invocations.push(Invocation {
-                    function: "deliver".into(),
-                    calls: self.env.recorder.take_calls(),
-                    wall,
-                    records: batch.len(),
-                });
-                sqs.push(queue_model.delete(&batch));
-                self.enqueue(&mut queue, &mut sqs);
+            let mut count = StreamCount::default();
+            loop {
+                let records = self.stream.records().await;
+                if records.is_empty() {
+                    return (invocations, count);
+                }
+                count.records += records.len();
+                let mut passed = Vec::new();
+                for record in records {
+                    let acts = deliver_acts_on(&record);
+                    let passes = passes_filter(&record);
+                    assert!(
+                        passes || !acts,
+                        "the filter drops a record deliver needs: {record:?}"
+                    );
+                    if passes {
+                        count.idle += usize::from(!acts);
+                        passed.push(record);
+                    }
+                }
+                count.passed += passed.len();
+                for batch in passed.chunks(batch_size) {
+                    let event = lambda_event(batch);
+                    let started = Instant::now();
+                    let response = handle_stream(&self.api.deps, event).await;
+                    let wall = started.elapsed();
+                    assert!(
+                        response.batch_item_failures.is_empty(),
+                        "deliver failed: {response:?}"
+                    );
+                    invocations.push(Invocation {
+                        function: "deliver".into(),
+                        calls: self.env.recorder.take_calls(),
+                        wall,
+                        records: batch.len(),
+                    });
+                }
             }
-            (invocations, sqs)
         }
     }
 }
@@ -1345,9 +1443,9 @@ pub mod scenarios {
         let (pk, sk) = (text(PK), text(SK));
         let kind = pk.split('#').nth(1).unwrap_or("");
         match (kind, sk) {
-            ("T", _) => "timeline copy",
+            ("D", _) => "direct timeline message",
             ("H", _) => "group history message",
-            ("S", _) => "sent record",
+            ("T", _) => "inline copy",
             ("U", s) if s.starts_with("C#") => "conversation row",
             ("G", "GROUP") => "group meta",
             ("G", s) if s.starts_with("M#") => "membership",
@@ -1400,7 +1498,7 @@ pub mod scenarios {
         json!({ "group_name": GROUP_NAME, "group_members": ids(members) })
     }
 
-    /// Two users who exchanged `n` messages (alternating), delivered.
+    /// Two users who exchanged `n` messages (alternating), each delivered before the reply.
     async fn conversation(rig: &Rig<'_>, n: usize) -> (String, String) {
         let (a, b) = (user_id(), user_id());
         for i in 0..n {
@@ -1408,8 +1506,8 @@ pub mod scenarios {
             let text = if i % 2 == 0 { TEXT } else { REPLY };
             rig.call("POST", "/messages", from, Some(direct(to, text)))
                 .await;
+            rig.settle().await;
         }
-        rig.settle().await;
         (a, b)
     }
 
@@ -1452,16 +1550,16 @@ pub mod scenarios {
             )
             .await;
         }
-        // The setup's system messages are not delivered (that would be ~10,000 copies on
-        // moto); one earlier message gives every member their conversation with the group.
-        big.discard();
+        // The setup's changes are delivered (one row update per member each); one earlier
+        // message makes a member's message the last of every member's conversation.
+        big.settle().await;
         big.call("POST", "/messages", &owner, Some(to_group(&group, REPLY)))
             .await;
         big.settle().await;
         out.push(
             big.measure(
                 "group message (100 members)",
-                "send + fan-out to 100 members (99 others + the sender's own copy), each with a conversation row already",
+                "send (once, into the group history) + fan-out to the 100 members' conversation rows (the sender's included), each row there already",
                 "POST",
                 "/messages",
                 &owner,
@@ -1478,7 +1576,7 @@ pub mod scenarios {
             let created = rig
                 .measure(
                     &format!("create group ({size} members)"),
-                    &format!("the creator + {} members; GROUP_CREATED and {size} MEMBER_JOINED_GROUP messages fanned out to all {size}", size - 1),
+                    &format!("the creator + {} members; GROUP_CREATED and {size} MEMBER_JOINED_GROUP messages written once into the history, each member's row updated once for the run", size - 1),
                     "POST",
                     "/groups",
                     &owner,
@@ -1498,7 +1596,7 @@ pub mod scenarios {
             out.push(
                 rig.measure(
                     "join",
-                    "the owner adds a member to the 20-member group (21 system messages in its history, all copied to the joiner)",
+                    "the owner adds a member to the 20-member group (21 system messages in its history before; the joiner's view opens on them, nothing copied)",
                     "POST",
                     &format!("/groups/{group}/members"),
                     &owner,
@@ -1509,7 +1607,7 @@ pub mod scenarios {
             out.push(
                 rig.measure(
                     "leave",
-                    "that member leaves (21 members before, 20 after; the leaver gets MEMBER_LEFT_GROUP too)",
+                    "that member leaves (21 members before, 20 after; the leaver's row gets MEMBER_LEFT_GROUP too, and its view closes there)",
                     "DELETE",
                     &format!("/groups/{group}/members/{newcomer}"),
                     &newcomer,
@@ -1523,7 +1621,7 @@ pub mod scenarios {
             out.push(
                 rig.measure(
                     "set-members",
-                    "the owner replaces the 20 members: 2 removed, 2 added (4 system messages, 2 history copies)",
+                    "the owner replaces the 20 members: 2 removed, 2 added (4 system messages; the 2 joiners' views open on the history)",
                     "PUT",
                     &format!("/groups/{group}/members"),
                     &owner,
@@ -1561,7 +1659,7 @@ pub mod scenarios {
         out.push(
             rig.measure(
                 &format!("delete ({DELETED_MESSAGES} messages)"),
-                &format!("permanent delete of a conversation holding {DELETED_MESSAGES} copies in the caller's timeline"),
+                &format!("permanent delete of a direct conversation of {DELETED_MESSAGES} messages (the caller's row becomes a tombstone; the shared timeline stays)"),
                 "DELETE",
                 &format!("/conversations/{dave}?delete=true"),
                 &carol,
@@ -1617,7 +1715,7 @@ pub mod report {
     use std::fmt::Write;
 
     use crate::Outcome;
-    use crate::model::{Bill, CostModel};
+    use crate::model::{Bill, CostModel, LambdaModel};
     use crate::recorder::Call;
 
     fn units(x: f64) -> String {
@@ -1628,6 +1726,10 @@ pub mod report {
         } else {
             format!("{x:.1}")
         }
+    }
+
+    fn records(n: usize) -> String {
+        format!("{n} record{}", if n == 1 { "" } else { "s" })
     }
 
     fn dollars(x: f64) -> String {
@@ -1674,11 +1776,12 @@ pub mod report {
         let _ = writeln!(
             r,
             "Every AWS request counted on the wire against moto; `DELIVERED_EVENTS={delivered_events}`. \
-             SQS requests are the event source model's (see below). $ are per million operations.\n"
+             Deliver runs on the table's stream as its event source mapping would (filter, batches; see below). \
+             $ are per million operations.\n"
         );
         let _ = writeln!(
             r,
-            "| operation | critical path (HTTP call) | total requests: DynamoDB · SNS (billed msgs) · SQS · Lambda · API GW | WRU | RRU | $ / 1M ops |"
+            "| operation | critical path (HTTP call) | total requests: DynamoDB · SNS (billed msgs) · Lambda · API GW | WRU | RRU | $ / 1M ops |"
         );
         let _ = writeln!(r, "|---|---|---|--:|--:|--:|");
         for (o, bill) in outcomes.iter().zip(&bills) {
@@ -1691,22 +1794,16 @@ pub mod report {
             let all = per_service(o.wire());
             let count = |s: &str| all.get(s).map_or(0, Vec::len);
             let sns_billed: f64 = all.get("SNS").into_iter().flatten().map(|c| c.billed).sum();
-            let sqs_billed: f64 = o.queue.iter().map(|c| c.billed).sum();
             let wru: f64 = o.wire().map(|c| c.wru).sum();
             let rru: f64 = o.wire().map(|c| c.rru).sum();
             let _ = writeln!(
                 r,
-                "| {} | {} ({crit}) | {} · {} ({}) · {} · {} · 1 | {} | {} | {} |",
+                "| {} | {} ({crit}) | {} · {} ({}) · {} · 1 | {} | {} | {} |",
                 o.name,
                 o.http.calls.len(),
                 count("DynamoDB"),
                 count("SNS"),
                 units(sns_billed),
-                if sqs_billed == o.queue.len() as f64 {
-                    o.queue.len().to_string()
-                } else {
-                    format!("{} ({} billed)", o.queue.len(), units(sqs_billed))
-                },
                 o.invocations().count(),
                 units(wru),
                 units(rru),
@@ -1717,18 +1814,17 @@ pub mod report {
         let _ = writeln!(r, "\n## $ per million operations, by what is paid for\n");
         let _ = writeln!(
             r,
-            "| operation | DynamoDB writes | DynamoDB reads | SNS | SQS | Lambda requests | Lambda GB-s | HTTP API | total |"
+            "| operation | DynamoDB writes | DynamoDB reads | SNS | Lambda requests | Lambda GB-s | HTTP API | total |"
         );
-        let _ = writeln!(r, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(r, "|---|--:|--:|--:|--:|--:|--:|--:|");
         for (o, b) in outcomes.iter().zip(&bills) {
             let _ = writeln!(
                 r,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | **{}** |",
+                "| {} | {} | {} | {} | {} | {} | {} | **{}** |",
                 o.name,
                 dollars(b.dynamo_writes),
                 dollars(b.dynamo_reads),
                 dollars(b.sns),
-                dollars(b.sqs),
                 dollars(b.lambda_requests),
                 dollars(b.lambda_duration),
                 dollars(b.http_api),
@@ -1739,7 +1835,7 @@ pub mod report {
         let _ = writeln!(r, "\n## Requests by action\n");
         let _ = writeln!(
             r,
-            "| operation | what | critical path, in order | asynchronous (deliver invocations × records) | billed Lambda ms (HTTP; deliver) | moto wall time |"
+            "| operation | what | critical path, in order | asynchronous (deliver invocations × records; the stream) | billed Lambda ms (HTTP; deliver) | moto wall time |"
         );
         let _ = writeln!(r, "|---|---|---|---|---|--:|");
         for o in outcomes {
@@ -1755,8 +1851,17 @@ pub mod report {
                 .iter()
                 .map(|(s, c)| format!("{}: {}", short(s), by_action(c.iter().copied())))
                 .collect::<Vec<_>>();
-            if !o.queue.is_empty() {
-                asynchronous.push(format!("SQS (model): {}", by_action(o.queue.iter())));
+            if o.stream.records > 0 {
+                let skipped = if o.stream.idle > 0 {
+                    format!(", {} of them skipped by deliver", o.stream.idle)
+                } else {
+                    String::new()
+                };
+                asynchronous.push(format!(
+                    "stream: {}, {} passed the filter{skipped}",
+                    records(o.stream.records),
+                    o.stream.passed
+                ));
             }
             if !o.deliveries.is_empty() {
                 let records: Vec<String> =
@@ -1824,7 +1929,6 @@ pub mod report {
         match service {
             "DynamoDB" => "ddb",
             "SNS" => "sns",
-            "SQS" => "sqs",
             other => other,
         }
     }
@@ -1862,21 +1966,10 @@ pub mod report {
         for c in &o.http.calls {
             row(&mut r, &http_phase, c);
         }
-        // The queue model's calls, interleaved where they happen: enqueues first.
-        let mut queue = o.queue.iter().peekable();
-        while let Some(c) = queue.next_if(|c| c.action == "SendMessage") {
-            row(&mut r, "SNS → SQS", c);
-        }
         for (i, d) in o.deliveries.iter().enumerate() {
-            if let Some(c) = queue.next_if(|c| c.action == "ReceiveMessage") {
-                row(&mut r, "event source", c);
-            }
-            let phase = format!("deliver #{} ({} records)", i + 1, d.records);
+            let phase = format!("deliver #{} ({})", i + 1, records(d.records));
             for c in &d.calls {
                 row(&mut r, &phase, c);
-            }
-            while let Some(c) = queue.next_if(|c| c.action != "ReceiveMessage") {
-                row(&mut r, "event source", c);
             }
         }
         let wru: f64 = o.wire().map(|c| c.wru).sum();
@@ -1886,14 +1979,12 @@ pub mod report {
             .filter(|c| c.service == "SNS")
             .map(|c| c.billed)
             .sum();
-        let sqs: f64 = o.queue.iter().map(|c| c.billed).sum();
         let _ = writeln!(
             r,
-            "| | | | **total** | | **{}** | **{}** | SNS {} · SQS {} |",
+            "| | | | **total** | | **{}** | **{}** | SNS {} |",
             units(wru),
             units(rru),
             units(sns),
-            units(sqs)
         );
         let _ = writeln!(r);
         for inv in o.invocations() {
@@ -1908,10 +1999,21 @@ pub mod report {
             );
         }
         let _ = writeln!(r, "- API Gateway HTTP API: 1 request");
+        let _ = writeln!(
+            r,
+            "- Stream: {}, {} passed the filter to deliver{} (reads by the trigger free)",
+            records(o.stream.records),
+            o.stream.passed,
+            if o.stream.idle > 0 {
+                format!(", {} of them skipped by deliver", o.stream.idle)
+            } else {
+                String::new()
+            }
+        );
         let b = model.bill(o);
         let _ = writeln!(
             r,
-            "- $ per million: DynamoDB {} × {} + {} × {} = {} · SNS {} × {} = {} · SQS {} × {} = {} · Lambda {} · HTTP API {} · **total {}**",
+            "- $ per million: DynamoDB {} × {} + {} × {} = {} · SNS {} × {} = {} · Lambda {} · HTTP API {} · **total {}**",
             units(wru),
             p.wru,
             units(rru),
@@ -1920,9 +2022,6 @@ pub mod report {
             units(sns),
             p.sns_request,
             dollars(b.sns),
-            units(sqs),
-            p.sqs_request,
-            dollars(b.sqs),
             dollars(b.lambda_requests + b.lambda_duration),
             dollars(b.http_api),
             dollars(b.total()),
@@ -1930,13 +2029,39 @@ pub mod report {
         r
     }
 
-    pub fn assumptions(model: &CostModel) -> String {
+    pub fn assumptions(model: &CostModel, outcomes: &[Outcome]) -> String {
         let p = &model.prices;
         let l = &model.lambda;
+        // The critical path counts the HTTP call's requests one after the other: check that
+        // the code did send them so (none sent while another was in flight).
+        let parallel: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| LambdaModel::overlapped(&o.http.calls))
+            .map(|o| o.name.as_str())
+            .collect();
+        let sequential = if parallel.is_empty() {
+            "every HTTP call sent its requests one after the other (checked on the wire: none was sent while another was in flight), \
+so the critical path is their count and the sum of their latencies"
+                .to_string()
+        } else {
+            format!(
+                "the HTTP calls of {} had requests in flight together; the critical path still counts each request",
+                parallel.join(", ")
+            )
+        };
+        let fanned: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| {
+                o.deliveries
+                    .iter()
+                    .any(|d| LambdaModel::overlapped(&d.calls))
+            })
+            .map(|o| o.name.as_str())
+            .collect();
         format!(
             "\n## Models and assumptions\n\n\
 - **Prices** (us-east-1, list, no free tier): DynamoDB on-demand ${} per million WRU, ${} per million RRU; \
-SNS ${} per million requests; SQS ${} per million requests; Lambda ${} per million requests + ${} per GB-s (arm64); \
+SNS ${} per million requests; Lambda ${} per million requests + ${} per GB-s (arm64); \
 API Gateway HTTP API ${} per million requests. Storage, data transfer, CloudWatch Logs and PITR are not included.\n\
 - **Write units**: each item write is 1 WRU per KB of the item (DynamoDB's size rules: attribute names + values; \
 strings UTF-8 bytes, numbers 1 byte per 2 significant digits + 1, booleans/null 1, maps and lists 3 + 1 per element + contents), \
@@ -1944,34 +2069,47 @@ rounded up per item; the larger of the item before and after (PutItem over an ex
 TransactWriteItems: ×2 per action, condition checks included (sized as the checked item). \
 A write whose condition fails (alone, or a cancelled transaction) is charged on the existing item's size (at least 1), with no index writes; a request refused otherwise (throttling, validation) is not charged.\n\
 - **UpdateItem size**: exact when the response returns the new item (`ALL_NEW`); otherwise estimated by applying \
-the update expression (`SET`, `ADD`, `REMOVE`, `if_not_exists`, arithmetic) to the item as last seen on the wire in this run \
-(every run starts on a fresh table, so the previous state of every item is known).\n\
-- **LSI `by_order`** (ALL projection, an entry ≈ the item): +1 per KB when an item with `order_key` is put or its entry is \
+the update expression (`SET`, `ADD`, `REMOVE`, `if_not_exists`, `list_append`, arithmetic) to the item as last seen on the wire in this run \
+(every run starts on a fresh table, so the previous state of every item is known; an `ALL_OLD` response or a failed condition's item corrects it).\n\
+- **LSI `by_order`** (ALL projection, an entry ≈ the item): only items with `order_key` have an entry (messages; conversation rows, \
+group metas, memberships and change records have none and cost no index write). +1 per KB when such an item is put or its entry is \
 rewritten (an update that keeps `order_key`), +2 (delete old entry + put new) when `order_key` changes, +1 when the entry \
 is removed (item deleted, or `order_key` removed). Index writes are counted once, not doubled inside transactions.\n\
 - **Read units**: the sizes of the items returned, summed per Query (per item for GetItem), rounded up per 4 KB; \
-strongly consistent reads (the adapter's) 1 per 4 KB, eventually consistent 0.5. A read that finds nothing costs the minimum unit.\n\
-- **SNS**: each message of a PublishBatch is billed as one request per 64 KB (body + attributes). SNS → SQS deliveries are free on the SNS side.\n\
-- **SQS** (modelled; the events are fed straight to `lambda::handle_sqs`): each message passing the deliver subscription's \
-filter (`event_type` ∈ message-sent, join-member) is one SendMessage by SNS; the event source then makes one ReceiveMessage \
-(per 64 KB of the batch) and one DeleteMessageBatch per batch of up to {} messages. An operation's messages are taken as \
-arriving together, so they fill batches (under light traffic pollers may split them: at most one Receive + Delete per message). \
-The pollers' empty long polls are a fixed per-queue cost (a few hundred thousand requests a month, ~$0.1–0.3), not per operation.\n\
+strongly consistent reads 1 per 4 KB, eventually consistent 0.5 (the adapter's GetItem of one attribute of a row). A read that finds nothing costs the minimum unit.\n\
+- **SNS**: each message of a PublishBatch is billed as one request per 64 KB (body + attributes).\n\
+- **The stream → deliver** (the table's DynamoDB stream, new images, is the outbox; no queue): the stream itself costs no write units, \
+and Lambda's GetRecords calls for a trigger are free. The event source mapping's FilterCriteria (template.yaml) pass only INSERTs of new \
+message items (`origin` direct, group or inline) and MODIFYs of group change records to `settled = true`; filtered-out records are free \
+(not invocations). The rest go to `lambda::handle_stream` in batches of up to {} records, one invocation each; an operation's records are \
+taken as arriving together, so they fill one batch (with traffic spread over polls, or split by the mapping's ParallelizationFactor \
+across partition keys, at most one invocation per record; every operation here passes at most one record). Repeated until the stream \
+holds nothing new (deliver's own writes are records too, all filtered out). No SQS request is made per operation any more \
+(the dead-letter queue only receives what deliver fails on for good).\n\
 - **Lambda**: one invocation per HTTP call and one per deliver batch; billed duration = {} ms of handler time + an assumed \
-in-region latency per request it waits for, taken as sequential (DynamoDB GetItem/PutItem/UpdateItem/DeleteItem 5 ms, Query 6 ms, \
+in-region latency per request it waits for (DynamoDB GetItem/PutItem/UpdateItem/DeleteItem 5 ms, Query 6 ms, \
 BatchWriteItem 10 ms, TransactWriteItems 10 ms + 0.25 ms per action, SNS 15 ms), at {} MB arm64 (template.yaml). \
-Cold starts are not counted. moto's wall times are shown for information only.\n\
+Requests sent while others were in flight (on the wire) overlap in the model: a request starts once every request that had \
+completed before it was sent has completed, so sequential code waits for the sum and deliver's fan-out (16 row updates at a time) \
+for the slowest of each wave{}. Critical path: {sequential}. Cold starts are not counted. moto's wall times are shown for information only.\n\
 - **HTTP API**: one request per call (under 512 KB).\n",
             p.wru,
             p.rru,
             p.sns_request,
-            p.sqs_request,
             p.lambda_request,
             p.lambda_gb_second,
             p.http_api_request,
-            model.queue.batch_size,
+            model.source.batch_size,
             l.base_ms,
             l.memory_mb,
+            if fanned.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (overlapping requests seen in the deliveries of: {})",
+                    fanned.join(", ")
+                )
+            },
         )
     }
 }
@@ -2005,7 +2143,7 @@ fn main() {
         if let Some(direct) = outcomes.iter().find(|o| o.name == "direct message") {
             text.push_str(&report::itemise(direct, &env.model));
         }
-        text.push_str(&report::assumptions(&env.model));
+        text.push_str(&report::assumptions(&env.model, &outcomes));
         println!("{text}");
         // The file also itemises every other operation.
         text.push_str("\n# Appendix: every operation itemised\n");

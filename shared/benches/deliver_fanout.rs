@@ -1,21 +1,26 @@
 //! Deliver's fan-out of one message to a group of 1000 members: time and DynamoDB requests,
 //! on the embedded store and (when `AWS_ENDPOINT_URL` points at moto, as `scripts/bench`
 //! arranges) on DynamoDB. Prints a small report; nothing here is asserted.
+//!
+//! Each message is sent through the operations (it is written once, into the group's
+//! history, at its place) and taken from the store's stream as the deliver step receives it;
+//! only `deliver::handle` on it is measured.
 
 #[path = "../tests/integration/common.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use chat21::events::Event;
-use chat21::model::{ChannelType, Message, status};
+use chat21::ops::messages::SendMessage;
 use chat21::ops::{deliver, groups};
-use common::{APP, Harness, id, user};
+use chat21::ports::{Origin, Streamed, Written};
+use common::{Harness, id, user};
 
 const MEMBERS: usize = 1000;
 const GROUP: &str = "group-bench";
 
-/// Builds a group of `MEMBERS` through the operations (98 member changes per call).
+/// Builds a group of `MEMBERS` through the operations (98 member changes per call), then
+/// delivers the setup's changes, so that what is measured is one message's fan-out alone.
 async fn seed(h: &Harness) {
     let all: Vec<_> = (0..MEMBERS - 1)
         .map(|i| id(&format!("member-{i:04}")))
@@ -40,28 +45,52 @@ async fn seed(h: &Harness) {
             .expect("set members");
     }
     assert_eq!(h.members(GROUP).await.len(), MEMBERS);
-    h.events.take();
+    h.deliver_all().await;
 }
 
-fn message(i: usize) -> Event {
-    let m = Message {
-        message_id: format!("bench-{i}"),
-        sender: "owner".into(),
-        sender_fullname: "Owner".into(),
-        recipient: GROUP.into(),
-        recipient_fullname: "Bench".into(),
-        text: "hello, everyone".into(),
-        kind: "text".into(),
-        channel_type: ChannelType::Group,
-        attributes: None,
-        metadata: None,
-        timestamp: 1_800_000_000_000 + i as u64,
-        status: status::SENT,
-        app_id: APP.into(),
-        timeline_of: GROUP.into(),
-        convers_with: GROUP.into(),
+/// Sends the `i`-th group message (written once into the group's history) and returns it as
+/// the store's stream hands it to the deliver step.
+async fn sent(h: &Harness, i: usize) -> Streamed {
+    let input = SendMessage {
+        channel_type: Some("group".into()),
+        ..common::input(GROUP, &format!("hello, everyone ({i})"))
     };
-    Event::message_sent(&m, 0)
+    h.send_with(&user("owner"), input).await.expect("send");
+    let mut written = h.take_written().await;
+    assert_eq!(written.len(), 1, "one new message on the stream");
+    let streamed = written.remove(0);
+    assert!(
+        matches!(
+            &streamed,
+            Streamed::Message(Written {
+                origin: Origin::Group { .. },
+                ..
+            })
+        ),
+        "a group message: {streamed:?}"
+    );
+    streamed
+}
+
+/// A member's unread count (to see what a redelivery changed).
+async fn unread(h: &Harness) -> u64 {
+    h.conversation("member-0000", GROUP)
+        .await
+        .map_or(0, |c| c.unread_count)
+}
+
+/// Delivers `streamed` again: its time, its DynamoDB requests, and a member's unread count
+/// before and after.
+async fn redeliver(h: &Harness, streamed: &Streamed) -> (Duration, u64, u64, u64) {
+    let requests = || h.dynamo.as_ref().map_or(0, |d| d.requests());
+    let unread_before = unread(h).await;
+    let before = requests();
+    let started = Instant::now();
+    deliver::handle(&h.deps, streamed).await.expect("redeliver");
+    let elapsed = started.elapsed();
+    let count = requests() - before;
+    h.events.take();
+    (elapsed, count, unread_before, unread(h).await)
 }
 
 async fn run(name: &str, h: &Harness, rounds: usize) {
@@ -69,37 +98,43 @@ async fn run(name: &str, h: &Harness, rounds: usize) {
     let requests = || h.dynamo.as_ref().map_or(0, |d| d.requests());
     let mut times = Vec::new();
     let mut counts = Vec::new();
+    let mut delivered = Vec::new();
     for i in 0..rounds {
-        let event = message(i);
+        let streamed = sent(h, i).await;
         let before = requests();
         let started = Instant::now();
-        deliver::handle(&h.deps, &event).await.expect("deliver");
+        deliver::handle(&h.deps, &streamed).await.expect("deliver");
         times.push(started.elapsed());
         counts.push(requests() - before);
+        // Deliver's own writes (the members' rows) are on the stream too; none is a message.
+        assert!(h.take_written().await.is_empty());
         h.events.take();
+        delivered.push(streamed);
     }
-    let redelivered = {
-        let before = requests();
-        let started = Instant::now();
-        deliver::handle(&h.deps, &message(0))
-            .await
-            .expect("redeliver");
-        (started.elapsed(), requests() - before)
-    };
     let mean = times.iter().sum::<Duration>() / rounds as u32;
     println!("{name}: fan-out to {MEMBERS} members, mean of {rounds}: {mean:.2?} per message");
     if h.dynamo.is_some() {
         println!(
-            "{name}: DynamoDB requests per message: {counts:?} (1 members query + ceil({MEMBERS}/50) transactions)"
+            "{name}: DynamoDB requests per message: {counts:?} (expected {}: 1 members query + 1 conditional UpdateItem per member's row)",
+            1 + MEMBERS
         );
+    }
+    // A redelivery of the newest message (a retried batch), then of the first one, older
+    // than the rows' last message by now.
+    let cases = [
+        ("the newest message", delivered.last()),
+        ("the first message", delivered.first()),
+    ];
+    for (which, streamed) in cases {
+        let streamed = streamed.expect("one round at least");
+        let (elapsed, count, before, after) = redeliver(h, streamed).await;
+        let requests = if h.dynamo.is_some() {
+            format!(", {count} DynamoDB requests")
+        } else {
+            String::new()
+        };
         println!(
-            "{name}: redelivery of a delivered message: {:.2?}, {} requests, nothing written",
-            redelivered.0, redelivered.1
-        );
-    } else {
-        println!(
-            "{name}: redelivery of a delivered message: {:.2?}",
-            redelivered.0
+            "{name}: redelivery of {which}: {elapsed:.2?}{requests}; member-0000's unread count {before} -> {after}"
         );
     }
 }
