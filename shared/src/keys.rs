@@ -68,6 +68,10 @@ pub fn group_order(seq: u64, message: &Message) -> String {
     message_order(seq, &message.sender, &message.message_id)
 }
 
+/// What a group conversation row's `open_from` holds once its window is closed (it sorts after
+/// every order key): a message applied later does not open it again; a rejoin does.
+pub const CLOSED_WINDOW: &str = "~";
+
 /// The place of a group message, from its order key in the history.
 pub fn place_of(order: &str) -> Result<u64> {
     order

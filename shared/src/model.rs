@@ -275,7 +275,8 @@ pub struct GroupChange {
     /// group finishes it (otherwise only once it is old enough to be surely abandoned).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stalled: bool,
-    /// The first place of its system messages in the group's history, once allocated.
+    /// The first place of its system messages in the group's history: taken with the commit,
+    /// or allocated after it and recorded here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub places_from: Option<u64>,
     /// Announced (system messages stored, events published): what is left, the delivery to

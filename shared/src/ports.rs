@@ -127,6 +127,9 @@ pub struct RowUpdate {
     pub orders: Vec<String>,
     /// Each of them counts as unread (received from someone else).
     pub unread: bool,
+    /// A group conversation without an open window gets one from the run's first message
+    /// (a member's first message); false for a run delivered to a member who left.
+    pub opens_window: bool,
 }
 
 impl RowUpdate {
@@ -144,7 +147,7 @@ impl RowUpdate {
 pub enum Applied {
     /// The run is the newest: its last message is the conversation's last now.
     Newer { unarchived: bool },
-    /// Older than the last message: counted as unread only (once).
+    /// Older than the last message: counted as unread only (once; the row remembers it).
     Late,
     /// Applied before (a redelivery): nothing changed.
     Already,
@@ -182,8 +185,8 @@ pub trait MessageStore: Send + Sync {
     /// earlier message and writes nothing). The write is the event: the store's change stream
     /// hands it to the deliver step.
     async fn put_sent(&self, written: &Written) -> Result<Option<Message>>;
-    /// The next `count` places of a group's history: returns the first. `None` if the group
-    /// does not exist.
+    /// The next `count` places of a group's history (for a message): returns the first.
+    /// `None` if the group does not exist.
     async fn next_seq(&self, app: &str, group: &str, count: u64) -> Result<Option<u64>>;
     /// A member's message into the group's history at `seq`, unless the sender already sent
     /// this `message_id` to the group (then returns it). Streamed to the deliver step.
@@ -217,15 +220,15 @@ pub trait MessageStore: Send + Sync {
         first: u64,
         count: u64,
     ) -> Result<Vec<(Message, u64)>>;
-    /// The order key of the `n`-th newest message of a group's history before `before`
-    /// (the oldest if there are fewer): where a joiner's view starts.
-    async fn history_floor(
+    /// The newest `n` messages of a group's history before the order `before`, newest first,
+    /// with their order keys: what a joiner is given.
+    async fn history_before(
         &self,
         app: &str,
         group: &str,
         before: &str,
         n: usize,
-    ) -> Result<Option<String>>;
+    ) -> Result<Vec<(Message, String)>>;
     /// Removes a user's own copies of a conversation (inline groups).
     async fn delete_copies(&self, app: &str, owner: &str, with: &str) -> Result<()>;
 }
@@ -308,6 +311,8 @@ pub enum Added {
     Added,
     AlreadyMember,
     NoGroup,
+    /// The group's history moved on since it was read: read it again.
+    Stale,
 }
 
 /// What removing one member did.
@@ -350,7 +355,9 @@ pub trait GroupStore: Send + Sync {
         members: &[String],
         change: &GroupChange,
     ) -> Result<Created>;
-    /// Atomically adds `member` and records the change.
+    /// Atomically adds `member` and records the change; when `change.places_from` is set,
+    /// also takes the places of its system messages from there on, if the history is still
+    /// right before them (else `Stale`).
     async fn add_member(
         &self,
         app: &str,
@@ -358,20 +365,16 @@ pub trait GroupStore: Send + Sync {
         member: &str,
         change: &GroupChange,
     ) -> Result<Added>;
-    /// Atomically removes `member`, records the change and takes the places of its system
-    /// messages (`change.places_from` on), if the history is still at `seq`: nothing sent after
-    /// the removal can sort before the member's goodbye.
+    /// Atomically removes `member` and records the change; places as for [`Self::add_member`].
     async fn remove_member(
         &self,
         app: &str,
         group: &str,
         member: &str,
-        seq: u64,
         change: &GroupChange,
     ) -> Result<Removed>;
-    /// Atomically applies `change.joined`/`change.left`, records the change, bumps the version
-    /// and takes the places of its system messages, if the group is still as `meta` was read
-    /// (its `version` and `seq`).
+    /// Atomically applies `change.joined`/`change.left`, records the change and bumps the
+    /// version, if the group is still at `meta.version`; places as for [`Self::add_member`].
     async fn set_members(&self, meta: &GroupMeta, change: &GroupChange) -> Result<MembersSet>;
     /// Atomically replaces the meta's name and attributes and records the change.
     async fn update_meta(&self, meta: &GroupMeta, change: &GroupChange) -> Result<Updated>;

@@ -1,5 +1,6 @@
-//! Consumes the queue subscribed to the topic: writes recipients' copies and conversations.
-//! Behaviour: `chat21::ops::deliver`; batch handling: `chat21::lambda::handle_sqs`.
+//! Consumes the table's stream (new messages, settled group changes): recipients'
+//! conversations, events, real-time pushes.
+//! Behaviour: `chat21::ops::deliver`; batch handling: `chat21::lambda::handle_stream`.
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), chat21::lambda::Error> {

@@ -4,5 +4,6 @@
 pub mod dynamo;
 pub mod embedded;
 mod retry;
+pub mod row;
 pub mod sns;
 pub mod system;

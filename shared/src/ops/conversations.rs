@@ -170,13 +170,10 @@ pub async fn delete(deps: &Deps, caller: &Caller, user_id: Option<Id>, with: &Id
     // An inline group's copies first, the row last: a failure part way leaves the row, so a
     // retry finds it. (Direct and group messages are kept once for everyone: the row's
     // tombstone hides them from this user.)
-    if deps
-        .store
-        .timeline_view(app, &user, with)
-        .await?
-        .map(|v| v.kind)
-        == Some(ConversationKind::Inline)
-    {
+    let inline = conversation.last.channel_type == ChannelType::Group
+        && store.timeline_view(app, &user, with).await?.map(|v| v.kind)
+            == Some(ConversationKind::Inline);
+    if inline {
         store.delete_copies(app, &user, with).await?;
     }
     let event = Event::conversation_deleted(&user, &conversation, deps.now());

@@ -100,6 +100,7 @@ async fn apply(
             kind,
             orders: vec![order.to_string()],
             unread: view.sender != *owner,
+            opens_window: true,
         };
         let applied = deps.store.apply(owner, &view.convers_with, &update).await?;
         if applied == (Applied::Newer { unarchived: true }) {

@@ -258,6 +258,7 @@ async fn send_one(deps: &Deps, message: Message, origin: Origin) -> Result<Messa
             kind,
             orders: vec![keys::order_of(&message)],
             unread: false,
+            opens_window: true,
         };
         match deps.store.apply(sender, to, &update).await {
             Ok(Applied::Newer { unarchived: true }) => {

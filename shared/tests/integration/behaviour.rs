@@ -37,6 +37,7 @@ on_both_stores!(
     failed_deliveries_are_retried_without_doubling,
     retries_with_an_id_store_and_deliver_once,
     redelivered_events_change_nothing,
+    overtaken_messages_redelivered_change_nothing,
     late_older_message_counts_but_does_not_replace_the_last,
     updateconversation_false_leaves_conversations_alone,
     paging_reaches_every_item,
@@ -207,6 +208,53 @@ async fn redelivered_events_change_nothing(h: &Harness) {
     }
     assert_eq!(h.timeline("u2", "u1").await.len(), 1);
     assert_eq!(h.conversation("u2", "u1").await.unwrap().unread_count, 1);
+}
+
+/// A message delivered, overtaken by newer ones, then delivered again (a batch retried after a
+/// crash part way) changes nothing: not the unread counts, before or after a read.
+async fn overtaken_messages_redelivered_change_nothing(h: &Harness) {
+    make_group(h, "group-r", &["u2", "u3"]).await;
+    for i in 0..12 {
+        h.send(&user("u1"), "u2", &format!("d{i}")).await.unwrap();
+        let to_group = chat21::ops::messages::SendMessage {
+            channel_type: Some("group".into()),
+            ..input("group-r", &format!("g{i}"))
+        };
+        h.send_with(&user("u1"), to_group).await.unwrap();
+    }
+    h.deliver_all().await;
+    let unread = |h: &Harness, owner: &'static str, with: &'static str| {
+        let h = h.clone();
+        async move { h.conversation(owner, with).await.unwrap().unread_count }
+    };
+    let before = (
+        unread(h, "u2", "u1").await,
+        unread(h, "u2", "group-r").await,
+        unread(h, "u3", "group-r").await,
+    );
+    assert_eq!(before.0, 12);
+    assert_eq!(
+        h.redeliver_all().await,
+        12 * 2 + 1,
+        "every message and the creation"
+    );
+    let after = (
+        unread(h, "u2", "u1").await,
+        unread(h, "u2", "group-r").await,
+        unread(h, "u3", "group-r").await,
+    );
+    assert_eq!(after, before);
+    let last = h.conversation("u2", "u1").await.unwrap();
+    assert_eq!(
+        last.last.text, "d11",
+        "the last message is still the newest"
+    );
+    // After a read, a redelivery does not count anything again either.
+    conversations::mark_read(&h.deps, &user("u2"), id("u2"), &id("u1"))
+        .await
+        .unwrap();
+    h.redeliver_all().await;
+    assert_eq!(unread(h, "u2", "u1").await, 0);
 }
 
 async fn late_older_message_counts_but_does_not_replace_the_last(h: &Harness) {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chat21::adapters::dynamo::ORDER_INDEX;
-use chat21::adapters::dynamo::stream::{image_of, streamed_of};
+use chat21::adapters::dynamo::stream::{DELIVERED_ORIGINS, image_of, streamed_of};
 use chat21::model::{ChangeKind, ChannelType, GroupChange, Message, status};
 use chat21::ports::{Origin, Streamed, Written};
 use chat21::routes::ROUTES;
@@ -354,6 +354,13 @@ fn deliver_is_invoked_for_exactly_what_it_delivers() {
         .map(|p| serde_json::from_str(p).unwrap_or_else(|e| panic!("pattern {p}: {e}")))
         .collect();
     assert_eq!(filters.len(), 2, "{filters:?}");
+    let origins: Vec<&str> = filters[0]["dynamodb"]["NewImage"]["origin"]["S"]
+        .as_array()
+        .expect("the first filter lists the delivered origins")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(origins, DELIVERED_ORIGINS);
     let passes = |record: &Value| filters.iter().any(|f| matches(f, record));
 
     let message = |channel: ChannelType, to: &str| Message {

@@ -1,7 +1,11 @@
 //! Conversations on DynamoDB: one row per (user, peer or group), updated by one conditional
 //! UpdateItem per message. A row remembers the order of its last message (`last_key`) and the
-//! older messages it counted since the last read (`counted`), so applying a message twice
-//! changes nothing and a late one counts once.
+//! tags of its recent messages (`seen`, `seen_before`; see `adapters::row`), so applying a
+//! message twice changes nothing and a late one counts once. A run newer than the last costs
+//! one blind conditional write; anything else is planned from the row as it is and written
+//! if the row's version `v` did not move.
+
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -12,6 +16,7 @@ use super::item::{
 };
 use super::request::{Expr, Item, PK, n, s};
 use crate::adapters::retry::{Attempt, retry};
+use crate::adapters::row;
 use crate::error::Result;
 use crate::keys;
 use crate::model::Conversation;
@@ -20,7 +25,10 @@ use crate::ports::{
     TimelineView,
 };
 
-const COUNTED: &str = "counted";
+/// A row's recently applied messages (see `adapters::row`), and its version.
+const SEEN: &str = "seen";
+const SEEN_BEFORE: &str = "seen_before";
+const VERSION: &str = "v";
 
 fn string(item: &Item, name: &str) -> Option<String> {
     match item.get(name) {
@@ -33,97 +41,100 @@ fn flag(item: &Item, name: &str) -> bool {
     matches!(item.get(name), Some(AttributeValue::Bool(true)))
 }
 
-fn counted(item: &Item) -> Vec<String> {
-    match item.get(COUNTED) {
-        Some(AttributeValue::Ss(set)) => set.clone(),
-        _ => Vec::new(),
+fn tags(item: &Item, name: &str) -> BTreeSet<String> {
+    match item.get(name) {
+        Some(AttributeValue::Ss(set)) => set.iter().cloned().collect(),
+        _ => BTreeSet::new(),
     }
 }
 
-/// What to do with the part of a run a row's state says is not applied yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Plan {
-    /// These orders are newer than the row's last: apply them as the newest.
-    Newer(Vec<String>),
-    /// These older orders were never counted: count them.
-    Late(Vec<String>),
-    Nothing,
+fn tag_set(tags: &BTreeSet<String>) -> AttributeValue {
+    AttributeValue::Ss(tags.iter().cloned().collect())
 }
 
-/// Splits a run against the row as it is (its last order and the late ones it counted).
-fn plan(orders: &[String], last: &str, counted: &[String]) -> Plan {
-    let newer: Vec<String> = orders
-        .iter()
-        .filter(|o| o.as_str() > last)
-        .cloned()
+/// The `SET` clauses that make `update.last` the row's last message (`order` its order key).
+fn newest(e: &mut Expr, update: &RowUpdate, order: &str, first: &str) -> Result<Vec<String>> {
+    let last = &update.last;
+    let fields = [
+        ("last", attribute(last)?),
+        ("is_new", AttributeValue::Bool(update.unread)),
+        ("archived", AttributeValue::Bool(false)),
+        ("deleted", AttributeValue::Bool(false)),
+        (LAST, s(order)),
+    ];
+    let mut sets: Vec<String> = fields
+        .into_iter()
+        .map(|(name, value)| format!("{} = {}", e.name(name), e.value(value)))
         .collect();
-    if !newer.is_empty() {
-        return Plan::Newer(newer);
+    let kind = e.name("kind");
+    sets.push(format!(
+        "{kind} = if_not_exists({kind}, {})",
+        e.value(s(kind_name(update.kind)))
+    ));
+    if update.kind == ConversationKind::Group && update.opens_window {
+        let open = e.name("open_from");
+        let from = e.value(s(first));
+        sets.push(format!("{open} = if_not_exists({open}, {from})"));
     }
-    let late: Vec<String> = orders
-        .iter()
-        .filter(|o| o.as_str() != last && !counted.contains(o))
-        .cloned()
-        .collect();
-    if late.is_empty() {
-        Plan::Nothing
-    } else {
-        Plan::Late(late)
-    }
+    Ok(sets)
 }
 
 impl DynamoStore {
-    /// Makes the run (`orders`, oldest first) the newest of the row if its last message is
-    /// older than all of them; otherwise `Err` with the row as it is, which says why not.
+    /// The common case in one blind write: the whole run is newer than the row's last message
+    /// (or there is no row), and its tags fit the current generation (a run of a generation or
+    /// more replaces both, see `row::remember`). Otherwise `Err` with the row as it is.
     async fn apply_newer(
         &self,
         owner: &str,
         with: &str,
         update: &RowUpdate,
-        orders: &[String],
     ) -> Result<std::result::Result<Applied, Item>> {
-        let last = &update.last;
         let mut e = Expr::default();
-        let fields = [
-            ("last", attribute(last)?),
-            ("key", s(with)),
-            ("last_message_text", s(last.text.clone())),
-            ("is_new", AttributeValue::Bool(update.unread)),
-            ("archived", AttributeValue::Bool(false)),
-            ("deleted", AttributeValue::Bool(false)),
-            (LAST, s(update.last_order())),
-        ];
-        let mut sets: Vec<String> = fields
-            .into_iter()
-            .map(|(name, value)| format!("{} = {}", e.name(name), e.value(value)))
-            .collect();
-        let kind = e.name("kind");
+        let mut sets = newest(&mut e, update, update.last_order(), update.first_order())?;
+        let version = e.name(VERSION);
         sets.push(format!(
-            "{kind} = if_not_exists({kind}, {})",
-            e.value(s(kind_name(update.kind)))
+            "{version} = if_not_exists({version}, {}) + {}",
+            e.value(n(0)),
+            e.value(n(1))
         ));
-        if update.kind == ConversationKind::Group {
-            let open = e.name("open_from");
-            let first = e.value(s(orders.first().cloned().unwrap_or_default()));
-            sets.push(format!("{open} = if_not_exists({open}, {first})"));
-        }
         let unread = if update.unread {
-            orders.len() as u64
+            update.orders.len() as u64
         } else {
             0
         };
-        let expression = format!(
-            "SET {} ADD {} {}",
-            sets.join(", "),
-            e.name("unread_count"),
-            e.value(n(unread))
-        );
+        let seen = e.name(SEEN);
         let last_key = e.name(LAST);
-        let condition = format!(
-            "attribute_not_exists({last_key}) OR {last_key} < {}",
-            e.value(s(orders.first().cloned().unwrap_or_default()))
+        let newer = format!(
+            "(attribute_not_exists({last_key}) OR {last_key} < {})",
+            e.value(s(update.first_order()))
         );
-        let key = conversation_key(&last.app_id, owner, with);
+        let long_run = row::newest_tags(&update.orders);
+        let (expression, condition) = if long_run.len() >= row::GENERATION {
+            let seen_before = e.name(SEEN_BEFORE);
+            sets.push(format!("{seen_before} = {}", e.value(tag_set(&long_run))));
+            let expression = format!(
+                "SET {} ADD {} {} REMOVE {seen}",
+                sets.join(", "),
+                e.name("unread_count"),
+                e.value(n(unread))
+            );
+            (expression, newer)
+        } else {
+            let expression = format!(
+                "SET {} ADD {} {}, {seen} {}",
+                sets.join(", "),
+                e.name("unread_count"),
+                e.value(n(unread)),
+                e.value(tag_set(&long_run))
+            );
+            let room = row::GENERATION - long_run.len();
+            let fits = format!(
+                "(attribute_not_exists({seen}) OR size({seen}) <= {})",
+                e.value(n(room as u64))
+            );
+            (expression, format!("{newer} AND {fits}"))
+        };
+        let key = conversation_key(&update.last.app_id, owner, with);
         let request = self.table.update(key, expression, condition, &e)?;
         Ok(match self.table.update_or_current(request).await? {
             Ok(old) => {
@@ -134,69 +145,157 @@ impl DynamoStore {
         })
     }
 
-    /// Counts older messages once each: conditional on not having counted them.
-    async fn count_late(
+    /// Late messages only, with room in the current generation: one blind write, conditional
+    /// on none of them being remembered (so concurrent late deliveries do not conflict).
+    /// `Err` with the row as it is otherwise.
+    async fn apply_late(
         &self,
-        app: &str,
         owner: &str,
         with: &str,
+        update: &RowUpdate,
         late: &[String],
-    ) -> Result<bool> {
+    ) -> Result<std::result::Result<Applied, Item>> {
         let mut e = Expr::default();
-        let set = e.value(AttributeValue::Ss(late.to_vec()));
+        let (seen, seen_before) = (e.name(SEEN), e.name(SEEN_BEFORE));
+        let tags: BTreeSet<String> = late.iter().map(|o| row::tag(o)).collect();
+        let version = e.name(VERSION);
+        let unread = if update.unread { late.len() as u64 } else { 0 };
         let expression = format!(
-            "ADD {} {}, {} {set}",
+            "SET {version} = {version} + {} ADD {} {}, {seen} {}",
+            e.value(n(1)),
             e.name("unread_count"),
-            e.value(n(late.len() as u64)),
-            e.name(COUNTED)
+            e.value(n(unread)),
+            e.value(tag_set(&tags))
         );
-        let counted = e.name(COUNTED);
-        let fresh: Vec<String> = late
-            .iter()
-            .map(|o| format!("NOT contains({counted}, {})", e.value(s(o.as_str()))))
-            .collect();
-        let condition = format!(
-            "attribute_exists({}) AND (attribute_not_exists({counted}) OR ({}))",
-            e.name(LAST),
-            fresh.join(" AND ")
+        let mut conditions = vec![
+            format!("attribute_exists({version})"),
+            format!(
+                "(attribute_not_exists({seen}) OR size({seen}) <= {})",
+                e.value(n((row::GENERATION - tags.len()) as u64))
+            ),
+        ];
+        for t in &tags {
+            let t = e.value(s(t.as_str()));
+            conditions.push(format!(
+                "(attribute_not_exists({seen}) OR NOT contains({seen}, {t}))"
+            ));
+            conditions.push(format!(
+                "(attribute_not_exists({seen_before}) OR NOT contains({seen_before}, {t}))"
+            ));
+        }
+        let key = conversation_key(&update.last.app_id, owner, with);
+        let request = self
+            .table
+            .update(key, expression, conditions.join(" AND "), &e)?;
+        Ok(match self.table.update_or_current(request).await? {
+            Ok(_) => Ok(Applied::Late),
+            Err(current) => Err(current),
+        })
+    }
+
+    /// Applies `plan` to the row as read (`current`), if it is still that version.
+    async fn apply_planned(
+        &self,
+        owner: &str,
+        with: &str,
+        update: &RowUpdate,
+        current: &Item,
+        plan: &row::Plan,
+    ) -> Result<Option<Applied>> {
+        let mut e = Expr::default();
+        let mut sets = match (plan.newer.first(), plan.newer.last()) {
+            (Some(first), Some(last)) => newest(&mut e, update, last, first)?,
+            _ => Vec::new(),
+        };
+        let version = e.name(VERSION);
+        let observed = match current.get(VERSION) {
+            Some(AttributeValue::N(v)) => v.parse::<u64>().ok(),
+            _ => None,
+        };
+        sets.push(format!(
+            "{version} = {}",
+            e.value(n(observed.unwrap_or(0) + 1))
+        ));
+        let mut removes = Vec::new();
+        for (name, tags) in [(SEEN, &plan.current), (SEEN_BEFORE, &plan.previous)] {
+            if tags.is_empty() {
+                removes.push(e.name(name));
+            } else {
+                sets.push(format!("{} = {}", e.name(name), e.value(tag_set(tags))));
+            }
+        }
+        let unread = if update.unread { plan.counted() } else { 0 };
+        let mut expression = format!(
+            "SET {} ADD {} {}",
+            sets.join(", "),
+            e.name("unread_count"),
+            e.value(n(unread))
         );
-        let update = self.table.update(
-            conversation_key(app, owner, with),
-            expression,
-            condition,
-            &e,
-        )?;
-        Ok(self.table.update_item(update).await?.is_some())
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let condition = match observed {
+            Some(v) => format!("{version} = {}", e.value(n(v))),
+            None => format!(
+                "attribute_exists({}) AND attribute_not_exists({version})",
+                e.name(PK)
+            ),
+        };
+        let key = conversation_key(&update.last.app_id, owner, with);
+        let request = self.table.update(key, expression, condition, &e)?;
+        Ok(match self.table.update_item(request).await? {
+            None => None,
+            Some(_) if plan.newer.is_empty() => Some(Applied::Late),
+            Some(_) => Some(Applied::Newer {
+                unarchived: flag(current, "archived") && !flag(current, "deleted"),
+            }),
+        })
     }
 }
 
 #[async_trait]
 impl ConversationStore for DynamoStore {
     async fn apply(&self, owner: &str, with: &str, update: &RowUpdate) -> Result<Applied> {
-        let app = update.last.app_id.as_str();
+        let current = match self.apply_newer(owner, with, update).await? {
+            Ok(applied) => return Ok(applied),
+            Err(current) => current,
+        };
         retry(
             "the conversation kept changing",
-            update.orders.clone(),
-            move |orders| async move {
-                let old = match self.apply_newer(owner, with, update, &orders).await? {
-                    Ok(applied) => return Ok(Attempt::Done(applied)),
-                    Err(old) => old,
+            current,
+            move |current| async move {
+                let seen = row::Seen {
+                    last: string(&current, LAST),
+                    current: tags(&current, SEEN),
+                    previous: tags(&current, SEEN_BEFORE),
                 };
-                let last = string(&old, LAST).unwrap_or_default();
-                Ok(match plan(&orders, &last, &counted(&old)) {
-                    // Part of a run is newer than the row: apply that part.
-                    Plan::Newer(newer) => Attempt::Again(newer),
-                    Plan::Late(_) if !update.unread => Attempt::Done(Applied::Late),
-                    Plan::Late(late) => {
-                        if self.count_late(app, owner, with, &late).await? {
-                            Attempt::Done(Applied::Late)
-                        } else {
-                            // Counted meanwhile (or the row changed): look again.
-                            Attempt::Again(orders)
-                        }
+                let plan = row::plan(&update.orders, &seen);
+                if plan.changes_nothing() {
+                    return Ok(Attempt::Done(Applied::Already));
+                }
+                let fits = seen.current.len() + plan.late.len() <= row::GENERATION
+                    && plan.late.len() < row::GENERATION;
+                if plan.newer.is_empty() && fits && current.contains_key(VERSION) {
+                    return Ok(
+                        match self.apply_late(owner, with, update, &plan.late).await? {
+                            Ok(applied) => Attempt::Done(applied),
+                            Err(now) => Attempt::Again(now),
+                        },
+                    );
+                }
+                match self
+                    .apply_planned(owner, with, update, &current, &plan)
+                    .await?
+                {
+                    Some(applied) => Ok(Attempt::Done(applied)),
+                    // Changed meanwhile: read it again.
+                    None => {
+                        let key = conversation_key(&update.last.app_id, owner, with);
+                        Ok(Attempt::Again(
+                            self.table.get(key).await?.unwrap_or_default(),
+                        ))
                     }
-                    Plan::Nothing => Attempt::Done(Applied::Already),
-                })
+                }
             },
         )
         .await
@@ -315,7 +414,7 @@ impl ConversationStore for DynamoStore {
         // window; a newer message brings the conversation back.
         let mut e = Expr::default();
         let update = format!(
-            "SET {} = {}, {} = {}, {} = {}, {} = {} REMOVE {}, {}, {}",
+            "SET {} = {}, {} = {}, {} = {}, {} = {} REMOVE {}, {}",
             e.name("deleted"),
             e.value(AttributeValue::Bool(true)),
             e.name("archived"),
@@ -326,7 +425,6 @@ impl ConversationStore for DynamoStore {
             e.name(LAST),
             e.name("open_from"),
             e.name("closed"),
-            e.name(COUNTED),
         );
         let condition = format!("attribute_exists({})", e.name(PK));
         let update = self
@@ -344,14 +442,13 @@ impl ConversationStore for DynamoStore {
     ) -> Result<Option<Conversation>> {
         let mut e = Expr::default();
         let update = format!(
-            "SET {} = {}, {} = {}, {} = {} REMOVE {}",
+            "SET {} = {}, {} = {}, {} = {}",
             e.name("is_new"),
             e.value(AttributeValue::Bool(false)),
             e.name("unread_count"),
             e.value(n(0)),
             e.name("read_at"),
             e.value(n(at)),
-            e.name(COUNTED)
         );
         let deleted = e.name("deleted");
         let condition = format!(
@@ -410,7 +507,7 @@ impl ConversationStore for DynamoStore {
         let Some(row) = self.table.get(key.clone()).await? else {
             return Ok(());
         };
-        let Some(from) = string(&row, "open_from") else {
+        let Some(from) = string(&row, "open_from").filter(|f| f != keys::CLOSED_WINDOW) else {
             return Ok(());
         };
         let mut e = Expr::default();
@@ -424,36 +521,13 @@ impl ConversationStore for DynamoStore {
             .into(),
         );
         let update = format!(
-            "SET {closed} = list_append(if_not_exists({closed}, {}), {}) REMOVE {open}",
+            "SET {closed} = list_append(if_not_exists({closed}, {}), {}), {open} = {}",
             e.value(AttributeValue::L(Vec::new())),
-            e.value(AttributeValue::L(vec![window]))
+            e.value(AttributeValue::L(vec![window])),
+            e.value(s(keys::CLOSED_WINDOW))
         );
         let condition = format!("{open} = {}", e.value(s(from)));
         let update = self.table.update(key, update, condition, &e)?;
         self.table.update_item(update).await.map(|_| ())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(orders: &[&str]) -> Vec<String> {
-        orders.iter().map(|o| o.to_string()).collect()
-    }
-
-    #[test]
-    fn a_run_splits_against_the_row() {
-        // Newer than the last: all of it (or the newer part) becomes the newest.
-        assert_eq!(plan(&v(&["5", "6"]), "4", &[]), Plan::Newer(v(&["5", "6"])));
-        assert_eq!(plan(&v(&["3", "5"]), "4", &[]), Plan::Newer(v(&["5"])));
-        // The last itself, or counted before: nothing (a redelivery).
-        assert_eq!(plan(&v(&["4"]), "4", &[]), Plan::Nothing);
-        assert_eq!(plan(&v(&["2"]), "4", &v(&["2"])), Plan::Nothing);
-        // Older and never counted: count it.
-        assert_eq!(
-            plan(&v(&["2", "3"]), "4", &v(&["2"])),
-            Plan::Late(v(&["3"]))
-        );
     }
 }

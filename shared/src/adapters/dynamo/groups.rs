@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 
 use super::DynamoStore;
-use super::item::take_places;
-use super::item::{MEMBER_ID, attribute, change_key, change_put, group_exists, group_meta_key};
+use super::item::{MEMBER_ID, attribute, change_key, change_put, group_meta_key};
+use super::item::{group_exists, meta_update};
 use super::item::{item_of, member_delete, member_key, member_put, parse};
 use super::request::{Expr, PK, SK, Transaction, n, s};
 use crate::error::Result;
@@ -95,15 +95,23 @@ impl GroupStore for DynamoStore {
         member: &str,
         change: &GroupChange,
     ) -> Result<Added> {
+        // The membership first (its failure says "already a member"), then the meta: the
+        // group's existence, and the places when the change takes them.
+        let meta = match meta_update(&self.table, app, group, None, change)? {
+            Some(places) => places,
+            None => group_exists(&self.table, app, group)?,
+        };
         let actions = vec![
-            group_exists(&self.table, app, group)?,
             member_put(&self.table, app, group, member, true)?,
+            meta,
             change_put(&self.table, app, group, change)?,
         ];
         Ok(match self.table.transact(actions).await? {
             Transaction::Committed => Added::Added,
-            failed @ Transaction::ConditionsFailed(_) if failed.failed(0) => Added::NoGroup,
-            Transaction::ConditionsFailed(_) => Added::AlreadyMember,
+            failed @ Transaction::ConditionsFailed(_) if failed.failed(0) => Added::AlreadyMember,
+            // No group, or (taking places) the history moved on: the next read tells which.
+            _ if change.places_from.is_some() => Added::Stale,
+            Transaction::ConditionsFailed(_) => Added::NoGroup,
         })
     }
 
@@ -112,14 +120,11 @@ impl GroupStore for DynamoStore {
         app: &str,
         group: &str,
         member: &str,
-        seq: u64,
         change: &GroupChange,
     ) -> Result<Removed> {
-        let actions = vec![
-            member_delete(&self.table, app, group, member)?,
-            take_places(&self.table, app, group, None, seq, change)?,
-            change_put(&self.table, app, group, change)?,
-        ];
+        let mut actions = vec![member_delete(&self.table, app, group, member)?];
+        actions.extend(meta_update(&self.table, app, group, None, change)?);
+        actions.push(change_put(&self.table, app, group, change)?);
         Ok(match self.table.transact(actions).await? {
             Transaction::Committed => Removed::Removed,
             // Not a member (or no group): whatever else failed, there is nothing to remove.
@@ -130,14 +135,10 @@ impl GroupStore for DynamoStore {
 
     async fn set_members(&self, meta: &GroupMeta, change: &GroupChange) -> Result<MembersSet> {
         let (app, group) = (&meta.app_id, &meta.uid);
-        let mut actions = vec![take_places(
-            &self.table,
-            app,
-            group,
-            Some(meta.version),
-            meta.seq,
-            change,
-        )?];
+        let mut actions: Vec<TransactWriteItem> =
+            meta_update(&self.table, app, group, Some(meta.version), change)?
+                .into_iter()
+                .collect();
         for member in &change.joined {
             actions.push(member_put(&self.table, app, group, member, true)?);
         }

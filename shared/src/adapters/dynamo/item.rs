@@ -38,14 +38,13 @@ pub fn attribute<T: Serialize>(value: &T) -> Result<AttributeValue> {
 }
 
 /// A conversation row as stored: the last message as one map attribute (making a message the
-/// last one is a single `SET`), the API's fields, and how its owner sees the timeline. Rows
+/// last one is a single `SET`; `key` and `last_message_text` are derived from it), the API's
+/// fields, and how its owner sees the timeline. Rows
 /// carry no `order_key`: they are not in the `by_order` index (a list reads the user's
 /// partition and sorts), so a new message costs one write per row, not three.
 #[derive(Serialize, Deserialize)]
 pub struct StoredRow {
     last: Message,
-    key: String,
-    last_message_text: String,
     is_new: bool,
     archived: bool,
     #[serde(default)]
@@ -94,9 +93,9 @@ impl StoredRow {
 
     pub fn conversation(self) -> Conversation {
         Conversation {
+            key: self.last.convers_with.clone(),
+            last_message_text: self.last.text.clone(),
             last: self.last,
-            key: self.key,
-            last_message_text: self.last_message_text,
             is_new: self.is_new,
             archived: self.archived,
             unread_count: self.unread_count,
@@ -120,7 +119,11 @@ impl StoredRow {
                 to: Some(w.to.clone()),
             })
             .collect();
-        if let Some(from) = &self.open_from {
+        if let Some(from) = self
+            .open_from
+            .as_ref()
+            .filter(|f| *f != keys::CLOSED_WINDOW)
+        {
             windows.push(Window {
                 from: from.clone(),
                 to: None,
@@ -208,27 +211,43 @@ pub fn change_put(
         .build())
 }
 
-/// Takes the places of a change's system messages in the group's history (`seq + 1` on), if
-/// the history is still at `seq` (and the member set at `version`, when given).
-pub fn take_places(
+/// The meta update a change makes: takes the places `change.places_from` names (if the
+/// history is right before them) and, with `version`, bumps the version (if still that).
+/// `None` when it makes neither.
+pub fn meta_update(
     table: &Table,
     app: &str,
     group: &str,
     version: Option<u64>,
-    seq: u64,
     change: &GroupChange,
-) -> Result<TransactWriteItem> {
+) -> Result<Option<TransactWriteItem>> {
     let mut e = Expr::default();
-    let at = e.name(SEQ);
-    let mut update = format!("SET {at} = {}", e.value(n(seq + change.message_count())));
-    let mut condition = format!("{at} = {}", e.value(n(seq)));
+    let mut sets = Vec::new();
+    let mut conditions = Vec::new();
+    if let Some(first) = change.places_from {
+        let at = e.name(SEQ);
+        let before = first.saturating_sub(1);
+        sets.push(format!(
+            "{at} = {}",
+            e.value(n(before + change.message_count()))
+        ));
+        conditions.push(format!("{at} = {}", e.value(n(before))));
+    }
     if let Some(version) = version {
         let v = e.name("version");
-        update.push_str(&format!(", {v} = {v} + {}", e.value(n(1))));
-        condition.push_str(&format!(" AND {v} = {}", e.value(n(version))));
+        sets.push(format!("{v} = {v} + {}", e.value(n(1))));
+        conditions.push(format!("{v} = {}", e.value(n(version))));
     }
-    let update = table.update(group_meta_key(app, group), update, condition, &e)?;
-    Ok(TransactWriteItem::builder().update(update).build())
+    if sets.is_empty() {
+        return Ok(None);
+    }
+    let update = table.update(
+        group_meta_key(app, group),
+        format!("SET {}", sets.join(", ")),
+        conditions.join(" AND "),
+        &e,
+    )?;
+    Ok(Some(TransactWriteItem::builder().update(update).build()))
 }
 
 /// Puts a membership; with `only_if_absent`, the transaction fails if it exists.

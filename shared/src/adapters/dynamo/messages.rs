@@ -182,25 +182,25 @@ impl MessageStore for DynamoStore {
         Ok(run)
     }
 
-    async fn history_floor(
+    async fn history_before(
         &self,
         app: &str,
         group: &str,
         before: &str,
         n: usize,
-    ) -> Result<Option<String>> {
+    ) -> Result<Vec<(Message, String)>> {
         let pk = keys::history_pk(app, group);
-        // The first of the newest `n + 1` up to `before` (inclusive) that is not `before`.
+        // Up to `before` inclusive (DynamoDB's bounds are), then without it.
         let newest = self
             .table
             .query_orders(&pk, (None, Some(before)), n + 1)
             .await?;
-        Ok(newest
+        newest
             .into_iter()
-            .map(|(order, _)| order)
-            .filter(|order| order.as_str() != before)
-            .take(n.max(1))
-            .last())
+            .filter(|(order, _)| order.as_str() != before)
+            .take(n)
+            .map(|(order, item)| Ok((parse::<Message>(item)?, order)))
+            .collect()
     }
 
     async fn delete_copies(&self, app: &str, owner: &str, with: &str) -> Result<()> {

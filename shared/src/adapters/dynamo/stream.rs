@@ -17,6 +17,8 @@ use crate::ports::{Origin, Streamed, Written};
 
 /// The attribute that marks a new message for the deliver step, and the ones it needs.
 pub const ORIGIN: &str = "origin";
+/// The `origin`s the deliver step delivers (template.yaml's stream filter passes these).
+pub const DELIVERED_ORIGINS: [&str; 3] = ["direct", "group", "inline"];
 pub const AUDIENCE: &str = "audience";
 
 /// The item a new message is stored as (the stream's new image): the message in its

@@ -1,10 +1,9 @@
 //! Conversations on the embedded store.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 
 use super::{EmbeddedStore, Row, State, page_of};
+use crate::adapters::row::{self, Seen};
 use crate::error::Result;
 use crate::keys;
 use crate::model::Conversation;
@@ -34,16 +33,18 @@ impl ConversationStore for EmbeddedStore {
             .entry(keys::user_pk(&last.app_id, owner))
             .or_default();
         let Some(row) = rows.get_mut(with) else {
+            let plan = row::plan(&update.orders, &Seen::default());
             let mut conversation = Conversation::from_last(last, update.unread);
-            conversation.unread_count = unread * update.orders.len() as u64;
+            conversation.unread_count = unread * plan.counted();
             rows.insert(
                 with.to_string(),
                 Row {
                     conversation,
                     kind: update.kind,
                     last_key: update.last_order().to_string(),
-                    counted: HashSet::new(),
-                    open_from: (update.kind == ConversationKind::Group)
+                    seen: plan.current,
+                    seen_before: plan.previous,
+                    open_from: (update.kind == ConversationKind::Group && update.opens_window)
                         .then(|| update.first_order().to_string()),
                     closed: Vec::new(),
                     cleared_to: None,
@@ -52,52 +53,37 @@ impl ConversationStore for EmbeddedStore {
             );
             return Ok(Applied::Newer { unarchived: false });
         };
-        if row.last_key.as_str() < update.first_order() {
-            let old = &row.conversation;
-            let unarchived = old.archived && !row.deleted;
-            let count = old.unread_count + unread * update.orders.len() as u64;
-            row.conversation = Conversation {
-                unread_count: count,
-                read_at: old.read_at,
-                peer_read_at: old.peer_read_at,
-                received_up_to: old.received_up_to,
-                ..Conversation::from_last(last, update.unread)
-            };
-            row.last_key = update.last_order().to_string();
-            row.deleted = false;
-            if row.kind == ConversationKind::Group && row.open_from.is_none() {
-                row.open_from = Some(update.first_order().to_string());
-            }
-            return Ok(Applied::Newer { unarchived });
+        let seen = Seen {
+            last: Some(row.last_key.clone()),
+            current: row.seen.clone(),
+            previous: row.seen_before.clone(),
+        };
+        let plan = row::plan(&update.orders, &seen);
+        if plan.changes_nothing() {
+            return Ok(Applied::Already);
         }
-        // Some (or all) of the run is older than the last message: each message not applied
-        // or counted before counts once; the newer rest, if any, becomes the last.
-        let mut counted_any = false;
-        let mut newer = Vec::new();
-        for order in &update.orders {
-            if *order > row.last_key {
-                newer.push(order.clone());
-            } else if *order != row.last_key && row.counted.insert(order.clone()) {
-                row.conversation.unread_count += unread;
-                counted_any = true;
-            }
+        row.seen = plan.current.clone();
+        row.seen_before = plan.previous.clone();
+        let count = row.conversation.unread_count + unread * plan.counted();
+        let Some(newest) = plan.newer.last() else {
+            row.conversation.unread_count = count;
+            return Ok(Applied::Late);
+        };
+        let old = &row.conversation;
+        let unarchived = old.archived && !row.deleted;
+        row.conversation = Conversation {
+            unread_count: count,
+            read_at: old.read_at,
+            peer_read_at: old.peer_read_at,
+            received_up_to: old.received_up_to,
+            ..Conversation::from_last(last, update.unread)
+        };
+        row.last_key = newest.clone();
+        row.deleted = false;
+        if row.kind == ConversationKind::Group && update.opens_window && row.open_from.is_none() {
+            row.open_from = plan.newer.first().cloned();
         }
-        if !newer.is_empty() {
-            row.conversation = Conversation {
-                unread_count: row.conversation.unread_count + unread * newer.len() as u64,
-                read_at: row.conversation.read_at,
-                peer_read_at: row.conversation.peer_read_at,
-                received_up_to: row.conversation.received_up_to,
-                ..Conversation::from_last(last, update.unread)
-            };
-            row.last_key = update.last_order().to_string();
-            return Ok(Applied::Newer { unarchived: false });
-        }
-        Ok(if counted_any {
-            Applied::Late
-        } else {
-            Applied::Already
-        })
+        Ok(Applied::Newer { unarchived })
     }
 
     async fn lags(&self, app: &str, owner: &str, with: &str, order: &str) -> Result<bool> {
@@ -181,7 +167,6 @@ impl ConversationStore for EmbeddedStore {
             row.deleted = true;
             row.conversation.archived = false;
             row.conversation.unread_count = 0;
-            row.counted.clear();
             row.cleared_to = Some(row.last_key.clone());
             row.open_from = None;
             row.closed.clear();
@@ -197,7 +182,6 @@ impl ConversationStore for EmbeddedStore {
         at: u64,
     ) -> Result<Option<Conversation>> {
         Ok(self.state().live_row(app, user, with).map(|row| {
-            row.counted.clear();
             let c = &mut row.conversation;
             c.is_new = false;
             c.unread_count = 0;
@@ -238,10 +222,13 @@ impl ConversationStore for EmbeddedStore {
         if let Some(row) = self.state().row(app, member, group)
             && let Some(from) = row.open_from.take()
         {
-            row.closed.push(Window {
-                from,
-                to: Some(at.to_string()),
-            });
+            row.open_from = Some(keys::CLOSED_WINDOW.to_string());
+            if from != keys::CLOSED_WINDOW {
+                row.closed.push(Window {
+                    from,
+                    to: Some(at.to_string()),
+                });
+            }
         }
         Ok(())
     }

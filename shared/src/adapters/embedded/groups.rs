@@ -69,9 +69,13 @@ impl GroupStore for EmbeddedStore {
         let Some(g) = state.groups.get_mut(&keys::group_pk(app, group)) else {
             return Ok(Added::NoGroup);
         };
-        if !g.members.insert(member.to_string()) {
+        if g.members.contains(member) {
             return Ok(Added::AlreadyMember);
         }
+        if !g.take_places(change) {
+            return Ok(Added::Stale);
+        }
+        g.members.insert(member.to_string());
         g.changes.insert(change.id.clone(), change.clone());
         Ok(Added::Added)
     }
@@ -81,7 +85,6 @@ impl GroupStore for EmbeddedStore {
         app: &str,
         group: &str,
         member: &str,
-        seq: u64,
         change: &GroupChange,
     ) -> Result<Removed> {
         let mut state = self.state();
@@ -91,11 +94,10 @@ impl GroupStore for EmbeddedStore {
         if !g.members.contains(member) {
             return Ok(Removed::NotMember);
         }
-        if g.meta.seq != seq {
+        if !g.take_places(change) {
             return Ok(Removed::Stale);
         }
         g.members.remove(member);
-        g.meta.seq += change.message_count();
         g.changes.insert(change.id.clone(), change.clone());
         Ok(Removed::Removed)
     }
@@ -109,10 +111,9 @@ impl GroupStore for EmbeddedStore {
             return Ok(MembersSet::Stale);
         };
         let still_valid = g.meta.version == meta.version
-            && g.meta.seq == meta.seq
             && change.joined.iter().all(|m| !g.members.contains(m))
             && change.left.iter().all(|m| g.members.contains(m));
-        if !still_valid {
+        if !still_valid || !g.take_places(change) {
             return Ok(MembersSet::Stale);
         }
         g.members.extend(change.joined.iter().cloned());
@@ -120,7 +121,6 @@ impl GroupStore for EmbeddedStore {
             g.members.remove(m);
         }
         g.meta.version += 1;
-        g.meta.seq += change.message_count();
         g.changes.insert(change.id.clone(), change.clone());
         Ok(MembersSet::Applied)
     }

@@ -155,25 +155,26 @@ impl MessageStore for EmbeddedStore {
             .collect())
     }
 
-    async fn history_floor(
+    async fn history_before(
         &self,
         app: &str,
         group: &str,
         before: &str,
         n: usize,
-    ) -> Result<Option<String>> {
+    ) -> Result<Vec<(Message, String)>> {
         let state = self.state();
         Ok(state
             .timelines
             .get(&keys::history_pk(app, group))
-            .and_then(|t| {
+            .map(|t| {
                 t.by_order
                     .range(..before.to_string())
                     .rev()
-                    .take(n.max(1))
-                    .last()
-                    .map(|(o, _)| o.clone())
-            }))
+                    .take(n)
+                    .map(|(o, m)| (m.clone(), o.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn delete_copies(&self, app: &str, owner: &str, with: &str) -> Result<()> {

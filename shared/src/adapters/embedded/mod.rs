@@ -14,12 +14,12 @@ mod realtime;
 pub use events::EmbeddedEvents;
 pub use realtime::RecordingRealtime;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::keys::Position;
+use crate::keys::{self, Position};
 use crate::model::{Conversation, GroupChange, GroupMeta, Message};
 use crate::ports::{ConversationKind, Page, PageRequest, Streamed, Window};
 
@@ -50,8 +50,9 @@ struct Row {
     kind: ConversationKind,
     /// Order key of the last message applied.
     last_key: String,
-    /// Older messages counted as unread since the last read (so a redelivery is not).
-    counted: HashSet<String>,
+    /// Tags of the messages applied recently, two generations (see `adapters::row`).
+    seen: BTreeSet<String>,
+    seen_before: BTreeSet<String>,
     open_from: Option<String>,
     closed: Vec<Window>,
     cleared_to: Option<String>,
@@ -61,7 +62,11 @@ struct Row {
 impl Row {
     fn windows(&self) -> Vec<Window> {
         let mut windows = self.closed.clone();
-        if let Some(from) = &self.open_from {
+        if let Some(from) = self
+            .open_from
+            .as_ref()
+            .filter(|f| *f != keys::CLOSED_WINDOW)
+        {
             windows.push(Window {
                 from: from.clone(),
                 to: None,
@@ -76,6 +81,21 @@ struct GroupState {
     meta: GroupMeta,
     members: BTreeSet<String>,
     changes: BTreeMap<String, GroupChange>,
+}
+
+impl GroupState {
+    /// Takes the places `change.places_from` names, if the history is right before them
+    /// (a change without places takes none).
+    fn take_places(&mut self, change: &GroupChange) -> bool {
+        let Some(first) = change.places_from else {
+            return true;
+        };
+        if self.meta.seq + 1 != first {
+            return false;
+        }
+        self.meta.seq += change.message_count();
+        true
+    }
 }
 
 #[derive(Default)]

@@ -9,6 +9,7 @@
 //! step through the store's stream: a call costs O(1) writes whatever the group's size, and
 //! the O(members) delivery is retried on its own.
 
+use futures_util::future::join_all;
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
@@ -131,8 +132,9 @@ fn compose(meta: &GroupMeta, change: &GroupChange) -> Result<(Vec<Message>, Vec<
     Ok((messages, events))
 }
 
-/// The places of a change's system messages in the group's history: allocated once, then
-/// recorded on the change, so that finishing it again puts them at the same places.
+/// The places of a change's system messages in the group's history: taken with its commit,
+/// or else allocated now and recorded on the change, so that finishing it again puts them at
+/// the same places.
 async fn place(
     deps: &Deps,
     meta: &GroupMeta,
@@ -168,8 +170,15 @@ pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Resu
     let (messages, mut events) = compose(meta, change)?;
     let placed = place(deps, meta, change, messages).await?;
     deps.store.put_system_messages(&placed).await?;
-    for (leaver, order) in fan_out::goodbyes(&placed) {
-        deps.store.close_window(app, leaver, group, &order).await?;
+    // Leavers' views end on their goodbye now: nothing sent after it is theirs to read.
+    let closes =
+        fan_out::goodbyes(&placed)
+            .into_iter()
+            .map(|(leaver, order)| async move {
+                deps.store.close_window(app, leaver, group, &order).await
+            });
+    for closed in join_all(closes).await {
+        closed?;
     }
     let members = if change.kind == ChangeKind::Created {
         change.joined.clone()

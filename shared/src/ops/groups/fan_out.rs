@@ -1,18 +1,19 @@
 //! Group changes' system messages, delivered: each member's conversation updated once for the
 //! whole run of a batch of changes (so a change of n members costs O(n) writes, not O(n²), and
-//! a burst of joins is delivered together), joiners' views of the
-//! history opened on the newest messages before their join, leavers' closed on their own
-//! `MEMBER_LEFT_GROUP` (so nothing follows it), and what every member's clients are told.
+//! a burst of joins is delivered together), joiners' views of the history opened on the newest
+//! messages before their join, leavers' runs ending with their own `MEMBER_LEFT_GROUP` (their
+//! view was closed there when the change was announced), and what every member's clients are
+//! told.
 
 use std::collections::HashMap;
 
 use futures_util::future::join_all;
 
 use crate::error::Result;
-use crate::keys::{self, Position};
+use crate::keys;
 use crate::model::{GroupChange, Message};
 use crate::ops::Deps;
-use crate::ports::{Applied, ConversationKind, PageRequest, RowUpdate, Timeline};
+use crate::ports::{Applied, ConversationKind, RowUpdate};
 use crate::realtime::{Push, push};
 
 /// How many group messages a joiner receives (the newest ones before the join).
@@ -70,18 +71,18 @@ pub async fn deliver(
     let mut pushes = Vec::new();
     for chunk in targets.chunks(CONCURRENCY) {
         let runs = join_all(chunk.iter().map(|target| {
-            let end = ends.get(target).copied().unwrap_or(placed.len());
-            deliver_run(deps, app, group, target, &placed[..end], &orders[..end])
+            // A leaver's view was closed on their goodbye when the change was announced:
+            // their run must not open it again.
+            let (end, stays) = match ends.get(target) {
+                Some(end) => (*end, false),
+                None => (placed.len(), true),
+            };
+            deliver_run(deps, target, group, &placed[..end], &orders[..end], stays)
         }))
         .await;
         for run in runs {
             pushes.extend(run?);
         }
-    }
-    for (leaver, end) in &ends {
-        deps.store
-            .close_window(app, leaver, group, &orders[end - 1])
-            .await?;
     }
     // Joiners (still members) see the history from before their join.
     for (change, run) in changes {
@@ -102,11 +103,11 @@ pub async fn deliver(
 /// One member's run: their conversation updated once, their clients told of each message.
 async fn deliver_run(
     deps: &Deps,
-    app: &str,
-    group: &str,
     target: &str,
+    group: &str,
     run: &[(Message, u64)],
     orders: &[String],
+    member: bool,
 ) -> Result<Vec<Push>> {
     let views: Vec<Message> = run.iter().map(|(m, _)| m.view_for(target)).collect();
     let Some(last) = views.last() else {
@@ -117,17 +118,18 @@ async fn deliver_run(
         kind: ConversationKind::Group,
         orders: orders.to_vec(),
         unread: true,
+        opens_window: member,
     };
     let mut pushes = Vec::new();
     if deps.store.apply(target, group, &update).await? == (Applied::Newer { unarchived: true }) {
-        pushes.push(push::unarchived(app, target, group));
+        pushes.push(push::unarchived(&last.app_id, target, group));
     }
     pushes.extend(views.iter().map(push::message_added));
     Ok(pushes)
 }
 
 /// Joiners see the newest messages from before their join (and every later one); their
-/// clients are told of those older ones, oldest first.
+/// clients are told of those older ones, oldest first. One read of the history.
 async fn open_history(
     deps: &Deps,
     app: &str,
@@ -135,36 +137,21 @@ async fn open_history(
     joiners: &[&str],
     first: &str,
 ) -> Result<Vec<Push>> {
-    let Some(floor) = deps
-        .store
-        .history_floor(app, group, first, HISTORY_ON_JOIN)
-        .await?
-    else {
-        return Ok(Vec::new());
-    };
-    let history = Timeline::History {
-        app: app.to_string(),
-        group: group.to_string(),
-    };
-    let page = PageRequest {
-        limit: HISTORY_ON_JOIN,
-        after: Some(Position {
-            order: first.to_string(),
-        }),
-    };
     let before = deps
         .store
-        .list_timeline(&history, None, None, &page)
+        .history_before(app, group, first, HISTORY_ON_JOIN)
         .await?;
+    let Some((_, floor)) = before.last() else {
+        return Ok(Vec::new());
+    };
     let mut pushes = Vec::new();
     for joiner in joiners {
-        deps.store.open_window(app, joiner, group, &floor).await?;
+        deps.store.open_window(app, joiner, group, floor).await?;
         pushes.extend(
             before
-                .items
                 .iter()
                 .rev()
-                .map(|m| push::message_added(&m.view_for(joiner))),
+                .map(|(m, _)| push::message_added(&m.view_for(joiner))),
         );
     }
     Ok(pushes)

@@ -23,9 +23,12 @@ pub use announce::deliver as deliver_change;
 /// are the group meta and the change record.
 pub const MAX_MEMBER_CHANGES: usize = 98;
 const MAX_GROUP_NAME_CHARS: usize = 1024;
-/// How often leave and set-members retry when the group moved on under them (another change,
-/// or messages taking the places they were about to take).
+/// How often a member change retries when the group moved on under it (another change, or
+/// messages taking the places it was about to take).
 const ATTEMPTS: usize = 8;
+/// Of those, how many take the places of the change's system messages with its commit;
+/// later ones (a busy group) commit first and take the next places after.
+const PLACED_ATTEMPTS: usize = 3;
 
 fn group_name(f: &Fields) -> Result<String> {
     let name = f.required_str("group_name")?;
@@ -260,38 +263,48 @@ pub async fn set_attributes(
 /// Adds a member: the owner or an admin adds anyone; a user adds only themself, and only to a
 /// group whose `allow_self_join` attribute is true. Returns false when already a member.
 pub async fn join(deps: &Deps, caller: &Caller, group: &Id, member: Id) -> Result<bool> {
-    let meta = load(deps, caller, group).await?;
-    let self_join = caller.user_id == member && meta.allows_self_join();
-    if !self_join {
-        owner_or_admin(caller, &meta)?;
+    for attempt in 0..ATTEMPTS {
+        let meta = load(deps, caller, group).await?;
+        let self_join = caller.user_id == member && meta.allows_self_join();
+        if !self_join {
+            owner_or_admin(caller, &meta)?;
+        }
+        let change = placed(
+            &meta,
+            attempt,
+            new_change(
+                deps,
+                caller,
+                ChangeKind::Joined,
+                vec![member.to_string()],
+                Vec::new(),
+            ),
+        );
+        match deps
+            .store
+            .add_member(&caller.app_id, group, &member, &change)
+            .await?
+        {
+            Added::Added => return announce(deps, &meta, &change).await.map(|()| true),
+            Added::AlreadyMember => return Ok(false),
+            Added::NoGroup => return Err(not_found(group)),
+            // A message or another change took the next place first: read again.
+            Added::Stale => {}
+        }
     }
-    let change = new_change(
-        deps,
-        caller,
-        ChangeKind::Joined,
-        vec![member.to_string()],
-        Vec::new(),
-    );
-    match deps
-        .store
-        .add_member(&caller.app_id, group, &member, &change)
-        .await?
-    {
-        Added::Added => announce(deps, &meta, &change).await.map(|()| true),
-        Added::AlreadyMember => Ok(false),
-        Added::NoGroup => Err(not_found(group)),
-    }
+    Err(Error::unavailable("the group is changing too fast; retry"))
 }
 
 /// Removes a member: the member themself, the owner or an admin.
 pub async fn leave(deps: &Deps, caller: &Caller, group: &Id, member: &Id) -> Result<()> {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let meta = load(deps, caller, group).await?;
         if caller.user_id != *member {
             owner_or_admin(caller, &meta)?;
         }
         let change = placed(
             &meta,
+            attempt,
             new_change(
                 deps,
                 caller,
@@ -302,7 +315,7 @@ pub async fn leave(deps: &Deps, caller: &Caller, group: &Id, member: &Id) -> Res
         );
         match deps
             .store
-            .remove_member(&caller.app_id, group, member, meta.seq, &change)
+            .remove_member(&caller.app_id, group, member, &change)
             .await?
         {
             Removed::Removed => return announce(deps, &meta, &change).await,
@@ -318,9 +331,18 @@ pub async fn leave(deps: &Deps, caller: &Caller, group: &Id, member: &Id) -> Res
     Err(Error::unavailable("the group is changing too fast; retry"))
 }
 
-/// A member-removing change takes its places in the history with its commit (the places right
-/// after `meta.seq`), so that nothing sent after a removal sorts before the goodbye.
-fn placed(meta: &GroupMeta, change: GroupChange) -> GroupChange {
+/// A member change takes the places of its system messages in the history with its commit
+/// (right after `meta.seq`, if nothing took them meanwhile): nothing sent after a removal sorts
+/// before the goodbye, so a leaver never reads a message sent after they left. In a busy
+/// group, after [`PLACED_ATTEMPTS`] commits lost to messages or other changes, it commits
+/// without and takes the next places right after: then messages sent in between may sort
+/// before a goodbye (readable by the leaver, never delivered to them), and a joiner still
+/// receives every message (those placed before their join are in the history they are given,
+/// those after are delivered to them).
+fn placed(meta: &GroupMeta, attempt: usize, change: GroupChange) -> GroupChange {
+    if attempt >= PLACED_ATTEMPTS {
+        return change;
+    }
     GroupChange {
         places_from: Some(meta.seq + 1),
         ..change
@@ -335,7 +357,7 @@ pub async fn set_members(
     wanted: Vec<Id>,
 ) -> Result<bool> {
     let app = &caller.app_id;
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let meta = load(deps, caller, group).await?;
         owner_or_admin(caller, &meta)?;
         let current = deps.store.members(app, group).await?;
@@ -357,6 +379,7 @@ pub async fn set_members(
         }
         let change = placed(
             &meta,
+            attempt,
             new_change(deps, caller, ChangeKind::MembersSet, joined, left),
         );
         match deps.store.set_members(&meta, &change).await? {
