@@ -8,7 +8,8 @@ use crate::ops::Settings;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsConfig {
     pub table: String,
-    pub topic_arn: String,
+    /// Only for functions that publish events.
+    pub topic_arn: Option<String>,
 }
 
 fn required(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<String, String> {
@@ -18,11 +19,17 @@ fn required(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<String,
 }
 
 impl AwsConfig {
-    /// `TABLE_NAME` and `TOPIC_ARN`.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<AwsConfig, String> {
+    /// `TABLE_NAME`, and `TOPIC_ARN` for a function that publishes events (not read otherwise).
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        publishes_events: bool,
+    ) -> Result<AwsConfig, String> {
         Ok(AwsConfig {
             table: required(&get, "TABLE_NAME")?,
-            topic_arn: required(&get, "TOPIC_ARN")?,
+            topic_arn: match publishes_events {
+                true => Some(required(&get, "TOPIC_ARN")?),
+                false => None,
+            },
         })
     }
 }
@@ -135,10 +142,15 @@ mod tests {
 
     #[test]
     fn aws_config_and_settings() {
-        assert!(AwsConfig::from_lookup(lookup(&[("TABLE_NAME", "t")])).is_err());
-        let c =
-            AwsConfig::from_lookup(lookup(&[("TABLE_NAME", "t"), ("TOPIC_ARN", "arn")])).unwrap();
+        assert!(AwsConfig::from_lookup(lookup(&[("TABLE_NAME", "t")]), true).is_err());
+        let c = AwsConfig::from_lookup(lookup(&[("TABLE_NAME", "t"), ("TOPIC_ARN", "arn")]), true)
+            .unwrap();
         assert_eq!(c.table, "t");
+        assert_eq!(c.topic_arn.as_deref(), Some("arn"));
+        // Read-only functions need no topic.
+        let c = AwsConfig::from_lookup(lookup(&[("TABLE_NAME", "t")]), false).unwrap();
+        assert_eq!(c.topic_arn, None);
+        assert!(AwsConfig::from_lookup(lookup(&[("TOPIC_ARN", "arn")]), false).is_err());
         assert!(settings_from_lookup(lookup(&[])).unwrap().delivered_events);
         assert!(
             !settings_from_lookup(lookup(&[("DELIVERED_EVENTS", "false")]))

@@ -2,9 +2,21 @@
 //! start; each invocation goes straight to the shared HTTP glue or the deliver operation.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_lambda_events::event::dynamodb;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use async_trait::async_trait;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::{
+    RuntimeComponents, RuntimeComponentsBuilder,
+};
+use aws_smithy_types::config_bag::ConfigBag;
 use lambda_http::{Request, service_fn};
 use lambda_runtime::LambdaEvent;
 use tracing::{error, warn};
@@ -16,6 +28,7 @@ use crate::api::{self, Api};
 use crate::config::{self, AwsConfig};
 use crate::events::Event;
 use crate::ops::{Deps, deliver};
+use crate::ports::EventPublisher;
 use crate::realtime::NoRealtime;
 use crate::routes::Route;
 
@@ -34,22 +47,91 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The production dependencies: DynamoDB and SNS clients from the standard AWS configuration
-/// chain (which also honours `AWS_ENDPOINT_URL*`), built without network calls.
-pub async fn aws_deps(lookup: impl Fn(&str) -> Option<String>) -> Result<Deps, Error> {
-    let aws = AwsConfig::from_lookup(&lookup)?;
+/// The AWS SDK configuration: the standard chain (environment, profile files, web identity,
+/// container and instance credentials; `AWS_ENDPOINT_URL*` honoured), built without network
+/// calls, with one HTTPS client for every SDK client: rustls on ring (randomness straight from
+/// the OS, `getrandom`), verifying servers against the system's root certificates as the SDK's
+/// default client does. The default client's aws-lc seeds its DRBG from CPU jitter on first use:
+/// ~30 ms of CPU on the 2-core development machine, in the first request of every cold start,
+/// several times that on a fraction of a Lambda core (scripts/coldstart measures it).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let https = PreparedOnce {
+        inner: https,
+        prepared: AtomicBool::new(false),
+    };
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(SharedHttpClient::new(https))
+        .load()
+        .await
+}
+
+/// The SDK's HTTPS client builds a whole TLS configuration (root store included) when each SDK
+/// client is built on it, so that the roots are loaded before the first request: once per
+/// process is enough (the STS client of the credential chain, then DynamoDB, then SNS).
+#[derive(Debug)]
+struct PreparedOnce {
+    inner: SharedHttpClient,
+    prepared: AtomicBool,
+}
+
+impl HttpClient for PreparedOnce {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.inner.http_connector(settings, components)
+    }
+
+    fn validate_base_client_config(
+        &self,
+        components: &RuntimeComponentsBuilder,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.prepared.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.inner.validate_base_client_config(components, cfg)?;
+        self.prepared.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn validate_final_config(
+        &self,
+        components: &RuntimeComponents,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.inner.validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.inner.connector_metadata()
+    }
+}
+
+/// The production dependencies: a DynamoDB client, and an SNS client when the function
+/// publishes events (`TOPIC_ARN` is required then, and only then).
+pub async fn aws_deps(
+    lookup: impl Fn(&str) -> Option<String>,
+    publishes_events: bool,
+) -> Result<Deps, Error> {
+    let aws = AwsConfig::from_lookup(&lookup, publishes_events)?;
     let settings = config::settings_from_lookup(&lookup)?;
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let shared = sdk_config().await;
     let clock = Arc::new(SystemClock);
+    let events: Arc<dyn EventPublisher> = match aws.topic_arn {
+        Some(topic_arn) => Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(&shared), topic_arn)),
+        None => Arc::new(NoEvents),
+    };
     Ok(Deps {
         store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&shared),
             aws.table,
         )),
-        events: Arc::new(SnsEvents::new(
-            aws_sdk_sns::Client::new(&shared),
-            aws.topic_arn,
-        )),
+        events,
         realtime: Arc::new(NoRealtime),
         clock,
         ids: Arc::new(UuidIds),
@@ -57,12 +139,28 @@ pub async fn aws_deps(lookup: impl Fn(&str) -> Option<String>) -> Result<Deps, E
     })
 }
 
+/// The event bus of a function that publishes none ([`Route::publishes_events`]); its role has
+/// no `sns:Publish` either.
+struct NoEvents;
+
+#[async_trait]
+impl EventPublisher for NoEvents {
+    async fn publish(&self, events: &[Event]) -> crate::error::Result<()> {
+        match events {
+            [] => Ok(()),
+            _ => Err(crate::error::Error::internal(
+                "this function has no event bus (Route::publishes_events)",
+            )),
+        }
+    }
+}
+
 /// Runs an HTTP function serving `route`. Refuses to start without a JWT key.
 pub async fn serve_http(route: Route) -> Result<(), Error> {
     init_tracing();
     let verifier = config::verifier_from_lookup(config::env)?;
     let api = Api {
-        deps: aws_deps(config::env).await?,
+        deps: aws_deps(config::env, route.publishes_events()).await?,
         verifier,
     };
     let api = &api;
@@ -76,7 +174,7 @@ pub async fn serve_http(route: Route) -> Result<(), Error> {
 /// changes), with partial batch responses.
 pub async fn serve_deliver() -> Result<(), Error> {
     init_tracing();
-    let deps = aws_deps(config::env).await?;
+    let deps = aws_deps(config::env, true).await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<dynamodb::Event>| async move {
@@ -132,4 +230,29 @@ pub fn event_of(body: &str) -> Result<Event, String> {
         _ => value,
     };
     serde_json::from_value(inner).map_err(|e| format!("not an event: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// aws-lc (the SDK's default TLS crypto, and jsonwebtoken's other backend) seeds its DRBG
+    /// from CPU jitter on first use: ~30 ms of CPU in the first request of every cold start.
+    /// `scripts/coldstart/run` measures it; this keeps it from coming back through a feature.
+    #[test]
+    fn aws_lc_is_not_in_the_build() {
+        let lock = include_str!("../../Cargo.lock");
+        for name in ["aws-lc-sys", "aws-lc-rs"] {
+            assert!(
+                !lock.contains(&format!("name = \"{name}\"")),
+                "{name} is in Cargo.lock: see the AWS SDK comment in the workspace Cargo.toml"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn every_sdk_client_gets_the_https_client() {
+        let config = sdk_config().await;
+        assert!(config.http_client().is_some());
+    }
 }

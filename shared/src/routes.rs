@@ -44,6 +44,31 @@ impl Route {
             Route::SetMembers => "set-members",
         }
     }
+
+    /// Whether the operation publishes events to the topic (its function gets `sns:Publish` in
+    /// `template.yaml`, a test checks they agree). The others run without an SNS client and
+    /// without `TOPIC_ARN`.
+    pub fn publishes_events(self) -> bool {
+        match self {
+            Route::Banner
+            | Route::ListConversations
+            | Route::ListArchivedConversations
+            | Route::GetConversation
+            | Route::ConversationMessages
+            | Route::ReadConversation
+            // The message's write is its event: deliver publishes `message-sent`.
+            | Route::SendMessage => false,
+            Route::DeleteConversation
+            | Route::CreateGroup
+            // Finishes a group change left half-done, which announces it.
+            | Route::GetGroup
+            | Route::UpdateGroup
+            | Route::UpdateGroupAttributes
+            | Route::JoinGroup
+            | Route::LeaveGroup
+            | Route::SetMembers => true,
+        }
+    }
 }
 
 pub struct RouteDef {

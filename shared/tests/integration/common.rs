@@ -86,7 +86,8 @@ pub fn moto_endpoint() -> String {
 
 pub async fn aws_config() -> aws_config::SdkConfig {
     moto_endpoint();
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    // The functions' own configuration (and HTTP client).
+    chat21::lambda::sdk_config().await
 }
 
 pub fn unique(prefix: &str) -> String {

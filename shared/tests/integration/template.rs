@@ -201,6 +201,26 @@ fn routes_match_the_route_table() {
 }
 
 #[test]
+fn only_functions_that_publish_events_may_publish() {
+    // Functions whose routes publish none run without an SNS client and TOPIC_ARN.
+    let publishing: BTreeSet<String> = functions_in_template(&template())
+        .iter()
+        .filter(|f| f.values("Action").any(|a| a == "sns:Publish"))
+        .map(package_of)
+        .collect();
+    // (deliver, which publishes too, has its own role: DeliverRole.)
+    let expected: BTreeSet<String> = ROUTES
+        .iter()
+        .filter(|def| def.route.publishes_events())
+        .map(|def| def.route.function().to_string())
+        .collect();
+    assert_eq!(
+        publishing, expected,
+        "HTTP functions with sns:Publish in template.yaml vs Route::publishes_events"
+    );
+}
+
+#[test]
 fn one_function_per_package() {
     let text = template();
     // Every CodeUri line anywhere in the file, so a stray one is noticed too.
