@@ -7,7 +7,10 @@ code's guarantees instead of moto's races. Our own multi-request sequences still
 
 moto's TransactWriteItems deep-copies the table once per action (for rollback), so a
 100-action transaction copies the table 100 times; here it is copied once per call. Behaviour
-is unchanged: the copy is only read if the transaction is rolled back.
+is unchanged: the copy is only read if the transaction is rolled back. A rolled-back
+transaction also keeps the table's stream: moto would otherwise leave readers on a shard
+holding records of the undone writes, and reuse their sequence numbers for later writes (a
+stream reader then skips real records).
 
 Usage: python3 scripts/moto_server.py PORT   (binds 127.0.0.1 only)
 """
@@ -39,12 +42,28 @@ def _copy_tables_once() -> None:
     original = backend.transact_write_items
 
     def transact_write_items(self, transact_items):
+        # The live stream shard of every table, and how many records it holds now.
+        shards = {
+            name: (table.stream_shard, len(table.stream_shard.items))
+            for name, table in self.tables.items()
+            if table.stream_shard is not None
+        }
         # Safe to swap a module global: requests are served one at a time (see below).
         dynamodb_models.copy = _CopyOncePerCall()
         try:
             return original(self, transact_items)
         finally:
             dynamodb_models.copy = copy
+            for name, (shard, length) in shards.items():
+                table = self.tables.get(name)
+                if table is not None and table.stream_shard is not shard:
+                    # Rolled back: moto put back a copy of the table, stream shard included,
+                    # while readers' shard iterators still point at the live shard, which holds
+                    # records of the writes just undone (whose sequence numbers the copy will
+                    # hand out again). Keep the live shard, without those records.
+                    del shard.items[length:]
+                    shard.table = table
+                    table.stream_shard = shard
 
     backend.transact_write_items = transact_write_items
 
