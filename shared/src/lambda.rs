@@ -16,7 +16,6 @@ use crate::api::{self, Api};
 use crate::config::{self, AwsConfig};
 use crate::events::Event;
 use crate::ops::{Deps, deliver};
-use crate::realtime::NoRealtime;
 use crate::routes::Route;
 
 pub type Error = lambda_http::Error;
@@ -50,7 +49,7 @@ pub async fn aws_deps(lookup: impl Fn(&str) -> Option<String>) -> Result<Deps, E
             aws_sdk_sns::Client::new(&shared),
             aws.topic_arn,
         )),
-        realtime: Arc::new(NoRealtime),
+        realtime: crate::realtime::aws::realtime_from_lookup(&lookup, &shared),
         clock,
         ids: Arc::new(UuidIds),
         settings,
