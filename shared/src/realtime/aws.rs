@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::authorizer::{self, IotArns};
@@ -65,7 +65,8 @@ pub fn authorizer_response(
         Some(why) => info!(reason = %why, ?connection, "connection refused"),
         None => info!(principal = %response.principal_id, ?connection, "connection authorized"),
     }
-    serde_json::to_value(&response).unwrap_or_else(|_| Value::Null)
+    // A plain struct always serializes; were it not to, the answer is still a refusal.
+    serde_json::to_value(&response).unwrap_or_else(|_| json!({ "isAuthenticated": false }))
 }
 
 /// Runs the IoT Core custom authorizer. Its cold start reads the key and nothing else: no

@@ -693,16 +693,14 @@ fn realtime_is_wired_with_least_privilege() {
     let mut publishers = BTreeSet::new();
     for resource in resources(&text) {
         for (i, line) in resource.lines.iter().enumerate() {
-            if line.starts_with("Action: iot:") || line.starts_with("iot:") {
-                if line.contains("iot:Publish") {
-                    assert_eq!(
-                        value_of(&resource.lines[i + 1], "Resource"),
-                        Some(users_topics.trim_matches('"')),
-                        "{}: iot:Publish beyond users' topics",
-                        resource.id
-                    );
-                    publishers.insert(resource.id.clone());
-                }
+            if line == "Action: iot:Publish" || line == "iot:Publish" {
+                assert_eq!(
+                    value_of(&resource.lines[i + 1], "Resource"),
+                    Some(users_topics.trim_matches('"')),
+                    "{}: iot:Publish beyond users' topics",
+                    resource.id
+                );
+                publishers.insert(resource.id.clone());
             }
         }
     }
