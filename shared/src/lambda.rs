@@ -29,7 +29,6 @@ use crate::config::{self, AwsConfig};
 use crate::events::Event;
 use crate::ops::{Deps, deliver};
 use crate::ports::EventPublisher;
-use crate::realtime::NoRealtime;
 use crate::routes::Route;
 
 pub type Error = lambda_http::Error;
@@ -132,7 +131,7 @@ pub async fn aws_deps(
             aws.table,
         )),
         events,
-        realtime: Arc::new(NoRealtime),
+        realtime: crate::realtime::aws::realtime_from_lookup(&lookup, &shared),
         clock,
         ids: Arc::new(UuidIds),
         settings,

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::topics::ClientTopic;
 use crate::error::{Error, Result};
 use crate::events::{Event, Presence, PresenceState};
+use crate::ids::Id;
 use crate::input::Fields;
 use crate::model::Caller;
 use crate::ops::messages::SendMessage;
@@ -15,11 +16,26 @@ use crate::ops::{Deps, conversations, messages};
 /// Runs what `caller`'s publish on `topic` means. Anything refused or invalid is an error (the
 /// broker logs and drops it: MQTT has no reply channel), and changes nothing.
 pub async fn handle(deps: &Deps, caller: &Caller, topic: &str, payload: &[u8]) -> Result<()> {
+    handle_publish(deps, caller, topic, payload, None).await
+}
+
+/// [`handle`], with the `message_id` a send without one gets: a publish that is handed over
+/// again (IoT Core's rules invoke a function that may be retried) then sends it only once.
+pub async fn handle_publish(
+    deps: &Deps,
+    caller: &Caller,
+    topic: &str,
+    payload: &[u8],
+    message_id: Option<Id>,
+) -> Result<()> {
     let kind = ClientTopic::parse(topic, caller)
         .ok_or_else(|| Error::forbidden(format!("no client may publish to {topic}")))?;
     match kind {
         ClientTopic::Outgoing { to } => {
-            let input = SendMessage::from_publish(&Fields::parse(payload)?, to)?;
+            let mut input = SendMessage::from_publish(&Fields::parse(payload)?, to)?;
+            if input.message_id.is_none() {
+                input.message_id = message_id;
+            }
             messages::send_message(deps, caller, input)
                 .await
                 .map(|_| ())

@@ -28,8 +28,14 @@ const KEY: &[u8] = b"chat21-events-example-key";
 const APP: &str = "default";
 const GROUP: &str = "group-events-demo";
 const MESSAGE_ID: &str = "events-demo-message-1";
-/// The one function fed by the queue instead of the HTTP API.
+/// The one function fed by the table's stream instead of the HTTP API.
 const DELIVER: &str = "deliver";
+/// IoT Core's custom authorizer (events: an MQTT CONNECT), and the function its topic rules
+/// invoke (events: a client's publish, as the rules' SQL shapes it).
+const AUTHORIZER: &str = "authorizer";
+const MQTT_INBOUND: &str = "mqtt-inbound";
+/// The authorizer function's ARN in the replay (its policies name this region and account).
+const AUTHORIZER_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:chat21-authorizer";
 
 /// Replay order (file stems). Every file in `events/` must be listed here, and only those.
 const ORDER: &[&str] = &[
@@ -41,6 +47,16 @@ const ORDER: &[&str] = &[
     "get-conversation",
     "read-conversation",
     "conversation-messages",
+    "authorizer",
+    "authorizer-expired",
+    "authorizer-forged",
+    "authorizer-wrong-algorithm",
+    "authorizer-mapped-id",
+    "mqtt-inbound",
+    "mqtt-inbound-receipt",
+    "mqtt-inbound-read",
+    "mqtt-inbound-archive",
+    "mqtt-inbound-presence",
     "get-group",
     "update-group",
     "update-group-attributes",
@@ -151,7 +167,7 @@ fn every_function_has_an_event_and_every_event_a_function() {
     // Every HTTP function's events name one of its routes.
     for (stem, path) in &files {
         let function = function_of(stem, &functions).unwrap();
-        if function == DELIVER {
+        if [DELIVER, AUTHORIZER, MQTT_INBOUND].contains(&function) {
             continue;
         }
         let event: Value = serde_json::from_str(&read(path)).unwrap();
@@ -233,6 +249,21 @@ impl Harness {
 
     async fn timeline(&self, owner: &str, with: &str) -> Vec<Message> {
         conversations::copies(&self.api.deps, APP, owner, with, &PageRequest::first(500))
+            .await
+            .unwrap()
+            .items
+    }
+
+    /// The timeline as its owner reads it over the API (receipts derived).
+    async fn read_timeline(&self, owner: &str, with: &str) -> Vec<Message> {
+        let id = |raw: &str| chat21::ids::Id::parse("id", raw).unwrap();
+        let caller = chat21::model::Caller {
+            user_id: id(owner),
+            app_id: id(APP),
+            admin: false,
+        };
+        let page = PageRequest::first(500);
+        conversations::messages(&self.api.deps, &caller, id(owner), &id(with), &page)
             .await
             .unwrap()
             .items
@@ -361,6 +392,45 @@ async fn replay_stream(h: &mut Harness, json: &str) {
     );
 }
 
+/// Runs an MQTT CONNECT through the authorizer's entry point: the valid tokens get exactly
+/// REALTIME.md's table (checked by the IoT policy evaluator of `iot.rs`), the others a refusal.
+fn replay_authorizer(h: &Harness, stem: &str, json: &str) {
+    let event: Value = serde_json::from_str(json).unwrap();
+    let now = jsonwebtoken::get_current_timestamp();
+    let response =
+        chat21::realtime::aws::authorizer_response(&h.api.verifier, AUTHORIZER_ARN, now, &event);
+    let user = match stem {
+        "authorizer" => Some("user-1"),
+        "authorizer-mapped-id" => Some("jane_doe@acme$corp"),
+        _ => None,
+    };
+    let Some(user) = user else {
+        assert_eq!(
+            response["isAuthenticated"], false,
+            "events/{stem}.json: {response}"
+        );
+        return;
+    };
+    assert_eq!(
+        response["isAuthenticated"], true,
+        "events/{stem}.json: {response}"
+    );
+    assert_eq!(
+        response["principalId"],
+        chat21::realtime::authorizer::principal_id(APP, user)
+    );
+    assert_eq!(response["disconnectAfterInSeconds"], 86_400);
+    assert_eq!(response["refreshAfterInSeconds"], 3_600);
+    let client = event["protocolData"]["mqtt"]["clientId"].as_str().unwrap();
+    crate::iot::check_policy_against_realtime_table(
+        response["policyDocuments"].as_array().unwrap(),
+        "arn:aws:iot:us-east-1:123456789012:",
+        APP,
+        user,
+        client,
+    );
+}
+
 /// What each step must have done, beyond answering 2xx.
 async fn check(h: &Harness, stem: &str, body: &Value) {
     match stem {
@@ -425,6 +495,68 @@ async fn check(h: &Harness, stem: &str, body: &Value) {
             assert_eq!(result[0]["message_id"], MESSAGE_ID);
             // user-2 read it: user-1 sees the return receipt.
             assert_eq!(result[0]["status"], status::RETURN_RECEIPT);
+        }
+        "mqtt-inbound" => {
+            let copies = h.timeline("user-1", "user-2").await;
+            let sent = copies
+                .iter()
+                .find(|m| m.text == "Hello back, over MQTT")
+                .expect("user-1 did not get the MQTT send");
+            assert_eq!(sent.sender, "user-2");
+            // Its id, made from the rule's timestamp and UUID, is the one the receipt names.
+            let publish: chat21::realtime::rule::RulePublish =
+                serde_json::from_value(body.clone()).unwrap();
+            assert_eq!(
+                Some(sent.message_id.clone()),
+                publish.message_id().map(String::from)
+            );
+            let receipt = read(&workspace().join("events/mqtt-inbound-receipt.json"));
+            assert!(
+                receipt.contains(&format!("/messages/user-2/{}/update", sent.message_id)),
+                "events/mqtt-inbound-receipt.json must name {}",
+                sent.message_id
+            );
+        }
+        "mqtt-inbound-receipt" => {
+            let copies = h.read_timeline("user-2", "user-1").await;
+            let sent = copies
+                .iter()
+                .find(|m| m.text == "Hello back, over MQTT")
+                .unwrap();
+            assert_eq!(
+                sent.status,
+                status::RETURN_RECEIPT,
+                "the sender sees the receipt"
+            );
+        }
+        "mqtt-inbound-read" => {
+            let conversation = h
+                .store
+                .get_conversation(APP, "user-1", "user-2")
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!conversation.is_new);
+            assert_eq!(conversation.unread_count, 0);
+        }
+        "mqtt-inbound-archive" => {
+            let archived = h
+                .store
+                .get_conversation(APP, "user-2", "user-1")
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(archived.archived);
+        }
+        "mqtt-inbound-presence" => {
+            assert!(
+                h.events
+                    .published()
+                    .iter()
+                    .any(|e| e.event_type() == EventType::PresenceChange
+                        && e.recipient_id == "user-2"),
+                "no presence-change event"
+            );
         }
         "get-group" => {
             assert_eq!(body["result"]["uid"], GROUP);
@@ -499,6 +631,16 @@ async fn event_files_replay_in_order_against_one_store() {
         if function == DELIVER {
             replay_stream(&mut h, &json).await;
             check(&h, stem, &Value::Null).await;
+        } else if function == AUTHORIZER {
+            replay_authorizer(&h, stem, &json);
+        } else if function == MQTT_INBOUND {
+            h.pump().await;
+            let event: Value = serde_json::from_str(&json).unwrap();
+            chat21::realtime::rule::handle(&h.api.deps, &event)
+                .await
+                .unwrap_or_else(|e| panic!("events/{stem}.json failed: {e}"));
+            h.pump().await;
+            check(&h, stem, &event).await;
         } else {
             // Whatever earlier calls published reaches deliver before the next request. (The
             // deliver sample, which follows send-message, is itself the delivery of its message.)

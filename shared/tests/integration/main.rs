@@ -10,6 +10,7 @@ mod behaviour;
 mod dynamo_limits;
 mod events_files;
 mod http_api;
+mod iot;
 mod lambda_e2e;
 mod openapi;
 mod template;

@@ -1,0 +1,122 @@
+//! The real-time port on AWS: every push is one IoT Core data-plane `Publish` (QoS 1, not
+//! retained) to the account's ATS endpoint, which delivers it to the connected clients
+//! subscribed to its topic (REALTIME.md "On AWS"). IoT Core bills each publish per 5 KB of
+//! payload, so a push is one message unless its payload is larger.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_iotdataplane::Client;
+use aws_sdk_iotdataplane::error::ProvideErrorMetadata;
+use aws_sdk_iotdataplane::primitives::Blob;
+use futures_util::future::join_all;
+use tracing::warn;
+
+use crate::error::{Error, Result};
+use crate::realtime::{Push, Realtime, topics};
+
+/// Users whose publishes are in flight at once.
+const CONCURRENT_OWNERS: usize = 16;
+
+pub struct IotRealtime {
+    client: Client,
+}
+
+impl IotRealtime {
+    pub fn new(client: Client) -> IotRealtime {
+        IotRealtime { client }
+    }
+
+    async fn publish_one(&self, push: &Push) -> Result<()> {
+        self.client
+            .publish()
+            .topic(&push.topic)
+            .qos(1)
+            .payload(Blob::new(push.payload.to_string()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                warn!(code = ?e.code(), message = ?e.message(), topic = %push.topic, "IoT Publish failed");
+                Error::unavailable("the real-time broker is unavailable")
+            })
+    }
+
+    /// One user's pushes, one after the other: a client receives them in the order they were
+    /// made (an un-archive before the message that caused it).
+    async fn publish_in_order(&self, pushes: &[&Push]) -> Result<()> {
+        for push in pushes {
+            self.publish_one(push).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The pushes grouped by the user they are for, each group in its original order.
+fn by_owner(pushes: &[Push]) -> Vec<Vec<&Push>> {
+    let mut owners: BTreeMap<(&str, &str), Vec<&Push>> = BTreeMap::new();
+    for push in pushes {
+        let owner = topics::owner_of(&push.topic).unwrap_or(("", &push.topic));
+        owners.entry(owner).or_default().push(push);
+    }
+    owners.into_values().collect()
+}
+
+#[async_trait]
+impl Realtime for IotRealtime {
+    /// Every push is attempted (the SDK retries each request by itself); an error means at
+    /// least one did not go out, so that the deliver step fails its record and is retried.
+    async fn publish(&self, pushes: &[Push]) -> Result<()> {
+        let owners = by_owner(pushes);
+        let mut failed = None;
+        for chunk in owners.chunks(CONCURRENT_OWNERS) {
+            let results = join_all(chunk.iter().map(|own| self.publish_in_order(own))).await;
+            if let Some(e) = results.into_iter().find_map(|r| r.err()) {
+                failed = Some(e);
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn push(topic: &str) -> Push {
+        Push {
+            topic: topic.into(),
+            payload: json!({}),
+        }
+    }
+
+    #[test]
+    fn pushes_are_grouped_per_user_in_order() {
+        let pushes = [
+            push("apps/a/users/u2/archived_conversations/u1/clientdeleted"),
+            push("apps/a/users/u1/messages/u2/clientadded"),
+            push("apps/a/users/u2/messages/u1/clientadded"),
+            push("apps/b/users/u2/messages/u1/clientadded"),
+        ];
+        let groups = by_owner(&pushes);
+        let topics: Vec<Vec<&str>> = groups
+            .iter()
+            .map(|g| g.iter().map(|p| p.topic.as_str()).collect())
+            .collect();
+        assert_eq!(
+            topics,
+            [
+                vec!["apps/a/users/u1/messages/u2/clientadded"],
+                vec![
+                    "apps/a/users/u2/archived_conversations/u1/clientdeleted",
+                    "apps/a/users/u2/messages/u1/clientadded"
+                ],
+                vec!["apps/b/users/u2/messages/u1/clientadded"],
+            ]
+        );
+    }
+}
