@@ -31,6 +31,9 @@ mod tests {
     #[test]
     fn ids_sort_in_the_order_they_were_made() {
         let ids: Vec<String> = (0..10_000).map(|_| UuidIds.new_id()).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "not strictly increasing");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "not strictly increasing"
+        );
     }
 }

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use crate::error::Result;
 use crate::keys::{self, Position};
 use crate::model::{GroupChange, Message};
-use crate::ops::Deps;
+use crate::ops::{Deps, deliver};
 use crate::ports::{Applied, ConversationKind, PageRequest, RowUpdate, Timeline};
 use crate::realtime::{Push, push};
 
@@ -120,7 +120,7 @@ async fn deliver_run(
     };
     let mut pushes = Vec::new();
     if deps.store.apply(target, group, &update).await? == (Applied::Newer { unarchived: true }) {
-        pushes.push(push::unarchived(app, target, group));
+        pushes.push(deliver::unarchived(deps, app, target, group).await?);
     }
     pushes.extend(views.iter().map(push::message_added));
     Ok(pushes)
