@@ -13,3 +13,4 @@ mod http_api;
 mod lambda_e2e;
 mod openapi;
 mod template;
+mod webhooks;
