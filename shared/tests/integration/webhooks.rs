@@ -1057,3 +1057,60 @@ async fn the_topic_reaches_a_tiledesk_style_receiver() {
     }
     assert!(events.iter().any(|e| e["event_type"] == "group-created"));
 }
+
+/// chat21-local's retry queue, driven in real time: a retry comes back once its delay is over
+/// (also one queued while the driver waits for a later one), and the queue is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_memory_queue_hands_retries_back_in_real_time() {
+    let receiver = Receiver::start(&[("/later", Script::Ok, Some(GLOBAL_SECRET))]).await;
+    let clock: Arc<dyn Clock> = Arc::new(chat21::adapters::system::SystemClock);
+    let retries = Arc::new(MemoryRetries::new(clock.clone(), 3));
+    let h = Harness::embedded();
+    let webhooks = Arc::new(Webhooks::new(
+        h.deps.store.clone(),
+        Arc::new(HttpClient::new(TIMEOUT).unwrap()),
+        retries.clone(),
+        clock.clone(),
+        config(&receiver, &["/later"], &EventType::ALL),
+    ));
+    tokio::spawn(retries.clone().run(webhooks.clone()));
+    let retry = |text: &str, wait_ms: u64| {
+        let event = message_sent(APP, "u2", text);
+        let retry = Retry {
+            webhook_id: chat21::ops::webhooks::signing::webhook_id(&event.to_json()),
+            target: Target::Global {
+                url: receiver.url("/later"),
+            },
+            attempts: 1,
+            due: clock.now_ms() + wait_ms,
+            last_error: "answered 503".into(),
+            event: RawValue::from_string(event.to_json()).unwrap(),
+        };
+        (retry.to_message(), Duration::from_millis(wait_ms))
+    };
+    retries
+        .schedule(&[retry("much later", 60_000)])
+        .await
+        .unwrap();
+    retries
+        .schedule(&[retry("soon", 50), retry("sooner", 10)])
+        .await
+        .unwrap();
+    let full = retries.schedule(&[retry("one too many", 10)]).await;
+    assert_eq!(full.unwrap_err().status(), 503, "the queue holds 3");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while receiver.at("/later").len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retries never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let texts: BTreeSet<String> = receiver
+        .at("/later")
+        .iter()
+        .map(|a| a.event()["data"]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts, BTreeSet::from(["soon".into(), "sooner".into()]));
+    assert_eq!(retries.waiting(), 1, "the later one still waits");
+}
