@@ -318,6 +318,13 @@ async fn activity(h: &Harness) -> Vec<Event> {
     .await
     .unwrap();
     events.extend(h.deliver_all().await);
+    // A client's presence (real time publishes it; nothing is stored).
+    let presence = chat21::events::Presence {
+        user_id: id("u2"),
+        client_id: id("client-1"),
+        presence: chat21::events::PresenceState::Online,
+    };
+    events.push(Event::presence_change(APP, presence, START));
     events
 }
 
@@ -403,6 +410,16 @@ async fn each_endpoint_gets_each_event_once_the_flaky_one_after_retries() {
         arrivals
             .iter()
             .all(|a| a.content_type == "application/json")
+    );
+    let presence = receiver
+        .at("/healthy")
+        .into_iter()
+        .map(|a| a.event())
+        .find(|e| e["event_type"] == "presence-change")
+        .expect("presence-change reaches webhooks");
+    assert_eq!(
+        (presence["user_id"].as_str(), presence["presence"].as_str()),
+        (Some("u2"), Some("online"))
     );
     assert!(
         arrivals
