@@ -356,6 +356,30 @@ mod tests {
     }
 
     #[test]
+    fn every_type_is_listed_once_and_parses_back() {
+        // Exhaustive: a new variant fails to compile here until it is placed in `ALL`.
+        let place = |t: EventType| match t {
+            EventType::MessageSent => 0,
+            EventType::MessageDelivered => 1,
+            EventType::MessageReturnReceipt => 2,
+            EventType::ConversationArchived => 3,
+            EventType::ConversationUnarchived => 4,
+            EventType::ConversationDeleted => 5,
+            EventType::GroupCreated => 6,
+            EventType::GroupUpdated => 7,
+            EventType::JoinMember => 8,
+            EventType::LeaveMember => 9,
+            EventType::PresenceChange => 10,
+        };
+        for (i, t) in EventType::ALL.into_iter().enumerate() {
+            assert_eq!(place(t), i);
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
+        }
+        assert_eq!(EventType::parse("message_sent"), None);
+    }
+
+    #[test]
     fn unknown_types_and_mismatched_data_are_refused() {
         let wire = json!({"event_type": "nope", "createdAt": 1, "app_id": "a",
                           "recipient_id": "r", "data": {}});
