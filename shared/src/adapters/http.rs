@@ -96,3 +96,29 @@ impl WebhookClient for HttpClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_configuration_builds_with_the_named_provider() {
+        let config = tls_config().unwrap();
+        assert!(config.alpn_protocols.is_empty(), "HTTP/1.1 only");
+    }
+
+    /// Offline: nothing listens on port 1 of loopback.
+    #[tokio::test]
+    async fn unreachable_endpoints_are_retried_never_refused() {
+        let client = HttpClient::new(Duration::from_secs(5)).unwrap();
+        for url in ["http://127.0.0.1:1/hook", "https://127.0.0.1:1/hook"] {
+            let outcome = client.post(url, &[], "{}").await;
+            assert!(
+                matches!(outcome, PostOutcome::Retry(_)),
+                "{url}: {outcome:?}"
+            );
+        }
+        let outcome = client.post("not a url", &[], "{}").await;
+        assert!(matches!(outcome, PostOutcome::Refused(_)), "{outcome:?}");
+    }
+}
