@@ -1,21 +1,26 @@
 //! The local server: every route of the API in one process, on the embedded store, at the same
 //! paths as `template.yaml`. Requests go through the same HTTP glue and operations as on
-//! Lambda; published events are delivered in-process by the same deliver operation.
+//! Lambda; new messages are delivered in-process by the same deliver operation, and published
+//! events reach the same webhooks consumer (retries in memory).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
+use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries};
+use chat21::adapters::http::HttpClient;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
 use chat21::cors::Cors;
 use chat21::error::Error;
+use chat21::events::Event;
 use chat21::input::MAX_BODY_BYTES;
 use chat21::lambda_http::{self, Body, RequestExt};
+use chat21::ops::webhooks::delivery::POST_TIMEOUT;
+use chat21::ops::webhooks::{WebhookConfig, Webhooks};
 use chat21::ops::{Deps, Settings, deliver};
-use chat21::ports::Streamed;
+use chat21::ports::{Streamed, WebhookStore};
 use chat21::realtime::Realtime;
 use chat21::routes::{self, Match};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -24,6 +29,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tracing::{info, warn};
 
@@ -31,22 +37,78 @@ pub mod mqtt;
 mod wire;
 use wire::JsonErrors;
 
-/// Builds the API on the embedded store, publishing to connected clients through `realtime`,
-/// and the receiver of the new messages it writes (what DynamoDB's stream is on AWS).
+/// The API on the embedded store, and what it hands on: the new messages it writes (what
+/// DynamoDB's stream is on AWS) and the events it publishes (what the SNS topic is).
+pub struct Embedded {
+    pub api: Arc<Api>,
+    pub written: UnboundedReceiver<Streamed>,
+    pub events: UnboundedReceiver<Event>,
+}
+
+/// Builds the API on the embedded store, publishing to connected clients through `realtime`.
 pub fn embedded_api(
     verifier: JwtVerifier,
     realtime: Arc<dyn Realtime>,
-) -> (Arc<Api>, UnboundedReceiver<Streamed>) {
+    settings: Settings,
+) -> Embedded {
     let (stream, written) = unbounded_channel();
+    let (sink, events) = unbounded_channel();
     let deps = Deps {
         store: Arc::new(EmbeddedStore::with_stream(stream)),
-        events: Arc::new(EmbeddedEvents::default()),
+        events: Arc::new(EmbeddedEvents::with_sink(sink)),
         realtime,
         clock: Arc::new(SystemClock),
         ids: Arc::new(UuidIds),
-        settings: Settings::default(),
+        settings,
     };
-    (Arc::new(Api { deps, verifier }), written)
+    Embedded {
+        api: Arc::new(Api { deps, verifier }),
+        written,
+        events,
+    }
+}
+
+/// Webhook retries that may wait in memory at once (beyond, a failing webhook is dropped and
+/// logged).
+pub const RETRIES_IN_MEMORY: usize = 10_000;
+/// Events whose webhooks are being sent at once.
+const WEBHOOK_EVENTS_IN_FLIGHT: usize = 64;
+
+/// The webhooks consumer of the local server: the tenants' endpoints in `store`, the real HTTP
+/// client, retries in memory (they live as long as the process). Its retry queue must be run
+/// ([`MemoryRetries::run`]).
+pub fn local_webhooks(
+    store: Arc<dyn WebhookStore>,
+    config: WebhookConfig,
+) -> Result<(Arc<Webhooks>, Arc<MemoryRetries>), String> {
+    let clock = Arc::new(SystemClock);
+    let retries = Arc::new(MemoryRetries::new(clock.clone(), RETRIES_IN_MEMORY));
+    let webhooks = Webhooks::new(
+        store,
+        Arc::new(HttpClient::new(POST_TIMEOUT)?),
+        retries.clone(),
+        clock,
+        config,
+    );
+    Ok((Arc::new(webhooks), retries))
+}
+
+/// Hands every published event to the webhooks consumer, several at once (a slow endpoint
+/// never holds up the next events).
+pub async fn deliver_webhooks(webhooks: Arc<Webhooks>, mut events: UnboundedReceiver<Event>) {
+    let in_flight = Arc::new(Semaphore::new(WEBHOOK_EVENTS_IN_FLIGHT));
+    while let Some(event) = events.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let webhooks = webhooks.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = webhooks.handle_record(&event.to_json()).await {
+                warn!(error = %e, event = event.event_type().as_str(), "webhooks for an event failed");
+            }
+        });
+    }
 }
 
 /// The in-process deliver step: what the table's stream and the deliver function do on AWS,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chat21::auth::JwtVerifier;
 use chat21::config;
 use chat21::cors::Cors;
+use chat21::ops::webhooks::WebhookConfig;
 use chat21_local::Local;
 use chat21_local::mqtt::{self, Broker, BrokerRealtime, Listener, Router};
 use tokio::net::TcpListener;
@@ -71,10 +72,20 @@ async fn run() -> Result<(), String> {
         None => Cors::default(),
         Some(list) => Cors::from_list(&list).map_err(|e| format!("CORS_ALLOW_ORIGINS: {e}"))?,
     };
+    let settings = config::settings_from_lookup(config::env)?;
+    let webhook_config = WebhookConfig::from_lookup(config::env)?;
     let router = Arc::new(Router::new(mqtt::QUEUE_LEN));
     let realtime = Arc::new(BrokerRealtime(router.clone()));
-    let (api, written) = chat21_local::embedded_api(verifier, realtime);
-    tokio::spawn(chat21_local::deliver_written(api.deps.clone(), written));
+    let embedded = chat21_local::embedded_api(verifier, realtime, settings);
+    let api = embedded.api;
+    tokio::spawn(chat21_local::deliver_written(
+        api.deps.clone(),
+        embedded.written,
+    ));
+    let endpoints = webhook_config.endpoints.len();
+    let (webhooks, retries) = chat21_local::local_webhooks(api.deps.store.clone(), webhook_config)?;
+    tokio::spawn(retries.run(webhooks.clone()));
+    tokio::spawn(chat21_local::deliver_webhooks(webhooks, embedded.events));
     let broker = Arc::new(Broker {
         router,
         api: api.clone(),
@@ -90,6 +101,9 @@ async fn run() -> Result<(), String> {
     let local = Arc::new(Local { api, cors });
     println!("chat21-local MQTT over WebSocket on ws://127.0.0.1:{ws_port}/ws");
     println!("chat21-local MQTT over TCP on mqtt://127.0.0.1:{tcp_port}");
+    if endpoints > 0 {
+        println!("chat21-local webhooks to {endpoints} endpoint(s) of WEBHOOK_ENDPOINTS");
+    }
     println!("chat21-local listening on http://127.0.0.1:{port}");
     if dev_key {
         let token = example_token()?;

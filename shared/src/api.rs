@@ -12,7 +12,7 @@ use crate::ids::Id;
 use crate::input::{self, Fields};
 use crate::keys;
 use crate::model::Caller;
-use crate::ops::{Deps, conversations, groups, messages};
+use crate::ops::{Deps, conversations, groups, messages, webhooks};
 use crate::ports::Page;
 use crate::routes::Route;
 
@@ -229,6 +229,28 @@ async fn serve(api: &Api, route: Route, request: &Request) -> Result<Response<Bo
         Route::SetMembers => {
             let members = groups::set_members_input(&fields(request)?)?;
             groups::set_members(deps, caller, &id(request, "group_id")?, members).await?;
+            success()
+        }
+        Route::ListWebhooks => {
+            let hooks = webhooks::list(deps, caller).await?;
+            ok(json!({ "success": true, "result": hooks }))
+        }
+        Route::GetWebhook => {
+            let hook = webhooks::get(deps, caller, &id(request, "webhook_id")?).await?;
+            ok(json!({ "success": true, "result": hook }))
+        }
+        Route::PutWebhook => {
+            let webhook_id = id(request, "webhook_id")?;
+            let input = webhooks::PutWebhook::from_fields(&fields(request)?)?;
+            let (hook, created) = webhooks::put(deps, caller, &webhook_id, input).await?;
+            let status = if created { 201 } else { 200 };
+            Ok(json_response(
+                status,
+                &json!({ "success": true, "webhook": hook }),
+            ))
+        }
+        Route::DeleteWebhook => {
+            webhooks::delete(deps, caller, &id(request, "webhook_id")?).await?;
             success()
         }
     }

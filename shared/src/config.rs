@@ -3,6 +3,7 @@
 use crate::auth::{DEFAULT_LEEWAY_SECS, JwtVerifier, MAX_LEEWAY_SECS};
 use crate::error::Error;
 use crate::ops::Settings;
+use crate::ops::webhooks::AllowedHosts;
 
 /// Where the production adapters point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +35,8 @@ impl AwsConfig {
     }
 }
 
-/// `DELIVERED_EVENTS` (`true` by default): publish `message-delivered` per recipient copy.
+/// `DELIVERED_EVENTS` (`true` by default): publish `message-delivered` per recipient copy;
+/// `WEBHOOK_ALLOWED_HOSTS` (any host by default): where tenants' webhooks may point.
 pub fn settings_from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
     let delivered_events = match get("DELIVERED_EVENTS").as_deref().map(str::trim) {
         None | Some("") | Some("true") => true,
@@ -45,7 +47,12 @@ pub fn settings_from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Sett
             ));
         }
     };
-    Ok(Settings { delivered_events })
+    let webhook_hosts = AllowedHosts::parse(&get("WEBHOOK_ALLOWED_HOSTS").unwrap_or_default())
+        .map_err(|e| format!("WEBHOOK_ALLOWED_HOSTS: {e}"))?;
+    Ok(Settings {
+        delivered_events,
+        webhook_hosts,
+    })
 }
 
 /// The token verifier: `JWT_ALGORITHM` (`HS256` by default) with `JWT_KEY`, or `RS256` with
@@ -158,5 +165,10 @@ mod tests {
                 .delivered_events
         );
         assert!(settings_from_lookup(lookup(&[("DELIVERED_EVENTS", "maybe")])).is_err());
+        let hosts = settings_from_lookup(lookup(&[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")]))
+            .unwrap()
+            .webhook_hosts;
+        assert!(hosts.allows("http://127.0.0.1:1/") && !hosts.allows("http://example.com/"));
+        assert!(settings_from_lookup(lookup(&[("WEBHOOK_ALLOWED_HOSTS", "a b")])).is_err());
     }
 }

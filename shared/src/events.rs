@@ -15,7 +15,9 @@ use crate::model::{Conversation, Group, Message};
 pub enum EventType {
     MessageSent,
     MessageDelivered,
+    MessageReturnReceipt,
     ConversationArchived,
+    ConversationUnarchived,
     ConversationDeleted,
     GroupCreated,
     GroupUpdated,
@@ -29,7 +31,9 @@ impl EventType {
         match self {
             EventType::MessageSent => "message-sent",
             EventType::MessageDelivered => "message-delivered",
+            EventType::MessageReturnReceipt => "message-return-receipt",
             EventType::ConversationArchived => "conversation-archived",
+            EventType::ConversationUnarchived => "conversation-unarchived",
             EventType::ConversationDeleted => "conversation-deleted",
             EventType::GroupCreated => "group-created",
             EventType::GroupUpdated => "group-updated",
@@ -37,6 +41,26 @@ impl EventType {
             EventType::LeaveMember => "leave-member",
             EventType::PresenceChange => "presence-change",
         }
+    }
+
+    /// Every event type, in the order of [`EventType`].
+    pub const ALL: [EventType; 11] = [
+        EventType::MessageSent,
+        EventType::MessageDelivered,
+        EventType::MessageReturnReceipt,
+        EventType::ConversationArchived,
+        EventType::ConversationUnarchived,
+        EventType::ConversationDeleted,
+        EventType::GroupCreated,
+        EventType::GroupUpdated,
+        EventType::JoinMember,
+        EventType::LeaveMember,
+        EventType::PresenceChange,
+    ];
+
+    /// The type of a name (`message-sent`, ...).
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 }
 
@@ -51,7 +75,11 @@ pub enum EventData {
     MessageSent(Message),
     /// One recipient's copy.
     MessageDelivered(Message),
+    /// The sender's copy of a direct message its recipient has read (status 250).
+    MessageReturnReceipt(Message),
     ConversationArchived(Conversation),
+    /// A new message brought the conversation back from the archive.
+    ConversationUnarchived(Conversation),
     ConversationDeleted(Conversation),
     GroupCreated(GroupData),
     GroupUpdated(GroupData),
@@ -65,7 +93,9 @@ impl EventData {
         match self {
             EventData::MessageSent(_) => EventType::MessageSent,
             EventData::MessageDelivered(_) => EventType::MessageDelivered,
+            EventData::MessageReturnReceipt(_) => EventType::MessageReturnReceipt,
             EventData::ConversationArchived(_) => EventType::ConversationArchived,
+            EventData::ConversationUnarchived(_) => EventType::ConversationUnarchived,
             EventData::ConversationDeleted(_) => EventType::ConversationDeleted,
             EventData::GroupCreated(_) => EventType::GroupCreated,
             EventData::GroupUpdated(_) => EventType::GroupUpdated,
@@ -175,7 +205,10 @@ impl Event {
             ("event_type", self.event_type().as_str().to_string()),
             ("app_id", self.app_id.clone()),
         ];
-        if let EventData::MessageSent(m) | EventData::MessageDelivered(m) = &self.data {
+        if let EventData::MessageSent(m)
+        | EventData::MessageDelivered(m)
+        | EventData::MessageReturnReceipt(m) = &self.data
+        {
             attrs.push(("channel_type", m.channel_type.as_str().to_string()));
         }
         attrs
@@ -209,6 +242,26 @@ impl Event {
     pub fn conversation_archived(user: &str, conversation: &Conversation, at: u64) -> Event {
         let app = conversation.last.app_id.clone();
         let data = EventData::ConversationArchived(conversation.clone());
+        Event::new(data, &app, user, at)
+    }
+
+    /// The sender's copy of a direct message (`timelineOf` = sender, status 250) once its
+    /// recipient has read it: Chat21's `message-return-receipt`.
+    pub fn message_return_receipt(copy: &Message, at: u64) -> Event {
+        Event {
+            message_id: Some(copy.message_id.clone()),
+            ..Event::new(
+                EventData::MessageReturnReceipt(copy.clone()),
+                &copy.app_id,
+                &copy.recipient,
+                at,
+            )
+        }
+    }
+
+    pub fn conversation_unarchived(user: &str, conversation: &Conversation, at: u64) -> Event {
+        let app = conversation.last.app_id.clone();
+        let data = EventData::ConversationUnarchived(conversation.clone());
         Event::new(data, &app, user, at)
     }
 
@@ -300,6 +353,30 @@ mod tests {
                 ("channel_type", "direct".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn every_type_is_listed_once_and_parses_back() {
+        // Exhaustive: a new variant fails to compile here until it is placed in `ALL`.
+        let place = |t: EventType| match t {
+            EventType::MessageSent => 0,
+            EventType::MessageDelivered => 1,
+            EventType::MessageReturnReceipt => 2,
+            EventType::ConversationArchived => 3,
+            EventType::ConversationUnarchived => 4,
+            EventType::ConversationDeleted => 5,
+            EventType::GroupCreated => 6,
+            EventType::GroupUpdated => 7,
+            EventType::JoinMember => 8,
+            EventType::LeaveMember => 9,
+            EventType::PresenceChange => 10,
+        };
+        for (i, t) in EventType::ALL.into_iter().enumerate() {
+            assert_eq!(place(t), i);
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
+        }
+        assert_eq!(EventType::parse("message_sent"), None);
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! | `{app}#G#{group}`          | `GROUP`             |                                     | group meta |
 //! | `{app}#G#{group}`          | `M#{member}`        |                                     | membership |
 //! | `{app}#G#{group}`          | `C#{change}`        |                                     | change whose events are owed |
+//! | `{app}#W`                  | `W#{webhook}`       |                                     | a tenant's webhook endpoint |
+//! | `{app}#W`                  | `COUNT`             |                                     | how many endpoints the tenant has |
 //!
 //! Ids never contain `#` (see [`crate::ids`]), so every key splits back unambiguously.
 
@@ -109,6 +111,20 @@ pub fn change_sk(change_id: &str) -> String {
     format!("{CHANGE_PREFIX}{change_id}")
 }
 
+/// A tenant's webhook endpoints: one small partition per app (read whole by the webhooks
+/// consumer).
+pub fn webhooks_pk(app: &str) -> String {
+    format!("{app}#W")
+}
+
+pub const WEBHOOK_PREFIX: &str = "W#";
+/// The item counting a tenant's endpoints (bounds them under concurrent creates).
+pub const WEBHOOK_COUNT_SK: &str = "COUNT";
+
+pub fn webhook_sk(id: &str) -> String {
+    format!("{WEBHOOK_PREFIX}{id}")
+}
+
 /// A page position: the `order_key` of the last item a page returned. The next page holds the
 /// items that sort before it (lists are newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +208,14 @@ mod tests {
         assert_ne!(history_pk("a", "g"), timeline_pk("a", "g", "g"));
         assert_ne!(history_pk("a", "g"), user_pk("a", "g"));
         assert_ne!(history_pk("a", "g"), group_pk("a", "g"));
+    }
+
+    #[test]
+    fn webhooks_have_a_partition_of_their_own() {
+        assert_ne!(webhooks_pk("a"), user_pk("a", "W"));
+        assert_ne!(webhooks_pk("a"), group_pk("a", "W"));
+        assert!(webhook_sk("w1").starts_with(WEBHOOK_PREFIX));
+        assert!(!WEBHOOK_COUNT_SK.starts_with(WEBHOOK_PREFIX));
     }
 
     #[test]

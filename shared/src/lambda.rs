@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -17,16 +18,21 @@ use aws_smithy_runtime_api::client::runtime_components::{
     RuntimeComponents, RuntimeComponentsBuilder,
 };
 use aws_smithy_types::config_bag::ConfigBag;
+use futures_util::future::join_all;
 use lambda_http::{Request, service_fn};
 use lambda_runtime::LambdaEvent;
 use tracing::{error, warn};
 
 use crate::adapters::dynamo::{DynamoStore, stream::streamed_of};
+use crate::adapters::http::HttpClient as WebhookHttpClient;
 use crate::adapters::sns::SnsEvents;
+use crate::adapters::sqs::SqsRetries;
 use crate::adapters::system::{SystemClock, UuidIds};
 use crate::api::{self, Api};
 use crate::config::{self, AwsConfig};
 use crate::events::Event;
+use crate::ops::webhooks::delivery::POST_TIMEOUT;
+use crate::ops::webhooks::{WebhookConfig, Webhooks};
 use crate::ops::{Deps, deliver};
 use crate::ports::EventPublisher;
 use crate::routes::Route;
@@ -208,6 +214,74 @@ pub async fn handle_stream(deps: &Deps, event: dynamodb::Event) -> DynamoDbEvent
                 response.batch_item_failures.push(failure);
                 break;
             }
+        }
+    }
+    response
+}
+
+/// The webhooks consumer on AWS: tenants' endpoints in the table, retries on the function's
+/// own queue (`WEBHOOK_QUEUE_URL`) and its dead-letter queue (`WEBHOOK_DEAD_LETTER_URL`), and
+/// the configuration (`WEBHOOK_ENDPOINTS`, `WEBHOOK_EVENTS`, `WEBHOOK_SECRET`,
+/// `WEBHOOK_ALLOWED_HOSTS`).
+pub async fn aws_webhooks(lookup: impl Fn(&str) -> Option<String>) -> Result<Webhooks, Error> {
+    let table = lookup("TABLE_NAME")
+        .filter(|v| !v.trim().is_empty())
+        .ok_or("TABLE_NAME is not set")?;
+    let queue = lookup("WEBHOOK_QUEUE_URL")
+        .filter(|v| !v.trim().is_empty())
+        .ok_or("WEBHOOK_QUEUE_URL is not set")?;
+    let dead_letters = lookup("WEBHOOK_DEAD_LETTER_URL")
+        .filter(|v| !v.trim().is_empty())
+        .ok_or("WEBHOOK_DEAD_LETTER_URL is not set")?;
+    let config = WebhookConfig::from_lookup(&lookup)?;
+    let shared = sdk_config().await;
+    Ok(Webhooks::new(
+        Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&shared),
+            table,
+        )),
+        Arc::new(WebhookHttpClient::new(POST_TIMEOUT)?),
+        Arc::new(SqsRetries::new(
+            aws_sdk_sqs::Client::new(&shared),
+            queue,
+            dead_letters,
+        )),
+        Arc::new(SystemClock),
+        config,
+    ))
+}
+
+/// Runs the webhooks function: its queue (events from the topic, and retries), with partial
+/// batch responses.
+pub async fn serve_webhooks() -> Result<(), Error> {
+    init_tracing();
+    let webhooks = aws_webhooks(config::env).await?;
+    let webhooks = &webhooks;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handle_webhooks(webhooks, event.payload).await)
+    }))
+    .await
+}
+
+/// Handles a batch of the webhooks queue, every record at once: each event to its endpoints,
+/// each due retry. Only the records that must come back are reported failed (their retries
+/// could not be queued, or the tenant's endpoints could not be read).
+pub async fn handle_webhooks(webhooks: &Webhooks, event: SqsEvent) -> SqsBatchResponse {
+    let outcomes = join_all(event.records.iter().map(|record| async move {
+        let outcome = match &record.body {
+            Some(body) => webhooks.handle_record(body).await,
+            None => Ok(()),
+        };
+        (record.message_id.clone(), outcome)
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for (id, outcome) in outcomes {
+        if let Err(e) = outcome {
+            warn!(error = %e, message_id = ?id, "a webhooks record failed; it will come back");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id.unwrap_or_default();
+            response.batch_item_failures.push(failure);
         }
     }
     response

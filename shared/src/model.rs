@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::events::EventType;
 use crate::ids::Id;
 
 /// Message status codes of Chat21.
@@ -291,6 +292,20 @@ impl GroupChange {
         let created = u64::from(self.kind == ChangeKind::Created);
         created + (self.joined.len() + self.left.len()) as u64
     }
+}
+
+/// A tenant's webhook endpoint, as admins register it (`PUT /api/{app_id}/webhooks/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    pub app_id: String,
+    pub url: String,
+    /// The event types it receives.
+    pub events: Vec<EventType>,
+    /// Signs every POST (Standard Webhooks): `whsec_<base64>`, or the text given.
+    pub secret: String,
+    pub created_at: u64,
+    pub updated_at: u64,
 }
 
 /// Who is calling, from a verified token.

@@ -21,6 +21,10 @@ pub enum Route {
     JoinGroup,
     LeaveGroup,
     SetMembers,
+    ListWebhooks,
+    GetWebhook,
+    PutWebhook,
+    DeleteWebhook,
 }
 
 impl Route {
@@ -42,6 +46,10 @@ impl Route {
             Route::JoinGroup => "join-group",
             Route::LeaveGroup => "leave-group",
             Route::SetMembers => "set-members",
+            Route::ListWebhooks => "list-webhooks",
+            Route::GetWebhook => "get-webhook",
+            Route::PutWebhook => "put-webhook",
+            Route::DeleteWebhook => "delete-webhook",
         }
     }
 
@@ -56,6 +64,10 @@ impl Route {
             | Route::GetConversation
             | Route::ConversationMessages
             | Route::ReadConversation
+            | Route::ListWebhooks
+            | Route::GetWebhook
+            | Route::PutWebhook
+            | Route::DeleteWebhook
             // The message's write is its event: deliver publishes `message-sent`.
             | Route::SendMessage => false,
             Route::DeleteConversation
@@ -151,6 +163,22 @@ pub const ROUTES: &[RouteDef] = &[
         "/api/{app_id}/groups/{group_id}/members",
         Route::SetMembers,
     ),
+    def("GET", "/api/{app_id}/webhooks", Route::ListWebhooks),
+    def(
+        "GET",
+        "/api/{app_id}/webhooks/{webhook_id}",
+        Route::GetWebhook,
+    ),
+    def(
+        "PUT",
+        "/api/{app_id}/webhooks/{webhook_id}",
+        Route::PutWebhook,
+    ),
+    def(
+        "DELETE",
+        "/api/{app_id}/webhooks/{webhook_id}",
+        Route::DeleteWebhook,
+    ),
 ];
 
 /// What the router found for a request.
@@ -240,6 +268,17 @@ mod tests {
             Route::UpdateGroupAttributes
         );
         assert_eq!(found("GET", "/").0, Route::Banner);
+        assert_eq!(found("GET", "/api/a/webhooks").0, Route::ListWebhooks);
+        let (route, params) = found("PUT", "/api/a/webhooks/w1");
+        assert_eq!(
+            (route, params["webhook_id"].as_str()),
+            (Route::PutWebhook, "w1")
+        );
+        // As on API Gateway, the literal segment wins: a user named `webhooks` loses this one.
+        assert_eq!(
+            found("GET", "/api/a/webhooks/conversations").0,
+            Route::GetWebhook
+        );
     }
 
     #[test]

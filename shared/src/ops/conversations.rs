@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::ids::Id;
-use crate::model::{Caller, ChannelType, Conversation, Message};
+use crate::model::{Caller, ChannelType, Conversation, Message, status};
 use crate::ops::Deps;
 use crate::ops::messages::publish_quietly;
 use crate::ports::{ConversationKind, Page, PageRequest, ReadMark, Timeline, TimelineView};
@@ -210,7 +210,8 @@ const RECEIPT_LOOKBACK: usize = 200;
 
 /// `{me}` read message `message_id` of their conversation with `with` (Chat21's
 /// `{"status": 200}` on the message's update topic): their copy, and every earlier one, shows
-/// status 200; in a direct conversation the sender's copy shows 250 and the sender is told.
+/// status 200; in a direct conversation the sender's copy shows 250, the sender is told, and a
+/// `message-return-receipt` event carries that copy.
 /// A receipt for a message the reader did not receive changes nothing.
 pub async fn read_message(deps: &Deps, caller: &Caller, with: &Id, message_id: &Id) -> Result<()> {
     let (app, me) = (&caller.app_id, &caller.user_id);
@@ -242,6 +243,11 @@ pub async fn read_message(deps: &Deps, caller: &Caller, with: &Id, message_id: &
             .raise_read_mark(app, with, me, ReadMark::Peer, at)
             .await?;
         publish_quietly(deps, &[push::receipt(app, with, me, message_id)]).await;
+        // The sender's copy, as they see it now: read (Chat21's return receipt).
+        let mut copy = message.view_for(with);
+        copy.status = status::RETURN_RECEIPT;
+        let event = Event::message_return_receipt(&copy, deps.now());
+        deps.events.publish(&[event]).await?;
     }
     Ok(())
 }

@@ -104,11 +104,22 @@ async fn apply(
         };
         let applied = deps.store.apply(owner, &view.convers_with, &update).await?;
         if applied == (Applied::Newer { unarchived: true }) {
-            pushes.push(push::unarchived(&view.app_id, owner, &view.convers_with));
+            pushes.push(unarchived(deps, &view.app_id, owner, &view.convers_with).await?);
         }
     }
     pushes.push(push::message_added(view));
     Ok(())
+}
+
+/// A conversation a new message brought back from the archive: a `conversation-unarchived`
+/// event with the conversation as it is now, and the push that tells its owner's clients.
+/// Published when the write un-archives it (a redelivery finds it active and says nothing).
+pub(crate) async fn unarchived(deps: &Deps, app: &str, owner: &str, with: &str) -> Result<Push> {
+    if let Some(conversation) = deps.store.get_conversation(app, owner, with).await? {
+        let event = Event::conversation_unarchived(owner, &conversation.with_receipt(), deps.now());
+        deps.events.publish(&[event]).await?;
+    }
+    Ok(push::unarchived(app, owner, with))
 }
 
 /// [`apply`] on its own, for running several at once.

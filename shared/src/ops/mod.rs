@@ -4,6 +4,7 @@ pub mod conversations;
 pub mod deliver;
 pub mod groups;
 pub mod messages;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -26,12 +27,15 @@ pub struct Deps {
 pub struct Settings {
     /// Publish a `message-delivered` event per recipient copy.
     pub delivered_events: bool,
+    /// The hosts tenants' webhook endpoints may point at (`WEBHOOK_ALLOWED_HOSTS`).
+    pub webhook_hosts: webhooks::AllowedHosts,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             delivered_events: true,
+            webhook_hosts: webhooks::AllowedHosts::any(),
         }
     }
 }

@@ -6,7 +6,7 @@ use chat21::events::{EventData, EventType};
 use chat21::model::{ChangeKind, ChannelType, status};
 use chat21::ops::groups::{self, CreateGroup};
 use chat21::ops::{conversations, deliver};
-use chat21::ports::PageRequest;
+use chat21::ports::{PageRequest, WebhookPut};
 use chat21::{Error, keys};
 use serde_json::json;
 
@@ -62,6 +62,9 @@ on_both_stores!(
     racing_self_notes_and_group_messages_never_cross,
     joiners_receive_every_message_sent_around_their_join,
     a_leavers_conversation_ends_with_their_goodbye,
+    receipts_and_unarchiving_raise_their_events,
+    webhook_endpoints_are_kept_per_tenant_and_bounded,
+    concurrent_webhook_creates_never_exceed_the_bound,
 );
 
 async fn direct_message_reaches_both_sides(h: &Harness) {
@@ -1450,4 +1453,187 @@ async fn a_leavers_conversation_ends_with_their_goodbye(h: &Harness) {
             leaver.as_str()
         );
     }
+}
+
+/// The events real time adds for webhooks: `message-return-receipt` where a read receipt is
+/// applied (direct conversations), `conversation-unarchived` where a new message brings a
+/// conversation back (direct and group), each once: a redelivery raises neither again.
+async fn receipts_and_unarchiving_raise_their_events(h: &Harness) {
+    let sent = h.send(&user("u1"), "u2", "read me").await.unwrap();
+    h.deliver_all().await;
+    conversations::read_message(&h.deps, &user("u2"), &id("u1"), &id(&sent.message_id))
+        .await
+        .unwrap();
+    let events = h.events.take();
+    let receipts: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type() == EventType::MessageReturnReceipt)
+        .collect();
+    assert_eq!(receipts.len(), 1, "{events:?}");
+    let EventData::MessageReturnReceipt(copy) = &receipts[0].data else {
+        panic!("not a receipt: {:?}", receipts[0]);
+    };
+    assert_eq!(copy.timeline_of, "u1", "the sender's copy");
+    assert_eq!(copy.status, status::RETURN_RECEIPT);
+    assert_eq!(copy.message_id, sent.message_id);
+    assert_eq!(receipts[0].recipient_id, "u2");
+    assert_eq!(receipts[0].app_id, APP);
+    assert_eq!(
+        receipts[0].message_id.as_deref(),
+        Some(sent.message_id.as_str())
+    );
+    // A receipt for one's own message is no receipt.
+    conversations::read_message(&h.deps, &user("u1"), &id("u2"), &id(&sent.message_id))
+        .await
+        .unwrap();
+    assert_eq!(count(&h.events.take(), EventType::MessageReturnReceipt), 0);
+
+    // Direct: archived by u2, brought back by u1's next message.
+    conversations::archive(&h.deps, &user("u2"), None, &id("u1"))
+        .await
+        .unwrap();
+    h.events.take();
+    h.send(&user("u1"), "u2", "back").await.unwrap();
+    let events = h.deliver_all().await;
+    let unarchived: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type() == EventType::ConversationUnarchived)
+        .collect();
+    assert_eq!(unarchived.len(), 1, "{events:?}");
+    assert_eq!(unarchived[0].recipient_id, "u2");
+    let EventData::ConversationUnarchived(row) = &unarchived[0].data else {
+        panic!("not an unarchive: {:?}", unarchived[0]);
+    };
+    assert_eq!((row.key.as_str(), row.archived), ("u1", false));
+    assert_eq!(row.last_message_text, "back");
+    h.redeliver_all().await;
+    assert_eq!(
+        count(&h.events.take(), EventType::ConversationUnarchived),
+        0,
+        "a redelivery un-archives nothing"
+    );
+
+    // Group: a member's archived group conversation comes back with the next group message.
+    make_group(h, "group-back", &["u2"]).await;
+    conversations::archive(&h.deps, &user("u2"), None, &id("group-back"))
+        .await
+        .unwrap();
+    h.events.take();
+    h.send(&user("u1"), "group-back", "to the group")
+        .await
+        .unwrap();
+    let events = h.deliver_all().await;
+    let unarchived: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type() == EventType::ConversationUnarchived)
+        .collect();
+    assert_eq!(unarchived.len(), 1, "{events:?}");
+    assert_eq!(unarchived[0].recipient_id, "u2");
+    // And through a group change's system messages (the fan-out of a join).
+    conversations::archive(&h.deps, &user("u2"), None, &id("group-back"))
+        .await
+        .unwrap();
+    h.events.take();
+    groups::join(&h.deps, &user("u1"), &id("group-back"), id("u3"))
+        .await
+        .unwrap();
+    let events = h.deliver_all().await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event_type() == EventType::ConversationUnarchived)
+            .map(|e| e.recipient_id.as_str())
+            .collect::<Vec<_>>(),
+        ["u2"],
+        "{events:?}"
+    );
+}
+
+fn webhook(app: &str, hook: &str, url: &str) -> chat21::model::Webhook {
+    chat21::model::Webhook {
+        id: hook.into(),
+        app_id: app.into(),
+        url: url.into(),
+        events: vec![EventType::MessageSent],
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+async fn webhook_endpoints_are_kept_per_tenant_and_bounded(h: &Harness) {
+    let store = &h.deps.store;
+    assert!(store.list_webhooks(APP).await.unwrap().is_empty());
+    let b = webhook(APP, "b", "https://b.example/");
+    assert_eq!(store.put_webhook(&b, 3).await.unwrap(), WebhookPut::Created);
+    let a = webhook(APP, "a", "https://a.example/");
+    assert_eq!(store.put_webhook(&a, 3).await.unwrap(), WebhookPut::Created);
+    let mut b2 = b.clone();
+    b2.url = "https://b2.example/".into();
+    b2.events = vec![EventType::JoinMember, EventType::PresenceChange];
+    b2.updated_at = 2;
+    assert_eq!(
+        store.put_webhook(&b2, 3).await.unwrap(),
+        WebhookPut::Replaced
+    );
+    assert_eq!(
+        store.list_webhooks(APP).await.unwrap(),
+        vec![a.clone(), b2.clone()]
+    );
+    assert_eq!(store.get_webhook(APP, "b").await.unwrap(), Some(b2.clone()));
+    assert_eq!(store.get_webhook(APP, "zzz").await.unwrap(), None);
+    // Another tenant's endpoints are its own.
+    assert!(store.list_webhooks("app2").await.unwrap().is_empty());
+    assert_eq!(store.get_webhook("app2", "a").await.unwrap(), None);
+    let other = webhook("app2", "a", "https://other.example/");
+    assert_eq!(
+        store.put_webhook(&other, 3).await.unwrap(),
+        WebhookPut::Created
+    );
+    assert_eq!(store.get_webhook(APP, "a").await.unwrap(), Some(a.clone()));
+
+    // The bound: a new one beyond it writes nothing; replacing is still fine.
+    let c = webhook(APP, "c", "https://c.example/");
+    assert_eq!(store.put_webhook(&c, 3).await.unwrap(), WebhookPut::Created);
+    let d = webhook(APP, "d", "https://d.example/");
+    assert_eq!(store.put_webhook(&d, 3).await.unwrap(), WebhookPut::Full);
+    assert_eq!(store.get_webhook(APP, "d").await.unwrap(), None);
+    assert_eq!(
+        store.put_webhook(&c, 3).await.unwrap(),
+        WebhookPut::Replaced
+    );
+    // A deletion makes room.
+    assert!(store.delete_webhook(APP, "a").await.unwrap());
+    assert!(!store.delete_webhook(APP, "a").await.unwrap());
+    assert!(!store.delete_webhook("app2", "zzz").await.unwrap());
+    assert_eq!(store.put_webhook(&d, 3).await.unwrap(), WebhookPut::Created);
+    let ids: Vec<String> = store
+        .list_webhooks(APP)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(ids, ["b", "c", "d"]);
+    assert_eq!(store.list_webhooks("app2").await.unwrap(), vec![other]);
+}
+
+async fn concurrent_webhook_creates_never_exceed_the_bound(h: &Harness) {
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = h.deps.store.clone();
+            tokio::spawn(async move {
+                let hook = webhook(APP, &format!("w{i:02}"), "https://x.example/");
+                store.put_webhook(&hook, 5).await.unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        if task.await.unwrap() == WebhookPut::Created {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 5);
+    assert_eq!(h.deps.store.list_webhooks(APP).await.unwrap().len(), 5);
 }

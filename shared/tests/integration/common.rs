@@ -762,3 +762,65 @@ impl Recorder {
         }
     }
 }
+
+/// A clock the test moves by hand (webhook backoffs take a day; the tests take no time).
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn at(ms: u64) -> Arc<ManualClock> {
+        Arc::new(ManualClock(AtomicU64::new(ms)))
+    }
+
+    pub fn set(&self, ms: u64) {
+        self.0.fetch_max(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One POST a [`RecordingClient`] was asked to make.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Posted {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A webhooks HTTP client that sends nothing: it records each POST and answers 200.
+#[derive(Default)]
+pub struct RecordingClient {
+    pub posted: std::sync::Mutex<Vec<Posted>>,
+}
+
+#[async_trait::async_trait]
+impl chat21::ports::WebhookClient for RecordingClient {
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: &str,
+    ) -> chat21::ports::PostOutcome {
+        self.posted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Posted {
+                url: url.to_string(),
+                headers: headers.to_vec(),
+                body: body.to_string(),
+            });
+        chat21::ports::PostOutcome::Delivered(200)
+    }
+}

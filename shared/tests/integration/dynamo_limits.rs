@@ -205,6 +205,7 @@ async fn spied() -> Spied {
         ids: Arc::new(UuidIds),
         settings: Settings {
             delivered_events: false,
+            ..Settings::default()
         },
     };
     Spied {

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::stream_event;
+use crate::common::{RecordingClient, stream_event};
 use aws_lambda_events::event::dynamodb;
 use chat21::adapters::dynamo::stream::{image_of, streamed_of};
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
+use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries};
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
@@ -18,8 +18,9 @@ use chat21::events::EventType;
 use chat21::lambda;
 use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::model::{Message, status};
+use chat21::ops::webhooks::{Secret, WebhookConfig, Webhooks};
 use chat21::ops::{Deps, Settings, conversations};
-use chat21::ports::{ConversationStore, GroupStore, PageRequest, Streamed};
+use chat21::ports::{ConversationStore, GroupStore, PageRequest, Streamed, WebhookStore};
 use chat21::routes::{self, Match, ROUTES, Route};
 use serde_json::{Value, json};
 
@@ -28,8 +29,12 @@ const KEY: &[u8] = b"chat21-events-example-key";
 const APP: &str = "default";
 const GROUP: &str = "group-events-demo";
 const MESSAGE_ID: &str = "events-demo-message-1";
-/// The one function fed by the table's stream instead of the HTTP API.
+/// The functions fed by the table's stream and by a queue instead of the HTTP API.
 const DELIVER: &str = "deliver";
+const WEBHOOKS: &str = "webhooks";
+/// The tenant webhook `put-webhook.json` registers, and its secret.
+const WEBHOOK_URL: &str = "https://hooks.example.com/chat21";
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// IoT Core's custom authorizer (events: an MQTT CONNECT), and the function its topic rules
 /// invoke (events: a client's publish, as the rules' SQL shapes it).
 const AUTHORIZER: &str = "authorizer";
@@ -67,6 +72,11 @@ const ORDER: &[&str] = &[
     "list-archived-conversations",
     "list-archived-conversations-alias",
     "get-conversation-archived",
+    "put-webhook",
+    "get-webhook",
+    "list-webhooks",
+    "webhooks",
+    "delete-webhook",
 ];
 
 fn workspace() -> PathBuf {
@@ -167,7 +177,7 @@ fn every_function_has_an_event_and_every_event_a_function() {
     // Every HTTP function's events name one of its routes.
     for (stem, path) in &files {
         let function = function_of(stem, &functions).unwrap();
-        if [DELIVER, AUTHORIZER, MQTT_INBOUND].contains(&function) {
+        if [DELIVER, WEBHOOKS, AUTHORIZER, MQTT_INBOUND].contains(&function) {
             continue;
         }
         let event: Value = serde_json::from_str(&read(path)).unwrap();
@@ -188,6 +198,9 @@ fn read(path: &Path) -> String {
 
 struct Harness {
     api: Api,
+    /// The webhooks consumer, on the same store, sending nothing (it records its POSTs).
+    webhooks: Webhooks,
+    posted: Arc<RecordingClient>,
     store: Arc<EmbeddedStore>,
     events: Arc<EmbeddedEvents>,
     /// The store's stream of new messages.
@@ -210,8 +223,18 @@ impl Harness {
             settings: Settings::default(),
         };
         let verifier = JwtVerifier::hs256(KEY).unwrap();
+        let posted = Arc::new(RecordingClient::default());
+        let webhooks = Webhooks::new(
+            store.clone(),
+            posted.clone(),
+            Arc::new(MemoryRetries::new(Arc::new(SystemClock), 100)),
+            Arc::new(SystemClock),
+            WebhookConfig::default(),
+        );
         Harness {
             api: Api { deps, verifier },
+            webhooks,
+            posted,
             store,
             events,
             stream,
@@ -338,7 +361,11 @@ async fn replay_http(h: &Harness, stem: &str, function: &str, json: &str) -> Val
         .unwrap_or_default();
     let body: &Body = response.body();
     let text = String::from_utf8(body.as_ref().to_vec()).unwrap();
-    let expected = if stem == "create-group" { 201 } else { 200 };
+    let expected = if ["create-group", "put-webhook"].contains(&stem) {
+        201
+    } else {
+        200
+    };
     assert_eq!(
         status, expected,
         "events/{stem}.json answered {status}: {text}"
@@ -428,6 +455,32 @@ fn replay_authorizer(h: &Harness, stem: &str, json: &str) {
         APP,
         user,
         client,
+    );
+}
+
+/// Runs the SQS batch of the webhooks queue through the webhooks handler.
+async fn replay_queue(h: &Harness, json: &str) {
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(json).expect("events/webhooks.json is not an SQS event");
+    assert!(!event.records.is_empty());
+    for record in &event.records {
+        let body = record.body.as_deref().expect("a record without a body");
+        let parsed: chat21::events::Event = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("events/webhooks.json: a record is not an event: {e}"));
+        // The message attributes are the ones the topic sets (what the subscription filters).
+        for (name, value) in parsed.attributes() {
+            assert_eq!(
+                record.message_attributes[name].string_value.as_deref(),
+                Some(value.as_str()),
+                "events/webhooks.json: attribute {name}"
+            );
+        }
+    }
+    let response = lambda::handle_webhooks(&h.webhooks, event).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "webhooks reported failures: {:?}",
+        response.batch_item_failures
     );
 }
 
@@ -606,6 +659,38 @@ async fn check(h: &Harness, stem: &str, body: &Value) {
             assert_eq!(keys_of(&body["result"]), ["user-2"], "{body}");
             assert_eq!(result[0]["archived"], true);
         }
+        "put-webhook" => {
+            assert_eq!(body["webhook"]["id"], "tiledesk");
+            assert_eq!(body["webhook"]["url"], WEBHOOK_URL);
+            assert_eq!(body["webhook"]["secret"], WEBHOOK_SECRET);
+            assert_eq!(
+                body["webhook"]["events"],
+                json!(["message-sent", "message-return-receipt"])
+            );
+        }
+        "get-webhook" => {
+            assert_eq!(body["result"]["id"], "tiledesk");
+        }
+        "list-webhooks" => {
+            assert_eq!(body["result"].as_array().map(Vec::len), Some(1), "{body}");
+        }
+        "webhooks" => {
+            let posted = h.posted.posted.lock().unwrap().clone();
+            assert_eq!(posted.len(), 1, "{posted:?}");
+            let post = &posted[0];
+            assert_eq!(post.url, WEBHOOK_URL);
+            let event: Value = serde_json::from_str(&post.body).unwrap();
+            assert_eq!(event["event_type"], "message-sent");
+            assert_eq!(event["message_id"], MESSAGE_ID);
+            let secret = Secret::parse("secret", WEBHOOK_SECRET).unwrap();
+            let id = post.header("webhook-id").unwrap();
+            let timestamp: u64 = post.header("webhook-timestamp").unwrap().parse().unwrap();
+            let signature = post.header("webhook-signature").unwrap();
+            assert!(secret.verify(id, timestamp, post.body.as_bytes(), signature));
+        }
+        "delete-webhook" => {
+            assert!(h.store.list_webhooks(APP).await.unwrap().is_empty());
+        }
         "get-conversation-archived" => {
             let result = body["result"].as_array().unwrap();
             assert_eq!(result.len(), 1, "{body}");
@@ -641,6 +726,9 @@ async fn event_files_replay_in_order_against_one_store() {
                 .unwrap_or_else(|e| panic!("events/{stem}.json failed: {e}"));
             h.pump().await;
             check(&h, stem, &event).await;
+        } else if function == WEBHOOKS {
+            replay_queue(&h, &json).await;
+            check(&h, stem, &Value::Null).await;
         } else {
             // Whatever earlier calls published reaches deliver before the next request. (The
             // deliver sample, which follows send-message, is itself the delivery of its message.)

@@ -387,6 +387,7 @@ async fn setup() -> Aws {
         ids: Arc::new(UuidIds),
         settings: Settings {
             delivered_events: false,
+            ..Settings::default()
         },
     };
     Aws {

@@ -14,3 +14,4 @@ mod iot;
 mod lambda_e2e;
 mod openapi;
 mod template;
+mod webhooks;

@@ -481,6 +481,30 @@ fn deliver_is_invoked_for_exactly_what_it_delivers() {
         "INSERT",
         json!({"pk": {"S": "app1#G#g1"}, "sk": {"S": "M#u2"}, "member_id": {"S": "u2"}}),
     ));
+    // A tenant's webhook endpoint, and its counter.
+    let hook = chat21::model::Webhook {
+        id: "w1".into(),
+        app_id: "app1".into(),
+        url: "https://hooks.example/".into(),
+        events: chat21::events::EventType::ALL.to_vec(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let hook = chat21::adapters::dynamo::item::item_of(
+        &hook,
+        chat21::keys::webhooks_pk("app1"),
+        chat21::keys::webhook_sk("w1"),
+    )
+    .unwrap();
+    let hook: serde_dynamo::Item = hook.into();
+    for name in ["INSERT", "MODIFY"] {
+        dropped.push((name, serde_json::to_value(&hook).unwrap()));
+    }
+    dropped.push((
+        "MODIFY",
+        json!({"pk": {"S": "app1#W"}, "sk": {"S": "COUNT"}, "webhooks": {"N": "1"}}),
+    ));
     for (name, image) in dropped {
         let record = stream_record(name, image.clone());
         assert!(!passes(&record), "the filter passes {record}");
@@ -495,6 +519,85 @@ fn deliver_is_invoked_for_exactly_what_it_delivers() {
     }
     // Deletions carry no new image: nothing to match.
     assert!(!passes(&json!({"eventName": "REMOVE", "dynamodb": {}})));
+}
+
+/// The webhooks function consumes its own queue: the topic's events, raw (the body webhooks
+/// POST), filtered on the `event_type` attribute the SNS adapter sets, to `WebhookEvents`
+/// (every event type the code knows by default); partial batch responses; a dead-letter
+/// queue; the configuration the code reads.
+#[test]
+fn webhooks_consume_their_own_queue() {
+    let text = template();
+    let all = resources(&text);
+    let function = functions_in_template(&text)
+        .into_iter()
+        .find(|f| package_of(f) == "webhooks")
+        .expect("no webhooks function");
+    assert!(function.has_run(&[
+        "Type: SQS",
+        "Properties:",
+        "Queue: !GetAtt WebhooksQueue.Arn"
+    ]));
+    assert!(function.has_run(&["FunctionResponseTypes:", "ReportBatchItemFailures"]));
+    assert_eq!(
+        function.value("WEBHOOK_QUEUE_URL"),
+        Some("!Ref WebhooksQueue")
+    );
+    assert_eq!(
+        function.value("WEBHOOK_DEAD_LETTER_URL"),
+        Some("!Ref WebhooksDeadLetterQueue")
+    );
+    for var in ["WEBHOOK_ENDPOINTS", "WEBHOOK_EVENTS", "WEBHOOK_SECRET"] {
+        assert!(function.value(var).is_some(), "the function has no {var}");
+    }
+    assert!(text.contains("WEBHOOK_ALLOWED_HOSTS: !Ref WebhookAllowedHosts"));
+    let timeout: u64 = function.value("Timeout").unwrap().parse().unwrap();
+    let queue = all.iter().find(|r| r.id == "WebhooksQueue").unwrap();
+    let visibility: u64 = queue.value("VisibilityTimeout").unwrap().parse().unwrap();
+    assert!(visibility >= 6 * timeout, "{visibility} < 6 × {timeout}");
+    assert!(queue.has_run(&[
+        "RedrivePolicy:",
+        "deadLetterTargetArn: !GetAtt WebhooksDeadLetterQueue.Arn"
+    ]));
+    let subscription = all
+        .iter()
+        .find(|r| r.value("Type") == Some("AWS::SNS::Subscription"))
+        .expect("no subscription");
+    assert_eq!(subscription.value("TopicArn"), Some("!Ref Topic"));
+    assert_eq!(
+        subscription.value("Endpoint"),
+        Some("!GetAtt WebhooksQueue.Arn")
+    );
+    assert_eq!(subscription.value("RawMessageDelivery"), Some("true"));
+    assert!(subscription.has_run(&["FilterPolicy:", "event_type: !Ref WebhookEvents"]));
+    let attributes: Vec<&str> = chat21::events::Event::presence_change(
+        "a",
+        chat21::events::Presence {
+            user_id: chat21::ids::Id::parse("u", "u").unwrap(),
+            client_id: chat21::ids::Id::parse("c", "c").unwrap(),
+            presence: chat21::events::PresenceState::Online,
+        },
+        1,
+    )
+    .attributes()
+    .into_iter()
+    .map(|(name, _)| name)
+    .collect();
+    assert!(
+        attributes.contains(&"event_type"),
+        "the filter's attribute is published"
+    );
+    // The parameter's default: every event type.
+    let default = text
+        .lines()
+        .skip_while(|l| *l != "  WebhookEvents:")
+        .find_map(|l| value_of(l.trim(), "Default"))
+        .expect("WebhookEvents has no default");
+    let every: Vec<&str> = chat21::events::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(default.split(',').collect::<Vec<_>>(), every);
 }
 
 #[test]

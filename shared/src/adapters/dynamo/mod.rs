@@ -6,7 +6,7 @@
 //!
 //! - [`request`]: DynamoDB plumbing with no chat knowledge;
 //! - [`item`]: how messages, conversations and groups are laid out in items;
-//! - `messages`, `conversations`, `groups`: the store ports;
+//! - `messages`, `conversations`, `groups`, `webhooks`: the store ports;
 //! - `stream`: the table's stream records, read back as the new messages they announce.
 
 mod conversations;
@@ -15,6 +15,7 @@ pub mod item;
 mod messages;
 pub mod request;
 pub mod stream;
+mod webhooks;
 
 use aws_sdk_dynamodb::Client;
 

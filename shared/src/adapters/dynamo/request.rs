@@ -309,6 +309,29 @@ impl Table {
         }
     }
 
+    /// Puts `item` over the existing item of its key; false (nothing written) if there is none.
+    pub async fn put_if_exists(&self, item: Item) -> Result<bool> {
+        self.count();
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error("PutItem", e)),
+        }
+    }
+
     /// UpdateItem returning the new item; `None` when its condition failed.
     pub async fn update_item(&self, update: Update) -> Result<Option<Item>> {
         self.update_returning(update, ReturnValue::AllNew).await

@@ -10,9 +10,11 @@ mod events;
 mod groups;
 mod messages;
 mod realtime;
+mod webhooks;
 
 pub use events::EmbeddedEvents;
 pub use realtime::RecordingRealtime;
+pub use webhooks::MemoryRetries;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -20,7 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::keys::{self, Position};
-use crate::model::{Conversation, GroupChange, GroupMeta, Message};
+use crate::model::{Conversation, GroupChange, GroupMeta, Message, Webhook};
 use crate::ports::{ConversationKind, Page, PageRequest, Streamed, Window};
 
 /// One timeline: a direct conversation, a group's history, or a user's own copies.
@@ -103,6 +105,8 @@ struct State {
     timelines: HashMap<String, Timeline>,
     rows: HashMap<String, HashMap<String, Row>>,
     groups: HashMap<String, GroupState>,
+    /// Each tenant's webhook endpoints, by id.
+    webhooks: HashMap<String, BTreeMap<String, Webhook>>,
 }
 
 /// All data in one mutex: every operation is trivially atomic.

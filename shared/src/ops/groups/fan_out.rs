@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use crate::error::Result;
 use crate::keys;
 use crate::model::{GroupChange, Message};
-use crate::ops::Deps;
+use crate::ops::{Deps, deliver};
 use crate::ports::{Applied, ConversationKind, RowUpdate};
 use crate::realtime::{Push, push};
 
@@ -122,7 +122,7 @@ async fn deliver_run(
     };
     let mut pushes = Vec::new();
     if deps.store.apply(target, group, &update).await? == (Applied::Newer { unarchived: true }) {
-        pushes.push(push::unarchived(&last.app_id, target, group));
+        pushes.push(deliver::unarchived(deps, &last.app_id, target, group).await?);
     }
     pushes.extend(views.iter().map(push::message_added));
     Ok(pushes)

@@ -8,6 +8,7 @@ mod groups;
 mod other;
 mod send;
 mod tokens;
+mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -199,6 +200,12 @@ async fn snapshot(h: &Harness) -> BTreeMap<String, Value> {
                 );
             }
         }
+    }
+    for app in [APP, "app2"] {
+        state.insert(
+            format!("webhooks of {app}"),
+            serde_json::to_value(store.list_webhooks(app).await.unwrap()).unwrap(),
+        );
     }
     for group in SNAPSHOT_GROUPS {
         let history = h.history(group).await;

@@ -1,0 +1,7 @@
+//! `DELETE /api/{app_id}/webhooks/{webhook_id}`: delete a webhook endpoint (admins only).
+//! Behaviour: `chat21::ops::webhooks::delete`.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), chat21::lambda::Error> {
+    chat21::lambda::serve_http(chat21::routes::Route::DeleteWebhook).await
+}

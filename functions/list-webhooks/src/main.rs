@@ -1,0 +1,7 @@
+//! `GET /api/{app_id}/webhooks`: the tenant's webhook endpoints (admins only).
+//! Behaviour: `chat21::ops::webhooks::list`.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), chat21::lambda::Error> {
+    chat21::lambda::serve_http(chat21::routes::Route::ListWebhooks).await
+}

@@ -1,0 +1,7 @@
+//! `PUT /api/{app_id}/webhooks/{webhook_id}`: create or replace a webhook endpoint (admins
+//! only). Behaviour: `chat21::ops::webhooks::put`.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), chat21::lambda::Error> {
+    chat21::lambda::serve_http(chat21::routes::Route::PutWebhook).await
+}

@@ -1,0 +1,246 @@
+//! `chat21-local`'s webhooks, received by a plain HTTP endpoint on loopback (what Tiledesk
+//! runs): Chat21's envelope, signed, for the deployment's endpoints (`WEBHOOK_ENDPOINTS`) and a
+//! tenant's own (registered over HTTP by an admin), each filtered.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use chat21::ops::webhooks::Secret;
+use serde_json::{Value, json};
+
+use crate::http::{eventually, http};
+use crate::server::{APP, KEY, command, start_with, token};
+
+const GLOBAL_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const TENANT_SECRET: &str = "the-tenants-own-secret";
+
+/// One POST the receiver got.
+#[derive(Debug, Clone)]
+struct Post {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Post {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    fn event(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn verifies_with(&self, secret: &str) -> bool {
+        let secret = Secret::parse("secret", secret).unwrap();
+        self.header("webhook-timestamp").parse().is_ok_and(|ts| {
+            secret.verify(
+                self.header("webhook-id"),
+                ts,
+                self.body.as_bytes(),
+                self.header("webhook-signature"),
+            )
+        })
+    }
+}
+
+/// A plain HTTP/1.1 endpoint on 127.0.0.1 answering 200 to every POST (one per connection).
+struct Receiver {
+    port: u16,
+    posts: Arc<Mutex<Vec<Post>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let posts: Arc<Mutex<Vec<Post>>> = Arc::default();
+        let kept = posts.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+                let mut headers = Vec::new();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let header = header.trim_end();
+                    if header.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = header.split_once(':') {
+                        headers.push((name.trim().to_string(), value.trim().to_string()));
+                    }
+                }
+                let length: usize = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                kept.lock().unwrap().push(Post {
+                    path,
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { port, posts }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn at(&self, path: &str) -> Vec<Post> {
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+fn message_sent<'a>(posts: &'a [Post], text: &str) -> Option<&'a Post> {
+    posts
+        .iter()
+        .find(|p| p.event()["event_type"] == "message-sent" && p.event()["data"]["text"] == text)
+}
+
+#[test]
+fn a_tiledesk_style_receiver_gets_message_sent_for_direct_and_group_messages() {
+    let receiver = Receiver::start();
+    let mut command = command();
+    command
+        .env("JWT_KEY", KEY)
+        .env("WEBHOOK_ENDPOINTS", receiver.url("/tiledesk"))
+        .env("WEBHOOK_EVENTS", "message-sent,group-created,join-member")
+        .env("WEBHOOK_SECRET", GLOBAL_SECRET);
+    let server = start_with(command);
+    let port = server.port;
+    let json_body = |v: Value| v.to_string().into_bytes();
+    let call = |method: &str, path: &str, who: &str, admin: bool, body: Value| {
+        let t = token(who, APP, admin);
+        http(
+            port,
+            method,
+            path,
+            &[("authorization", &t), ("content-type", "application/json")],
+            &json_body(body),
+        )
+    };
+
+    // The tenant's own endpoint, for message-sent only.
+    let put = call(
+        "PUT",
+        "/api/app1/webhooks/mine",
+        "boss",
+        true,
+        json!({"url": receiver.url("/tenant"), "events": ["message-sent"], "secret": TENANT_SECRET}),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+
+    let created = call(
+        "POST",
+        "/api/app1/groups",
+        "u1",
+        false,
+        json!({"group_name": "Support", "group_id": "group-support", "group_members": {"u2": 1}}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    for (to, text) in [("u2", "hello direct"), ("group-support", "hello group")] {
+        let sent = call(
+            "POST",
+            "/api/app1/messages",
+            "u1",
+            false,
+            json!({"sender_fullname": "One", "recipient_id": to,
+                   "recipient_fullname": "Them", "text": text}),
+        );
+        assert_eq!(sent.status, 200, "{}", sent.text());
+    }
+
+    for path in ["/tiledesk", "/tenant"] {
+        eventually(&format!("message-sent for both messages at {path}"), || {
+            let posts = receiver.at(path);
+            match (
+                message_sent(&posts, "hello direct"),
+                message_sent(&posts, "hello group"),
+            ) {
+                (Some(_), Some(_)) => Ok(()),
+                _ => Err(format!("{} posts", posts.len())),
+            }
+        });
+    }
+    let tiledesk = receiver.at("/tiledesk");
+    for (to, text, channel) in [
+        ("u2", "hello direct", "direct"),
+        ("group-support", "hello group", "group"),
+    ] {
+        let post = message_sent(&tiledesk, text).unwrap();
+        assert_eq!(post.header("content-type"), "application/json");
+        assert!(post.header("webhook-id").starts_with("msg_"));
+        let event = post.event();
+        assert_eq!(event["app_id"], APP);
+        assert_eq!(event["recipient_id"], to);
+        assert_eq!(event["message_id"], event["data"]["message_id"]);
+        assert_eq!(event["data"]["sender"], "u1");
+        assert_eq!(event["data"]["channel_type"], channel);
+        assert!(event["createdAt"].is_u64());
+    }
+    eventually("group-created at the global endpoint", || {
+        let posts = receiver.at("/tiledesk");
+        posts
+            .iter()
+            .any(|p| p.event()["event_type"] == "group-created")
+            .then_some(())
+            .ok_or_else(|| format!("{} posts", posts.len()))
+    });
+    let tiledesk = receiver.at("/tiledesk");
+    assert!(tiledesk.iter().all(|p| p.verifies_with(GLOBAL_SECRET)));
+    let allowed = ["message-sent", "group-created", "join-member"];
+    assert!(
+        tiledesk
+            .iter()
+            .all(|p| allowed.contains(&p.event()["event_type"].as_str().unwrap_or_default())),
+        "WEBHOOK_EVENTS holds"
+    );
+    let tenant = receiver.at("/tenant");
+    assert!(tenant.iter().all(|p| p.verifies_with(TENANT_SECRET)));
+    assert!(
+        tenant
+            .iter()
+            .all(|p| p.event()["event_type"] == "message-sent")
+    );
+    // The same event carries the same id to both endpoints.
+    let direct_id = message_sent(&tiledesk, "hello direct")
+        .unwrap()
+        .header("webhook-id")
+        .to_string();
+    assert_eq!(
+        message_sent(&tenant, "hello direct")
+            .unwrap()
+            .header("webhook-id"),
+        direct_id
+    );
+    drop(server);
+}
