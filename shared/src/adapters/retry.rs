@@ -17,6 +17,17 @@ pub enum Attempt<T, S> {
     Again(S),
 }
 
+impl<S> Attempt<(), Vec<S>> {
+    /// Done when nothing is left, else another attempt with what is.
+    pub fn unless_left(left: Vec<S>) -> Self {
+        if left.is_empty() {
+            Attempt::Done(())
+        } else {
+            Attempt::Again(left)
+        }
+    }
+}
+
 /// Exponential backoff: 20 ms, 40 ms, … capped at 1.28 s.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(10u64 << attempt.clamp(1, 7))

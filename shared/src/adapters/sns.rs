@@ -78,11 +78,7 @@ impl SnsEvents {
                     .into_iter()
                     .filter(|e| failed.iter().any(|f| f.id() == e.id()))
                     .collect();
-                Ok(if left.is_empty() {
-                    Attempt::Done(())
-                } else {
-                    Attempt::Again(left)
-                })
+                Ok(Attempt::unless_left(left))
             },
         )
         .await

@@ -1,304 +1,56 @@
 //! Conversations on DynamoDB: one row per (user, peer or group), updated by one conditional
-//! UpdateItem per message. A row remembers the order of its last message (`last_key`) and the
-//! tags of its recent messages (`seen`, `seen_before`; see `adapters::row`), so applying a
-//! message twice changes nothing and a late one counts once. A run newer than the last costs
-//! one blind conditional write; anything else is planned from the row as it is and written
-//! if the row's version `v` did not move.
-
-use std::collections::BTreeSet;
+//! UpdateItem per message (`apply`); read, listed, archived, deleted and marked read here.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::DynamoStore;
-use super::item::{
-    LAST, StoredRow, attribute, conversation_key, conversation_of, kind_name, row_of,
-};
-use super::request::{Expr, Item, PK, n, s};
-use crate::adapters::retry::{Attempt, retry};
-use crate::adapters::row;
+use super::apply::string;
+use super::item::{LAST, StoredRow, conversation_key, conversation_of, row_of};
+use super::request::{Expr, PK, n, s};
 use crate::error::Result;
 use crate::keys;
 use crate::model::Conversation;
 use crate::ports::{
-    Applied, ConversationKind, ConversationStore, Page, PageRequest, ReadMark, RowUpdate,
-    TimelineView,
+    Applied, ConversationStore, Page, PageRequest, ReadMark, RowUpdate, TimelineView,
 };
 
-/// A row's recently applied messages (see `adapters::row`), and its version.
-const SEEN: &str = "seen";
-const SEEN_BEFORE: &str = "seen_before";
-const VERSION: &str = "v";
-
-fn string(item: &Item, name: &str) -> Option<String> {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => Some(v.clone()),
-        _ => None,
-    }
-}
-
-fn flag(item: &Item, name: &str) -> bool {
-    matches!(item.get(name), Some(AttributeValue::Bool(true)))
-}
-
-fn tags(item: &Item, name: &str) -> BTreeSet<String> {
-    match item.get(name) {
-        Some(AttributeValue::Ss(set)) => set.iter().cloned().collect(),
-        _ => BTreeSet::new(),
-    }
-}
-
-fn tag_set(tags: &BTreeSet<String>) -> AttributeValue {
-    AttributeValue::Ss(tags.iter().cloned().collect())
-}
-
-/// The `SET` clauses that make `update.last` the row's last message (`order` its order key).
-fn newest(e: &mut Expr, update: &RowUpdate, order: &str, first: &str) -> Result<Vec<String>> {
-    let last = &update.last;
-    let fields = [
-        ("last", attribute(last)?),
-        ("is_new", AttributeValue::Bool(update.unread)),
-        ("archived", AttributeValue::Bool(false)),
-        ("deleted", AttributeValue::Bool(false)),
-        (LAST, s(order)),
-    ];
-    let mut sets: Vec<String> = fields
-        .into_iter()
-        .map(|(name, value)| format!("{} = {}", e.name(name), e.value(value)))
-        .collect();
-    let kind = e.name("kind");
-    sets.push(format!(
-        "{kind} = if_not_exists({kind}, {})",
-        e.value(s(kind_name(update.kind)))
-    ));
-    if update.kind == ConversationKind::Group && update.opens_window {
-        let open = e.name("open_from");
-        let from = e.value(s(first));
-        sets.push(format!("{open} = if_not_exists({open}, {from})"));
-    }
-    Ok(sets)
-}
-
 impl DynamoStore {
-    /// The common case in one blind write: the whole run is newer than the row's last message
-    /// (or there is no row), and its tags fit the current generation (a run of a generation or
-    /// more replaces both, see `row::remember`). Otherwise `Err` with the row as it is.
-    async fn apply_newer(
+    /// Sets `fields` on a conversation row that exists and is not deleted, and returns the
+    /// conversation as it is then (`None`: no such conversation).
+    async fn update_live_row<const N: usize>(
         &self,
-        owner: &str,
+        app: &str,
+        user: &str,
         with: &str,
-        update: &RowUpdate,
-    ) -> Result<std::result::Result<Applied, Item>> {
+        fields: [(&str, AttributeValue); N],
+    ) -> Result<Option<Conversation>> {
         let mut e = Expr::default();
-        let mut sets = newest(&mut e, update, update.last_order(), update.first_order())?;
-        let version = e.name(VERSION);
-        sets.push(format!(
-            "{version} = if_not_exists({version}, {}) + {}",
-            e.value(n(0)),
-            e.value(n(1))
-        ));
-        let unread = if update.unread {
-            update.orders.len() as u64
-        } else {
-            0
-        };
-        let seen = e.name(SEEN);
-        let last_key = e.name(LAST);
-        let newer = format!(
-            "(attribute_not_exists({last_key}) OR {last_key} < {})",
-            e.value(s(update.first_order()))
+        let sets: Vec<String> = fields
+            .into_iter()
+            .map(|(name, value)| format!("{} = {}", e.name(name), e.value(value)))
+            .collect();
+        let update = format!("SET {}", sets.join(", "));
+        let deleted = e.name("deleted");
+        let condition = format!(
+            "attribute_exists({}) AND (attribute_not_exists({deleted}) OR {deleted} = {})",
+            e.name(PK),
+            e.value(AttributeValue::Bool(false))
         );
-        let long_run = row::newest_tags(&update.orders);
-        let (expression, condition) = if long_run.len() >= row::GENERATION {
-            let seen_before = e.name(SEEN_BEFORE);
-            sets.push(format!("{seen_before} = {}", e.value(tag_set(&long_run))));
-            let expression = format!(
-                "SET {} ADD {} {} REMOVE {seen}",
-                sets.join(", "),
-                e.name("unread_count"),
-                e.value(n(unread))
-            );
-            (expression, newer)
-        } else {
-            let expression = format!(
-                "SET {} ADD {} {}, {seen} {}",
-                sets.join(", "),
-                e.name("unread_count"),
-                e.value(n(unread)),
-                e.value(tag_set(&long_run))
-            );
-            let room = row::GENERATION - long_run.len();
-            let fits = format!(
-                "(attribute_not_exists({seen}) OR size({seen}) <= {})",
-                e.value(n(room as u64))
-            );
-            (expression, format!("{newer} AND {fits}"))
-        };
-        let key = conversation_key(&update.last.app_id, owner, with);
-        let request = self.table.update(key, expression, condition, &e)?;
-        Ok(match self.table.update_or_current(request).await? {
-            Ok(old) => {
-                let unarchived = flag(&old, "archived") && !flag(&old, "deleted");
-                Ok(Applied::Newer { unarchived })
-            }
-            Err(current) => Err(current),
-        })
-    }
-
-    /// Late messages only, with room in the current generation: one blind write, conditional
-    /// on none of them being remembered (so concurrent late deliveries do not conflict).
-    /// `Err` with the row as it is otherwise.
-    async fn apply_late(
-        &self,
-        owner: &str,
-        with: &str,
-        update: &RowUpdate,
-        late: &[String],
-    ) -> Result<std::result::Result<Applied, Item>> {
-        let mut e = Expr::default();
-        let (seen, seen_before) = (e.name(SEEN), e.name(SEEN_BEFORE));
-        let tags: BTreeSet<String> = late.iter().map(|o| row::tag(o)).collect();
-        let version = e.name(VERSION);
-        let unread = if update.unread { late.len() as u64 } else { 0 };
-        let expression = format!(
-            "SET {version} = {version} + {} ADD {} {}, {seen} {}",
-            e.value(n(1)),
-            e.name("unread_count"),
-            e.value(n(unread)),
-            e.value(tag_set(&tags))
-        );
-        let mut conditions = vec![
-            format!("attribute_exists({version})"),
-            format!(
-                "(attribute_not_exists({seen}) OR size({seen}) <= {})",
-                e.value(n((row::GENERATION - tags.len()) as u64))
-            ),
-        ];
-        for t in &tags {
-            let t = e.value(s(t.as_str()));
-            conditions.push(format!(
-                "(attribute_not_exists({seen}) OR NOT contains({seen}, {t}))"
-            ));
-            conditions.push(format!(
-                "(attribute_not_exists({seen_before}) OR NOT contains({seen_before}, {t}))"
-            ));
-        }
-        let key = conversation_key(&update.last.app_id, owner, with);
-        let request = self
+        let update = self
             .table
-            .update(key, expression, conditions.join(" AND "), &e)?;
-        Ok(match self.table.update_or_current(request).await? {
-            Ok(_) => Ok(Applied::Late),
-            Err(current) => Err(current),
-        })
-    }
-
-    /// Applies `plan` to the row as read (`current`), if it is still that version.
-    async fn apply_planned(
-        &self,
-        owner: &str,
-        with: &str,
-        update: &RowUpdate,
-        current: &Item,
-        plan: &row::Plan,
-    ) -> Result<Option<Applied>> {
-        let mut e = Expr::default();
-        let mut sets = match (plan.newer.first(), plan.newer.last()) {
-            (Some(first), Some(last)) => newest(&mut e, update, last, first)?,
-            _ => Vec::new(),
-        };
-        let version = e.name(VERSION);
-        let observed = match current.get(VERSION) {
-            Some(AttributeValue::N(v)) => v.parse::<u64>().ok(),
-            _ => None,
-        };
-        sets.push(format!(
-            "{version} = {}",
-            e.value(n(observed.unwrap_or(0) + 1))
-        ));
-        let mut removes = Vec::new();
-        for (name, tags) in [(SEEN, &plan.current), (SEEN_BEFORE, &plan.previous)] {
-            if tags.is_empty() {
-                removes.push(e.name(name));
-            } else {
-                sets.push(format!("{} = {}", e.name(name), e.value(tag_set(tags))));
-            }
+            .update(conversation_key(app, user, with), update, condition, &e)?;
+        match self.table.update_item(update).await? {
+            Some(item) => conversation_of(item),
+            None => Ok(None),
         }
-        let unread = if update.unread { plan.counted() } else { 0 };
-        let mut expression = format!(
-            "SET {} ADD {} {}",
-            sets.join(", "),
-            e.name("unread_count"),
-            e.value(n(unread))
-        );
-        if !removes.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
-        }
-        let condition = match observed {
-            Some(v) => format!("{version} = {}", e.value(n(v))),
-            None => format!(
-                "attribute_exists({}) AND attribute_not_exists({version})",
-                e.name(PK)
-            ),
-        };
-        let key = conversation_key(&update.last.app_id, owner, with);
-        let request = self.table.update(key, expression, condition, &e)?;
-        Ok(match self.table.update_item(request).await? {
-            None => None,
-            Some(_) if plan.newer.is_empty() => Some(Applied::Late),
-            Some(_) => Some(Applied::Newer {
-                unarchived: flag(current, "archived") && !flag(current, "deleted"),
-            }),
-        })
     }
 }
 
 #[async_trait]
 impl ConversationStore for DynamoStore {
     async fn apply(&self, owner: &str, with: &str, update: &RowUpdate) -> Result<Applied> {
-        let current = match self.apply_newer(owner, with, update).await? {
-            Ok(applied) => return Ok(applied),
-            Err(current) => current,
-        };
-        retry(
-            "the conversation kept changing",
-            current,
-            move |current| async move {
-                let seen = row::Seen {
-                    last: string(&current, LAST),
-                    current: tags(&current, SEEN),
-                    previous: tags(&current, SEEN_BEFORE),
-                };
-                let plan = row::plan(&update.orders, &seen);
-                if plan.changes_nothing() {
-                    return Ok(Attempt::Done(Applied::Already));
-                }
-                let fits = seen.current.len() + plan.late.len() <= row::GENERATION
-                    && plan.late.len() < row::GENERATION;
-                if plan.newer.is_empty() && fits && current.contains_key(VERSION) {
-                    return Ok(
-                        match self.apply_late(owner, with, update, &plan.late).await? {
-                            Ok(applied) => Attempt::Done(applied),
-                            Err(now) => Attempt::Again(now),
-                        },
-                    );
-                }
-                match self
-                    .apply_planned(owner, with, update, &current, &plan)
-                    .await?
-                {
-                    Some(applied) => Ok(Attempt::Done(applied)),
-                    // Changed meanwhile: read it again.
-                    None => {
-                        let key = conversation_key(&update.last.app_id, owner, with);
-                        Ok(Attempt::Again(
-                            self.table.get(key).await?.unwrap_or_default(),
-                        ))
-                    }
-                }
-            },
-        )
-        .await
+        self.apply_to_row(owner, with, update).await
     }
 
     async fn lags(&self, app: &str, owner: &str, with: &str, order: &str) -> Result<bool> {
@@ -388,25 +140,8 @@ impl ConversationStore for DynamoStore {
         user: &str,
         with: &str,
     ) -> Result<Option<Conversation>> {
-        let mut e = Expr::default();
-        let update = format!(
-            "SET {} = {}",
-            e.name("archived"),
-            e.value(AttributeValue::Bool(true))
-        );
-        let deleted = e.name("deleted");
-        let condition = format!(
-            "attribute_exists({}) AND (attribute_not_exists({deleted}) OR {deleted} = {})",
-            e.name(PK),
-            e.value(AttributeValue::Bool(false))
-        );
-        let update = self
-            .table
-            .update(conversation_key(app, user, with), update, condition, &e)?;
-        match self.table.update_item(update).await? {
-            Some(item) => conversation_of(item),
-            None => Ok(None),
-        }
+        let fields = [("archived", AttributeValue::Bool(true))];
+        self.update_live_row(app, user, with, fields).await
     }
 
     async fn delete_conversation(&self, app: &str, user: &str, with: &str) -> Result<()> {
@@ -440,29 +175,12 @@ impl ConversationStore for DynamoStore {
         with: &str,
         at: u64,
     ) -> Result<Option<Conversation>> {
-        let mut e = Expr::default();
-        let update = format!(
-            "SET {} = {}, {} = {}, {} = {}",
-            e.name("is_new"),
-            e.value(AttributeValue::Bool(false)),
-            e.name("unread_count"),
-            e.value(n(0)),
-            e.name("read_at"),
-            e.value(n(at)),
-        );
-        let deleted = e.name("deleted");
-        let condition = format!(
-            "attribute_exists({}) AND (attribute_not_exists({deleted}) OR {deleted} = {})",
-            e.name(PK),
-            e.value(AttributeValue::Bool(false))
-        );
-        let update = self
-            .table
-            .update(conversation_key(app, user, with), update, condition, &e)?;
-        match self.table.update_item(update).await? {
-            Some(item) => conversation_of(item),
-            None => Ok(None),
-        }
+        let fields = [
+            ("is_new", AttributeValue::Bool(false)),
+            ("unread_count", n(0)),
+            ("read_at", n(at)),
+        ];
+        self.update_live_row(app, user, with, fields).await
     }
 
     async fn raise_read_mark(

@@ -4,15 +4,19 @@
 //! the service limits (25 per BatchWriteItem with unprocessed items retried, 100 actions per
 //! transaction) and lists are queries on the `by_order` local index, never scans.
 //!
-//! - [`request`]: DynamoDB plumbing with no chat knowledge;
+//! - [`request`], `query`, `batch`: DynamoDB plumbing with no chat knowledge;
 //! - [`item`]: how messages, conversations and groups are laid out in items;
-//! - `messages`, `conversations`, `groups`, `webhooks`: the store ports;
+//! - `messages`, `conversations` (`apply`: a message on a conversation row), `groups`,
+//!   `webhooks`: the store ports;
 //! - `stream`: the table's stream records, read back as the new messages they announce.
 
+mod apply;
+mod batch;
 mod conversations;
 mod groups;
 pub mod item;
 mod messages;
+mod query;
 pub mod request;
 pub mod stream;
 mod webhooks;

@@ -1,6 +1,6 @@
-//! DynamoDB plumbing with no chat knowledge: expressions, error mapping, and the requests the
-//! store makes (get, put-if-absent, update, delete, queries, batch writes, transactions),
-//! each counted, chunked to the service limits and retried where the SDK does not.
+//! DynamoDB plumbing with no chat knowledge: expressions, error mapping, the table and its
+//! single-item requests (get, put-if-absent, update, delete), each counted. Many-item reads
+//! are in `query`, many-item writes in `batch`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,19 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update, WriteRequest,
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, Update,
 };
-use serde::de::DeserializeOwned;
 use tracing::warn;
 
-use super::item::parse;
-use crate::adapters::retry::{Attempt, retry};
 use crate::error::{Error, Result};
-use crate::ports::{Page, PageRequest};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -30,9 +24,6 @@ pub const SK: &str = "sk";
 /// Sort key of the `by_order` local index.
 pub const ORDER: &str = "order_key";
 pub const ORDER_INDEX: &str = "by_order";
-
-/// Items per BatchWriteItem (service limit).
-const BATCH_WRITE_LIMIT: usize = 25;
 
 /// Builds condition and update expressions with placeholders for every name and value
 /// (many of our field names, like `status` and `timestamp`, are DynamoDB reserved words).
@@ -158,7 +149,7 @@ impl Table {
         self.requests.load(Ordering::Relaxed)
     }
 
-    fn count(&self) {
+    pub(super) fn count(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -190,78 +181,6 @@ impl Table {
                 .set_expression_attribute_values(e.values())
                 .build(),
         )
-    }
-
-    /// TransactWriteItems (at most 100 actions), retried while a concurrent transaction on the
-    /// same items cancels it. Failed conditions are an outcome, not an error.
-    pub async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<Transaction> {
-        let actions = &actions;
-        retry("the store kept conflicting", (), move |()| async move {
-            self.count();
-            let sent = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(actions.clone()))
-                .send()
-                .await;
-            let e = match sent {
-                Ok(_) => return Ok(Attempt::Done(Transaction::Committed)),
-                Err(e) => e,
-            };
-            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-                e.as_service_error()
-            else {
-                return Err(sdk_error("TransactWriteItems", e));
-            };
-            let reasons = cancelled.cancellation_reasons();
-            let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
-            if codes.contains(&"ConditionalCheckFailed") {
-                let actions = reasons
-                    .iter()
-                    .map(|r| Cancelled {
-                        failed: r.code() == Some("ConditionalCheckFailed"),
-                        old: r.item().cloned(),
-                    })
-                    .collect();
-                return Ok(Attempt::Done(Transaction::ConditionsFailed(actions)));
-            }
-            if codes.contains(&"TransactionConflict") {
-                return Ok(Attempt::Again(()));
-            }
-            Err(sdk_error("TransactWriteItems", e))
-        })
-        .await
-    }
-
-    /// BatchWriteItem in chunks of 25, retrying the items DynamoDB leaves unprocessed.
-    pub async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<()> {
-        for chunk in requests.chunks(BATCH_WRITE_LIMIT) {
-            retry(
-                "the store kept refusing writes",
-                chunk.to_vec(),
-                move |pending| async move {
-                    self.count();
-                    let out = self
-                        .client
-                        .batch_write_item()
-                        .request_items(&self.name, pending)
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("BatchWriteItem", e))?;
-                    let left = out
-                        .unprocessed_items
-                        .and_then(|mut m| m.remove(&self.name))
-                        .unwrap_or_default();
-                    Ok(if left.is_empty() {
-                        Attempt::Done(())
-                    } else {
-                        Attempt::Again(left)
-                    })
-                },
-            )
-            .await?;
-        }
-        Ok(())
     }
 
     /// A consistent read of one item.
@@ -343,6 +262,30 @@ impl Table {
         update: Update,
         returned: ReturnValue,
     ) -> Result<Option<Item>> {
+        Ok(self.update_call(update, returned, None).await?.ok())
+    }
+
+    /// UpdateItem that tells what it found: `Ok(old)` with the item as it was when applied,
+    /// `Err(current)` with the item as it is when the condition failed.
+    pub async fn update_or_current(
+        &self,
+        update: Update,
+    ) -> Result<std::result::Result<Item, Item>> {
+        let current = Some(ReturnValuesOnConditionCheckFailure::AllOld);
+        let out = self
+            .update_call(update, ReturnValue::AllOld, current)
+            .await?;
+        Ok(out.map_err(Option::unwrap_or_default))
+    }
+
+    /// One UpdateItem: `Ok(returned)`, or `Err` with the item as it is (if asked for) when the
+    /// condition failed.
+    async fn update_call(
+        &self,
+        update: Update,
+        returned: ReturnValue,
+        on_failure: Option<ReturnValuesOnConditionCheckFailure>,
+    ) -> Result<std::result::Result<Item, Option<Item>>> {
         self.count();
         let out = self
             .client
@@ -354,45 +297,14 @@ impl Table {
             .set_expression_attribute_names(update.expression_attribute_names)
             .set_expression_attribute_values(update.expression_attribute_values)
             .return_values(returned)
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(sdk_error("UpdateItem", e)),
-        }
-    }
-
-    /// UpdateItem that tells what it found: `Ok(old)` with the item as it was when applied,
-    /// `Err(current)` with the item as it is when the condition failed.
-    pub async fn update_or_current(
-        &self,
-        update: Update,
-    ) -> Result<std::result::Result<Item, Item>> {
-        self.count();
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(update.key))
-            .update_expression(update.update_expression)
-            .set_condition_expression(update.condition_expression)
-            .set_expression_attribute_names(update.expression_attribute_names)
-            .set_expression_attribute_values(update.expression_attribute_values)
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .set_return_values_on_condition_check_failure(on_failure)
             .send()
             .await;
         match out {
             Ok(out) => Ok(Ok(out.attributes.unwrap_or_default())),
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    Ok(Err(c.item().cloned().unwrap_or_default()))
+                    Ok(Err(c.item().cloned()))
                 }
                 _ => Err(sdk_error("UpdateItem", e)),
             },
@@ -439,151 +351,5 @@ impl Table {
             .await
             .map_err(|e| sdk_error("DeleteItem", e))?;
         Ok(())
-    }
-
-    /// Queries one partition (all pages), with `condition` on the sort key (`#sk`).
-    pub async fn query_all(
-        &self,
-        pk: String,
-        condition: &str,
-        values: Vec<(&str, AttributeValue)>,
-    ) -> Result<Vec<Item>> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            self.count();
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.name)
-                .key_condition_expression(format!("#pk = :pk AND {condition}"))
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            for (name, value) in &values {
-                q = q.expression_attribute_values(*name, value.clone());
-            }
-            let out = q.send().await.map_err(|e| sdk_error("Query", e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(items),
-            }
-        }
-    }
-
-    /// Up to `limit` items of one partition's `by_order` index, newest first, whose order is
-    /// within `range` (both ends inclusive; `None` is open). The exact number asked for, unless
-    /// fewer are there.
-    pub async fn query_orders(
-        &self,
-        pk: &str,
-        range: (Option<&str>, Option<&str>),
-        limit: usize,
-    ) -> Result<Vec<(String, Item)>> {
-        let condition = match range {
-            (None, None) => "#pk = :pk",
-            (Some(_), None) => "#pk = :pk AND #o >= :low",
-            (None, Some(_)) => "#pk = :pk AND #o <= :high",
-            (Some(_), Some(_)) => "#pk = :pk AND #o BETWEEN :low AND :high",
-        };
-        let mut names = HashMap::from([("#pk".to_string(), PK.to_string())]);
-        let mut values = HashMap::from([(":pk".to_string(), s(pk))]);
-        if range != (None, None) {
-            names.insert("#o".to_string(), ORDER.to_string());
-        }
-        if let Some(low) = range.0 {
-            values.insert(":low".to_string(), s(low));
-        }
-        if let Some(high) = range.1 {
-            values.insert(":high".to_string(), s(high));
-        }
-        let mut kept: Vec<(String, Item)> = Vec::new();
-        let mut start: Option<Item> = None;
-        while kept.len() < limit {
-            self.count();
-            let out = self
-                .client
-                .query()
-                .table_name(&self.name)
-                .index_name(ORDER_INDEX)
-                .key_condition_expression(condition)
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit((limit - kept.len()) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                if let Some(AttributeValue::S(order)) = item.get(ORDER) {
-                    kept.push((order.clone(), item));
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        Ok(kept)
-    }
-
-    /// Items of one partition's `by_order` index that `page` asks for, newest first: those
-    /// within the spans (`from` inclusive, `to` inclusive or open; `None` = the whole
-    /// partition) that sort before the page's position, and after `floor` (exclusive).
-    pub async fn query_page<T: DeserializeOwned>(
-        &self,
-        pk: &str,
-        spans: Option<&[(String, Option<String>)]>,
-        floor: Option<&str>,
-        page: &PageRequest,
-    ) -> Result<Page<T>> {
-        let before = page.after.as_ref().map(|p| p.order.as_str());
-        let whole = [(String::new(), None)];
-        let spans = spans.unwrap_or(&whole);
-        let wanted = page.limit + 1;
-        let mut kept: Vec<(String, Item)> = Vec::new();
-        // Newest span first; each queried for what the page still needs.
-        for (from, to) in spans.iter().rev() {
-            let high = match (to.as_deref(), before) {
-                (Some(to), Some(before)) => Some(to.min(before)),
-                (to, before) => to.or(before),
-            };
-            let low = match floor {
-                Some(floor) if floor >= from.as_str() => Some(floor),
-                _ => (!from.is_empty()).then_some(from.as_str()),
-            };
-            if let (Some(low), Some(high)) = (low, high)
-                && low > high
-            {
-                continue;
-            }
-            // Bounds are inclusive in DynamoDB: ask for the excluded ends too, then drop them.
-            let items = self
-                .query_orders(pk, (low, high), wanted - kept.len() + 2)
-                .await?;
-            kept.extend(items.into_iter().filter(|(order, _)| {
-                Some(order.as_str()) != before && Some(order.as_str()) != floor
-            }));
-            kept.truncate(wanted);
-            if kept.len() == wanted {
-                break;
-            }
-        }
-        let next = if kept.len() > page.limit {
-            kept.truncate(page.limit);
-            kept.last().map(|(order, _)| order.clone())
-        } else {
-            None
-        };
-        let items = kept
-            .into_iter()
-            .map(|(_, item)| parse(item))
-            .collect::<Result<_>>()?;
-        Ok(Page { items, next })
     }
 }
