@@ -8,7 +8,7 @@
 //! 3. fan-out: one group message to 1,000 connected members, until the last `clientadded`;
 //! 4. the CPU time of the server and of this load generator per phase (they share the cores).
 //!
-//! The server is the release binary (`target/release/chat21-local`, built first if missing;
+//! The server is the release binary (`$CARGO_TARGET_DIR/release/chat21-local`, built first;
 //! `CHAT21_LOCAL_BIN` overrides it). The load generator is a lean MQTT-over-WebSocket client
 //! (tokio-tungstenite + rmqtt-codec, one task per connection) and a keep-alive HTTP/1.1 client.
 //!
@@ -195,18 +195,20 @@ fn server_binary() -> Res<PathBuf> {
         return Ok(PathBuf::from(bin));
     }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bin = manifest.join("../target/release/chat21-local");
-    if !bin.exists() {
-        eprintln!("building the release server (cargo build --release -p chat21-local) ...");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "chat21-local"])
-            .current_dir(manifest.join(".."))
-            .status()
-            .map_err(|e| format!("cargo build: {e}"))?;
-        if !status.success() {
-            return Err("cargo build --release -p chat21-local failed".into());
-        }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../target"));
+    let bin = target.join("release/chat21-local");
+    // Always through cargo: a no-op when the binary is current, never a stale server.
+    eprintln!("building the release server (cargo build --release -p chat21-local) ...");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "chat21-local"])
+        .current_dir(manifest.join(".."))
+        .status()
+        .map_err(|e| format!("cargo build: {e}"))?;
+    if !status.success() {
+        return Err("cargo build --release -p chat21-local failed".into());
     }
     Ok(bin)
 }

@@ -90,7 +90,7 @@ mod tests {
     fn push(topic: &str) -> Push {
         Push {
             topic: topic.into(),
-            payload: json!({}),
+            payload: json!({}).into(),
         }
     }
 

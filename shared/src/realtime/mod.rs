@@ -19,16 +19,20 @@ pub mod push;
 pub mod rule;
 pub mod topics;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::Result;
 
-/// One publish to connected clients (QoS 1, not retained).
+/// One publish to connected clients (QoS 1, not retained). The payload is shared: a group
+/// change tells every member the same group, and a thousand copies of a thousand members'
+/// list would not be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Push {
     pub topic: String,
-    pub payload: Value,
+    pub payload: Arc<Value>,
 }
 
 #[async_trait]

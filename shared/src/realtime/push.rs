@@ -1,6 +1,8 @@
 //! The server's publishes of REALTIME.md ("What the server publishes to clients"), one builder
 //! per row of its table. Payloads are API.md's shapes.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::{Push, topics};
@@ -15,7 +17,7 @@ fn to_value<T: serde::Serialize>(data: &T) -> Value {
 pub fn message_added(copy: &Message) -> Push {
     Push {
         topic: topics::message_added(&copy.app_id, &copy.timeline_of, &copy.convers_with),
-        payload: to_value(copy),
+        payload: Arc::new(to_value(copy)),
     }
 }
 
@@ -24,7 +26,7 @@ pub fn message_added(copy: &Message) -> Push {
 pub fn receipt(app: &str, sender: &str, reader: &str, message_id: &str) -> Push {
     Push {
         topic: topics::message_updated(app, sender, reader, message_id),
-        payload: json!({ "timelineOf": sender, "message_id": message_id, "status": 250 }),
+        payload: Arc::new(json!({ "timelineOf": sender, "message_id": message_id, "status": 250 })),
     }
 }
 
@@ -33,13 +35,13 @@ pub fn conversation_read(row: &Conversation) -> Push {
     let (app, owner) = (&row.last.app_id, &row.last.timeline_of);
     Push {
         topic: topics::conversation_updated(app, owner, &row.key),
-        payload: json!({
+        payload: Arc::new(json!({
             "timelineOf": owner,
             "conversWith": row.key,
             "is_new": false,
             "unread_count": 0,
             "read_at": row.read_at,
-        }),
+        })),
     }
 }
 
@@ -47,14 +49,14 @@ pub fn conversation_read(row: &Conversation) -> Push {
 pub fn peer_read(app: &str, peer: &str, reader: &str, at: u64) -> Push {
     Push {
         topic: topics::conversation_updated(app, peer, reader),
-        payload: json!({ "timelineOf": peer, "conversWith": reader, "peer_read_at": at }),
+        payload: Arc::new(json!({ "timelineOf": peer, "conversWith": reader, "peer_read_at": at })),
     }
 }
 
 /// A conversation was archived: it leaves the active list and joins the archived one.
 pub fn archived(row: &Conversation) -> Vec<Push> {
     let (app, owner) = (&row.last.app_id, &row.last.timeline_of);
-    let whole = to_value(row);
+    let whole = Arc::new(to_value(row));
     vec![
         Push {
             topic: topics::conversation_deleted(app, owner, &row.key),
@@ -76,12 +78,12 @@ pub fn deleted(row: &Conversation) -> Vec<Push> {
     let (app, owner) = (&row.last.app_id, &row.last.timeline_of);
     let mut pushes = vec![Push {
         topic: topics::conversation_deleted(app, owner, &row.key),
-        payload: reference(owner, &row.key),
+        payload: Arc::new(reference(owner, &row.key)),
     }];
     if row.archived {
         pushes.push(Push {
             topic: topics::archived_deleted(app, owner, &row.key),
-            payload: reference(owner, &row.key),
+            payload: Arc::new(reference(owner, &row.key)),
         });
     }
     pushes
@@ -92,7 +94,7 @@ pub fn deleted(row: &Conversation) -> Vec<Push> {
 pub fn unarchived(app: &str, owner: &str, with: &str) -> Push {
     Push {
         topic: topics::archived_deleted(app, owner, with),
-        payload: reference(owner, with),
+        payload: Arc::new(reference(owner, with)),
     }
 }
 
@@ -109,6 +111,7 @@ pub fn group_updated(
             "messagelabel": { "key": key, "parameters": { "member_id": member } }
         });
     }
+    let payload = Arc::new(payload);
     to.iter()
         .map(|member| Push {
             topic: topics::group_updated(&group.app_id, member, &group.uid),
@@ -169,7 +172,7 @@ mod tests {
         let gone = deleted(&row);
         assert_eq!(gone.len(), 2);
         assert_eq!(
-            gone[1].payload,
+            *gone[1].payload,
             json!({"timelineOf": "u2", "conversWith": "u1"})
         );
     }

@@ -51,6 +51,7 @@ on_both_stores!(
     join_rules,
     leave_rules,
     set_members_applies_the_difference,
+    a_large_group_change_is_pushed_in_bounded_batches,
     group_message_fans_out_to_every_member,
     joiner_gets_the_newest_history,
     failed_announcement_is_finished_by_the_next_call,
@@ -944,6 +945,44 @@ async fn set_members_applies_the_difference(h: &Harness) {
         "the same set again changes nothing"
     );
     assert_eq!(h.members("group-s").await, vec!["u1", "u3", "u4"]);
+}
+
+/// Creating a group of n tells every member of every system message (n² `clientadded`, as
+/// Chat21's protocol has it): they must go out chunk by chunk, not be held all at once (a
+/// thousand-member group held gigabytes), and the group every member is told of is one
+/// shared payload.
+async fn a_large_group_change_is_pushed_in_bounded_batches(h: &Harness) {
+    let names: Vec<String> = (0..40).map(|i| format!("m{i:02}")).collect();
+    let members: Vec<&str> = names.iter().map(String::as_str).collect();
+    h.realtime.take();
+    make_group(h, "group-big", &members).await;
+    let pushes = h.realtime.take();
+    // 41 members (the owner too), 42 system messages (GROUP_CREATED, 41 joins).
+    let added = pushes
+        .iter()
+        .filter(|p| p.topic.ends_with("/clientadded") && p.topic.contains("/messages/group-big/"))
+        .count();
+    assert_eq!(
+        added,
+        41 * 42,
+        "every member is told of every system message"
+    );
+    let largest = h.realtime.largest_publish();
+    assert!(
+        largest <= 16 * 42,
+        "one publish carried {largest} pushes: the fan-out held all {added} at once"
+    );
+    let updated: Vec<_> = pushes
+        .iter()
+        .filter(|p| p.topic.ends_with("/groups/group-big/clientupdated"))
+        .collect();
+    assert_eq!(updated.len(), 41);
+    assert!(
+        updated
+            .windows(2)
+            .all(|w| std::sync::Arc::ptr_eq(&w[0].payload, &w[1].payload)),
+        "the group's payload is shared by every member's push"
+    );
 }
 
 async fn group_message_fans_out_to_every_member(h: &Harness) {

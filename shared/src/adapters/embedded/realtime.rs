@@ -13,6 +13,8 @@ use crate::realtime::{Push, Realtime};
 pub struct RecordingRealtime {
     published: Mutex<Vec<Push>>,
     failures: AtomicUsize,
+    /// The most pushes one `publish` call carried (what a caller held in memory at once).
+    largest: AtomicUsize,
 }
 
 impl RecordingRealtime {
@@ -30,6 +32,11 @@ impl RecordingRealtime {
         std::mem::take(&mut *self.lock())
     }
 
+    /// The most pushes a single `publish` call has carried so far.
+    pub fn largest_publish(&self) -> usize {
+        self.largest.load(Ordering::SeqCst)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<Push>> {
         self.published.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -45,6 +52,7 @@ impl Realtime for RecordingRealtime {
         if failing {
             return Err(Error::unavailable("broker unavailable (injected failure)"));
         }
+        self.largest.fetch_max(pushes.len(), Ordering::SeqCst);
         self.lock().extend(pushes.iter().cloned());
         Ok(())
     }

@@ -235,7 +235,8 @@ pub async fn deliver(deps: &Deps, app: &str, group: &str, change: &GroupChange) 
         runs.push((c.clone(), run));
     }
     let members = deps.store.members(app, group).await?;
-    let mut pushes = fan_out::deliver(deps, app, group, &runs, &members).await?;
+    fan_out::deliver(deps, app, group, &runs, &members).await?;
+    let mut pushes = Vec::new();
     let now = Group::new(&head.meta, members.iter().cloned());
     for (c, _) in &runs {
         // Every member now, and every member the change removed, hears of it.

@@ -39,18 +39,21 @@ pub fn goodbyes(placed: &[(Message, u64)]) -> Vec<(&str, String)> {
 }
 
 /// Delivers the system messages (`placed`, in history order) of a batch of changes to
-/// `members` (the members now) and to the members the changes removed. Returns the publishes
-/// for connected clients.
+/// `members` (the members now) and to the members the changes removed, and tells their
+/// connected clients: each chunk of members right after its writes, so that what is held in
+/// memory is bounded by the chunk, not by members × messages (a batch of joins into a group
+/// of a thousand is about a million `clientadded`). A failure stops there; the retry writes
+/// nothing twice and publishes again (real time is at least once).
 pub async fn deliver(
     deps: &Deps,
     app: &str,
     group: &str,
     changes: &[(GroupChange, Vec<(Message, u64)>)],
     members: &[String],
-) -> Result<Vec<Push>> {
+) -> Result<()> {
     let placed: Vec<(Message, u64)> = changes.iter().flat_map(|(_, run)| run.clone()).collect();
     if placed.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let orders: Vec<String> = placed
         .iter()
@@ -68,7 +71,6 @@ pub async fn deliver(
     targets.extend(ends.keys().copied());
     targets.sort_unstable();
     targets.dedup();
-    let mut pushes = Vec::new();
     for chunk in targets.chunks(CONCURRENCY) {
         let runs = join_all(chunk.iter().map(|target| {
             // A leaver's view was closed on their goodbye when the change was announced:
@@ -80,9 +82,11 @@ pub async fn deliver(
             deliver_run(deps, target, group, &placed[..end], &orders[..end], stays)
         }))
         .await;
+        let mut pushes = Vec::new();
         for run in runs {
             pushes.extend(run?);
         }
+        deps.realtime.publish(&pushes).await?;
     }
     // Joiners (still members) see the history from before their join.
     for (change, run) in changes {
@@ -94,10 +98,10 @@ pub async fn deliver(
             .collect();
         if let (false, Some((first, seq))) = (joiners.is_empty(), run.first()) {
             let first = keys::group_order(*seq, first);
-            pushes.extend(open_history(deps, app, group, &joiners, &first).await?);
+            open_history(deps, app, group, &joiners, &first).await?;
         }
     }
-    Ok(pushes)
+    Ok(())
 }
 
 /// One member's run: their conversation updated once, their clients told of each message.
@@ -136,23 +140,22 @@ async fn open_history(
     group: &str,
     joiners: &[&str],
     first: &str,
-) -> Result<Vec<Push>> {
+) -> Result<()> {
     let before = deps
         .store
         .history_before(app, group, first, HISTORY_ON_JOIN)
         .await?;
     let Some((_, floor)) = before.last() else {
-        return Ok(Vec::new());
+        return Ok(());
     };
-    let mut pushes = Vec::new();
     for joiner in joiners {
         deps.store.open_window(app, joiner, group, floor).await?;
-        pushes.extend(
-            before
-                .iter()
-                .rev()
-                .map(|(m, _)| push::message_added(&m.view_for(joiner))),
-        );
+        let pushes: Vec<Push> = before
+            .iter()
+            .rev()
+            .map(|(m, _)| push::message_added(&m.view_for(joiner)))
+            .collect();
+        deps.realtime.publish(&pushes).await?;
     }
-    Ok(pushes)
+    Ok(())
 }
