@@ -4,6 +4,7 @@
 //! `UnprocessedItems`, as DynamoDB does under load: the items really are not written unless
 //! the adapter retries them.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use crate::common::{APP, id, user};
@@ -28,6 +29,9 @@ use serde_json::{Value, json};
 #[derive(Debug, Default)]
 struct Seen {
     operations: Vec<String>,
+    /// What IAM authorizes for each request: its operation, or for a transaction each of its
+    /// actions' own (`PutItem`, `UpdateItem`, `DeleteItem`, `ConditionCheckItem`).
+    iam_actions: Vec<String>,
     batch_write_sizes: Vec<usize>,
     transaction_sizes: Vec<usize>,
     /// BatchWriteItem calls that will still have 3 items withheld.
@@ -81,9 +85,24 @@ impl Intercept for Spy {
         let mut seen = self.seen();
         seen.operations.push(operation.clone());
         let Some(bytes) = request.body().bytes() else {
+            seen.iam_actions.push(operation);
             return Ok(());
         };
         let mut body: Value = serde_json::from_slice(bytes)?;
+        match body["TransactItems"].as_array() {
+            Some(items) if operation == "TransactWriteItems" => {
+                for item in items {
+                    for kind in item.as_object().into_iter().flat_map(|o| o.keys()) {
+                        let action = match kind.as_str() {
+                            "ConditionCheck" => "ConditionCheckItem".to_string(),
+                            other => format!("{other}Item"),
+                        };
+                        seen.iam_actions.push(action);
+                    }
+                }
+            }
+            _ => seen.iam_actions.push(operation.clone()),
+        }
         match operation.as_str() {
             "TransactWriteItems" => {
                 let n = body["TransactItems"].as_array().map_or(0, Vec::len);
@@ -495,4 +514,197 @@ async fn group_fan_out_is_one_update_per_member() {
             .unwrap();
         assert_eq!(row.last.message_id, sent.message_id, "{member}");
     }
+}
+
+/// moto checks no IAM: a DynamoDB action missing from a function's role would only show on
+/// AWS, as an AccessDenied on the first call that needs it. So every HTTP route is called here
+/// through the HTTP glue, in an order that takes its fuller paths (a group whose members
+/// leave, conversations that exist, a webhook that exists), and every request it makes must be
+/// allowed by its own function's role in template.yaml.
+#[tokio::test]
+async fn every_route_stays_within_its_functions_role() {
+    use chat21::routes::{self, Match};
+    let s = spied().await;
+    let api = crate::common::api_on(s.deps.clone());
+    let token = crate::common::token;
+    let admin = crate::common::token_for("admin", APP, true);
+    let direct = |to: &str| json!({"sender_fullname": "S", "recipient_id": to, "recipient_fullname": "R", "text": "hi"});
+    let steps: Vec<(&str, String, String, Option<Value>)> = vec![
+        (
+            "POST",
+            format!("/api/{APP}/messages"),
+            token("u1"),
+            Some(direct("u2")),
+        ),
+        (
+            "POST",
+            format!("/api/{APP}/groups"),
+            token("u1"),
+            Some(json!({
+                "group_id": "group-iam", "group_name": "G", "group_members": {"u2": 1, "u3": 1}
+            })),
+        ),
+        (
+            "POST",
+            format!("/api/{APP}/messages"),
+            token("u2"),
+            Some(json!({
+                "sender_fullname": "S", "recipient_id": "group-iam", "recipient_fullname": "G",
+                "text": "to all", "channel_type": "group"
+            })),
+        ),
+        (
+            "GET",
+            format!("/api/{APP}/groups/group-iam"),
+            token("u1"),
+            None,
+        ),
+        (
+            "PUT",
+            format!("/api/{APP}/groups/group-iam"),
+            token("u1"),
+            Some(json!({"group_name": "H"})),
+        ),
+        (
+            "PUT",
+            format!("/api/{APP}/groups/group-iam/attributes"),
+            token("u1"),
+            Some(json!({"attributes": {"a": 1}})),
+        ),
+        (
+            "POST",
+            format!("/api/{APP}/groups/group-iam/members"),
+            token("u1"),
+            Some(json!({"member_id": "u4"})),
+        ),
+        (
+            "DELETE",
+            format!("/api/{APP}/groups/group-iam/members/u3"),
+            token("u1"),
+            None,
+        ),
+        (
+            "PUT",
+            format!("/api/{APP}/groups/group-iam/members"),
+            token("u1"),
+            Some(json!({"members": {"u1": 1, "u2": 1, "u5": 1}})),
+        ),
+        (
+            "GET",
+            format!("/api/{APP}/groups/group-iam"),
+            token("u2"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/api/{APP}/u1/conversations"),
+            token("u1"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/api/{APP}/u1/conversations/archived"),
+            token("u1"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/api/{APP}/u1/conversations/u2"),
+            token("u1"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/api/{APP}/u1/conversations/u2/messages"),
+            token("u1"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/api/{APP}/u2/conversations/group-iam/messages"),
+            token("u2"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/api/{APP}/u2/conversations/u1/read"),
+            token("u2"),
+            None,
+        ),
+        (
+            "DELETE",
+            format!("/api/{APP}/conversations/u2"),
+            token("u1"),
+            None,
+        ),
+        (
+            "DELETE",
+            format!("/api/{APP}/conversations/u2?delete=true"),
+            token("u1"),
+            None,
+        ),
+        (
+            "PUT",
+            format!("/api/{APP}/webhooks/w1"),
+            admin.clone(),
+            Some(json!({"url": "https://example.com/hook"})),
+        ),
+        ("GET", format!("/api/{APP}/webhooks"), admin.clone(), None),
+        (
+            "GET",
+            format!("/api/{APP}/webhooks/w1"),
+            admin.clone(),
+            None,
+        ),
+        (
+            "DELETE",
+            format!("/api/{APP}/webhooks/w1"),
+            admin.clone(),
+            None,
+        ),
+    ];
+    let mut checked = BTreeSet::new();
+    let mut delivering = BTreeSet::new();
+    for (method, path, token, body) in steps {
+        // What came before is delivered first (checked against the deliver function's role
+        // at the end), so that every call finds the state a deployment would have.
+        s.spy.seen().iam_actions.clear();
+        for streamed in &s.stream.written().await {
+            deliver::handle(&s.deps, streamed).await.unwrap();
+        }
+        delivering.extend(s.spy.seen().iam_actions.iter().cloned());
+        let route_path = path.split('?').next().unwrap_or(&path);
+        let Match::Found(route, _) = routes::find(method, route_path) else {
+            panic!("{method} {path} is not routed");
+        };
+        let function = route.function();
+        s.spy.seen().iam_actions.clear();
+        let body = body.map(|b| b.to_string().into_bytes());
+        let (status, answer) =
+            crate::common::call(&api, method, &path, Some(&token), body.as_deref()).await;
+        assert!(status < 300, "{method} {path}: {status} {answer}");
+        let used: BTreeSet<String> = s.spy.seen().iam_actions.iter().cloned().collect();
+        assert!(!used.is_empty(), "{method} {path} made no DynamoDB request");
+        let allowed = crate::template::dynamodb_actions_of(function);
+        let missing: Vec<_> = used.difference(&allowed).collect();
+        assert!(
+            missing.is_empty(),
+            "{method} {path} ({function}) used DynamoDB {missing:?}, which its role in template.yaml does not allow ({allowed:?})"
+        );
+        checked.insert(function);
+    }
+    // Every HTTP function but the banner (no store) was called.
+    let every: BTreeSet<&str> = routes::ROUTES
+        .iter()
+        .map(|def| def.route.function())
+        .filter(|f| *f != "banner")
+        .collect();
+    assert_eq!(checked, every);
+    let allowed = crate::template::dynamodb_actions_of_resource("DeliverRole");
+    let missing: Vec<_> = delivering.difference(&allowed).collect();
+    assert!(
+        missing.is_empty(),
+        "deliver used DynamoDB {missing:?}, which DeliverRole does not allow ({allowed:?})"
+    );
+    assert!(delivering.contains("UpdateItem"), "deliver was exercised");
 }

@@ -100,6 +100,37 @@ fn resources(text: &str) -> Vec<Resource> {
     out
 }
 
+/// The DynamoDB actions (`GetItem`, `Query`, …) the role of the function built from `package`
+/// allows, as template.yaml writes them.
+pub(crate) fn dynamodb_actions_of(package: &str) -> BTreeSet<String> {
+    let functions = functions_in_template(&template());
+    let function = functions
+        .iter()
+        .find(|f| package_of(f) == package)
+        .unwrap_or_else(|| panic!("no function of package {package} in template.yaml"));
+    dynamodb_actions(function)
+}
+
+/// The DynamoDB actions the resource `id` of template.yaml (a role) allows.
+pub(crate) fn dynamodb_actions_of_resource(id: &str) -> BTreeSet<String> {
+    let resources = resources(&template());
+    let resource = resources
+        .iter()
+        .find(|r| r.id == id)
+        .unwrap_or_else(|| panic!("no resource {id} in template.yaml"));
+    dynamodb_actions(resource)
+}
+
+fn dynamodb_actions(resource: &Resource) -> BTreeSet<String> {
+    resource
+        .lines
+        .iter()
+        .map(|l| value_of(l, "Action").unwrap_or(l))
+        .filter_map(|a| a.strip_prefix("dynamodb:"))
+        .map(str::to_string)
+        .collect()
+}
+
 fn functions_in_template(text: &str) -> Vec<Resource> {
     resources(text)
         .into_iter()
