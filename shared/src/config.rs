@@ -13,7 +13,11 @@ pub struct AwsConfig {
     pub topic_arn: Option<String>,
 }
 
-fn required(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<String, String> {
+/// A variable that must be set (and not blank).
+pub(crate) fn required(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<String, String> {
     get(name)
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| format!("{name} is not set"))

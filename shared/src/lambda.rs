@@ -224,15 +224,9 @@ pub async fn handle_stream(deps: &Deps, event: dynamodb::Event) -> DynamoDbEvent
 /// the configuration (`WEBHOOK_ENDPOINTS`, `WEBHOOK_EVENTS`, `WEBHOOK_SECRET`,
 /// `WEBHOOK_ALLOWED_HOSTS`).
 pub async fn aws_webhooks(lookup: impl Fn(&str) -> Option<String>) -> Result<Webhooks, Error> {
-    let table = lookup("TABLE_NAME")
-        .filter(|v| !v.trim().is_empty())
-        .ok_or("TABLE_NAME is not set")?;
-    let queue = lookup("WEBHOOK_QUEUE_URL")
-        .filter(|v| !v.trim().is_empty())
-        .ok_or("WEBHOOK_QUEUE_URL is not set")?;
-    let dead_letters = lookup("WEBHOOK_DEAD_LETTER_URL")
-        .filter(|v| !v.trim().is_empty())
-        .ok_or("WEBHOOK_DEAD_LETTER_URL is not set")?;
+    let table = config::required(&lookup, "TABLE_NAME")?;
+    let queue = config::required(&lookup, "WEBHOOK_QUEUE_URL")?;
+    let dead_letters = config::required(&lookup, "WEBHOOK_DEAD_LETTER_URL")?;
     let config = WebhookConfig::from_lookup(&lookup)?;
     let shared = sdk_config().await;
     Ok(Webhooks::new(
@@ -285,24 +279,6 @@ pub async fn handle_webhooks(webhooks: &Webhooks, event: SqsEvent) -> SqsBatchRe
         }
     }
     response
-}
-
-/// Reads one queue record: the event itself (raw delivery, as the template subscribes), or an
-/// SNS notification envelope around it.
-pub fn event_of(body: &str) -> Result<Event, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("body is not JSON: {e}"))?;
-    let inner = match value.get("Type").and_then(|t| t.as_str()) {
-        Some("Notification") => {
-            let message = value
-                .get("Message")
-                .and_then(|m| m.as_str())
-                .ok_or("SNS notification without a Message")?;
-            serde_json::from_str(message).map_err(|e| format!("SNS Message is not JSON: {e}"))?
-        }
-        _ => value,
-    };
-    serde_json::from_value(inner).map_err(|e| format!("not an event: {e}"))
 }
 
 #[cfg(test)]

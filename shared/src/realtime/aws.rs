@@ -10,8 +10,10 @@ use tracing::{info, warn};
 use super::authorizer::{self, IotArns};
 use super::{NoRealtime, Realtime, rule};
 use crate::adapters::iot::IotRealtime;
+use crate::adapters::system::SystemClock;
 use crate::config;
 use crate::lambda::{Error, aws_deps, init_tracing};
+use crate::ports::Clock;
 
 /// The real-time port of a function: IoT Core's data plane at `IOT_DATA_ENDPOINT` (the
 /// account's `iot:Data-ATS` endpoint, a host name, or a URL), or nothing if it is unset.
@@ -39,13 +41,6 @@ pub fn realtime_from_lookup(
             )))
         }
     }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Answers one authorizer invocation (never an error; see [`authorizer`]).
@@ -80,7 +75,7 @@ pub async fn serve_authorizer() -> Result<(), Error> {
         Ok::<_, Error>(authorizer_response(
             verifier,
             arn,
-            now_secs(),
+            SystemClock.now_ms() / 1000,
             &event.payload,
         ))
     }))

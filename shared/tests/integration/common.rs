@@ -824,3 +824,64 @@ impl chat21::ports::WebhookClient for RecordingClient {
         chat21::ports::PostOutcome::Delivered(200)
     }
 }
+
+/// An event as a queue subscribed to the topic with raw delivery (as the template subscribes)
+/// receives it.
+pub fn event_of(body: &str) -> Event {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not an event: {e}: {body}"))
+}
+
+/// A new SNS topic on moto; its ARN.
+pub async fn create_topic(sns: &aws_sdk_sns::Client) -> String {
+    sns.create_topic()
+        .name(unique("events"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap()
+}
+
+/// A new SQS queue on moto named after `name`; its URL.
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(unique(name))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone()
+}
+
+/// Subscribes the queue to the topic as the template does (raw messages), with a filter
+/// policy on the message attributes if given.
+pub async fn subscribe_queue(
+    sns: &aws_sdk_sns::Client,
+    topic_arn: &str,
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    filter: Option<serde_json::Value>,
+) {
+    let mut subscribe = sns
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn(sqs, queue_url).await)
+        .attributes("RawMessageDelivery", "true");
+    if let Some(filter) = filter {
+        subscribe = subscribe.attributes("FilterPolicy", filter.to_string());
+    }
+    subscribe.send().await.unwrap();
+}

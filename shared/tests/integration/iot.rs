@@ -14,7 +14,7 @@ use chat21::adapters::dynamo::DynamoStore;
 use chat21::adapters::sns::SnsEvents;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::events::{Event, EventType};
-use chat21::lambda::{event_of, handle_stream};
+use chat21::lambda::handle_stream;
 use chat21::ops::{Deps, Settings};
 use chat21::realtime::{aws, rule};
 use serde_json::{Value, json};
@@ -344,35 +344,10 @@ async fn setup() -> Aws {
     let table = common::unique("chat21");
     common::create_table(&dynamo, &table).await;
     let sns = aws_sdk_sns::Client::new(&config);
-    let topic_arn = sns
-        .create_topic()
-        .name(common::unique("events"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
+    let topic_arn = common::create_topic(&sns).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(common::unique("events"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = format!(
-        "arn:aws:sqs:us-east-1:123456789012:{}",
-        queue_url.rsplit('/').next().unwrap()
-    );
-    sns.subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let queue_url = common::create_queue(&sqs, "events").await;
+    common::subscribe_queue(&sns, &topic_arn, &sqs, &queue_url, None).await;
     let iot = Recorder::start().await;
     let endpoint = iot.url.clone();
     let realtime = aws::realtime_from_lookup(
@@ -424,7 +399,7 @@ impl Aws {
         out.messages
             .unwrap_or_default()
             .iter()
-            .map(|m| event_of(m.body.as_deref().unwrap()).unwrap())
+            .map(|m| crate::common::event_of(m.body.as_deref().unwrap()))
             .collect()
     }
 

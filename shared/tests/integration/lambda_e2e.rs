@@ -11,7 +11,7 @@ use chat21::adapters::sns::SnsEvents;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::Api;
 use chat21::events::{Event, EventType};
-use chat21::lambda::{event_of, handle_stream};
+use chat21::lambda::handle_stream;
 use chat21::model::status;
 use chat21::ops::{Deps, Settings};
 use chat21::ports::{ConversationStore, Origin, Streamed, Written};
@@ -33,41 +33,10 @@ async fn setup() -> Aws {
     let table = crate::common::unique("chat21");
     crate::common::create_table(&dynamo, &table).await;
     let sns = aws_sdk_sns::Client::new(&config);
-    let topic_arn = sns
-        .create_topic()
-        .name(crate::common::unique("events"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
+    let topic_arn = crate::common::create_topic(&sns).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(crate::common::unique("events"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let queue_url = crate::common::create_queue(&sqs, "events").await;
+    crate::common::subscribe_queue(&sns, &topic_arn, &sqs, &queue_url, None).await;
     let store = Arc::new(DynamoStore::new(dynamo, table.clone()));
     let api = Arc::new(api_with_topic(&config, store.clone(), &topic_arn));
     let stream = StreamReader::new(&config, &table);
@@ -123,7 +92,7 @@ impl Aws {
                 return events;
             }
             for m in batch {
-                events.push(event_of(m.body.as_deref().unwrap()).unwrap());
+                events.push(crate::common::event_of(m.body.as_deref().unwrap()));
                 self.sqs
                     .delete_message()
                     .queue_url(&self.queue_url)

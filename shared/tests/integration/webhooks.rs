@@ -672,34 +672,10 @@ struct Queues {
     dead: String,
 }
 
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
-    sqs.get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone()
-}
-
 async fn queues(config: &aws_config::SdkConfig) -> Queues {
     let sqs = aws_sdk_sqs::Client::new(config);
-    let mut urls = Vec::new();
-    for name in ["webhooks", "webhooks-dead"] {
-        urls.push(
-            sqs.create_queue()
-                .queue_name(crate::common::unique(name))
-                .send()
-                .await
-                .unwrap()
-                .queue_url
-                .unwrap(),
-        );
-    }
-    let dead = urls.pop().unwrap();
-    let queue = urls.pop().unwrap();
+    let queue = crate::common::create_queue(&sqs, "webhooks").await;
+    let dead = crate::common::create_queue(&sqs, "webhooks-dead").await;
     Queues { sqs, queue, dead }
 }
 
@@ -955,28 +931,14 @@ async fn the_topic_reaches_a_tiledesk_style_receiver() {
     let table = crate::common::unique("chat21");
     crate::common::create_table(&dynamo, &table).await;
     let sns = aws_sdk_sns::Client::new(&aws);
-    let topic = sns
-        .create_topic()
-        .name(crate::common::unique("events"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
+    let topic = crate::common::create_topic(&sns).await;
     let wanted: Vec<&str> = EventType::ALL
         .iter()
         .map(|t| t.as_str())
         .filter(|t| *t != "message-delivered")
         .collect();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(queue_arn(&q.sqs, &q.queue).await)
-        .attributes("RawMessageDelivery", "true")
-        .attributes("FilterPolicy", json!({ "event_type": wanted }).to_string())
-        .send()
-        .await
-        .unwrap();
+    let filter = json!({ "event_type": wanted });
+    crate::common::subscribe_queue(&sns, &topic, &q.sqs, &q.queue, Some(filter)).await;
     let store = Arc::new(chat21::adapters::dynamo::DynamoStore::new(
         dynamo,
         table.clone(),

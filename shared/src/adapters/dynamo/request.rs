@@ -201,53 +201,54 @@ impl Table {
     /// Puts `item` unless its key exists; returns the existing item when it does.
     pub async fn put_if_absent(&self, item: Item) -> Result<Option<Item>> {
         let existing_key = key_of(&item);
-        self.count();
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.name)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let e = match out {
-            Ok(_) => return Ok(None),
-            Err(e) => e,
-        };
-        match e.as_service_error() {
-            Some(PutItemError::ConditionalCheckFailedException(c)) => match c.item() {
-                Some(existing) => Ok(Some(existing.clone())),
-                // Older DynamoDB versions do not return the item: read it.
-                None => match existing_key {
-                    Some(k) => self.get(k).await,
-                    None => Err(Error::internal("an item without its key")),
-                },
+        match self
+            .put_call(item, "attribute_not_exists(pk)", true)
+            .await?
+        {
+            Ok(()) => Ok(None),
+            Err(Some(existing)) => Ok(Some(existing)),
+            // Older DynamoDB versions do not return the item: read it.
+            Err(None) => match existing_key {
+                Some(k) => self.get(k).await,
+                None => Err(Error::internal("an item without its key")),
             },
-            _ => Err(sdk_error("PutItem", e)),
         }
     }
 
     /// Puts `item` over the existing item of its key; false (nothing written) if there is none.
     pub async fn put_if_exists(&self, item: Item) -> Result<bool> {
+        let put = self.put_call(item, "attribute_exists(pk)", false).await?;
+        Ok(put.is_ok())
+    }
+
+    /// One conditional PutItem: `Err` when the condition failed, with the item as it is if
+    /// `current` asked for it (and DynamoDB returned it).
+    async fn put_call(
+        &self,
+        item: Item,
+        condition: &str,
+        current: bool,
+    ) -> Result<std::result::Result<(), Option<Item>>> {
         self.count();
         let out = self
             .client
             .put_item()
             .table_name(&self.name)
             .set_item(Some(item))
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression(condition)
+            .set_return_values_on_condition_check_failure(
+                current.then_some(ReturnValuesOnConditionCheckFailure::AllOld),
+            )
             .send()
             .await;
         match out {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error("PutItem", e)),
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Err(c.item().cloned()))
+                }
+                _ => Err(sdk_error("PutItem", e)),
+            },
         }
     }
 
