@@ -27,6 +27,27 @@ impl PageRequest {
     pub fn first(limit: usize) -> PageRequest {
         PageRequest { limit, after: None }
     }
+
+    /// The page this request asks for out of items already ordered newest first (each with
+    /// its order key): those strictly before `after`, at most `limit`, and where to continue.
+    pub fn page_of<T>(&self, newest_first: impl IntoIterator<Item = (String, T)>) -> Page<T> {
+        let after = self.after.as_ref().map(|p| p.order.as_str());
+        let mut items: Vec<(String, T)> = newest_first
+            .into_iter()
+            .filter(|(order, _)| after.is_none_or(|a| order.as_str() < a))
+            .take(self.limit + 1)
+            .collect();
+        let next = if items.len() > self.limit {
+            items.truncate(self.limit);
+            items.last().map(|(order, _)| order.clone())
+        } else {
+            None
+        };
+        Page {
+            items: items.into_iter().map(|(_, item)| item).collect(),
+            next,
+        }
+    }
 }
 
 /// One page, and the `order` key to continue from while more remain.
@@ -92,6 +113,17 @@ pub struct Window {
 }
 
 impl Window {
+    /// The window a row's `open_from` leaves open, if any: none for a row closed for good
+    /// ([`keys::CLOSED_WINDOW`](crate::keys::CLOSED_WINDOW)).
+    pub fn open(open_from: Option<&String>) -> Option<Window> {
+        open_from
+            .filter(|f| *f != crate::keys::CLOSED_WINDOW)
+            .map(|from| Window {
+                from: from.clone(),
+                to: None,
+            })
+    }
+
     pub fn contains(&self, order: &str) -> bool {
         order >= self.from.as_str() && self.to.as_deref().is_none_or(|to| order <= to)
     }

@@ -116,22 +116,7 @@ impl ConversationStore for DynamoStore {
             listed.push((order, conversation));
         }
         listed.sort_by(|a, b| b.0.cmp(&a.0));
-        let after = page.after.as_ref().map(|p| p.order.as_str());
-        let mut items: Vec<(String, Conversation)> = listed
-            .into_iter()
-            .filter(|(order, _)| after.is_none_or(|a| order.as_str() < a))
-            .take(page.limit + 1)
-            .collect();
-        let next = if items.len() > page.limit {
-            items.truncate(page.limit);
-            items.last().map(|(order, _)| order.clone())
-        } else {
-            None
-        };
-        Ok(Page {
-            items: items.into_iter().map(|(_, c)| c).collect(),
-            next,
-        })
+        Ok(page.page_of(listed))
     }
 
     async fn archive_conversation(

@@ -119,16 +119,7 @@ impl StoredRow {
                 to: Some(w.to.clone()),
             })
             .collect();
-        if let Some(from) = self
-            .open_from
-            .as_ref()
-            .filter(|f| *f != keys::CLOSED_WINDOW)
-        {
-            windows.push(Window {
-                from: from.clone(),
-                to: None,
-            });
-        }
+        windows.extend(Window::open(self.open_from.as_ref()));
         TimelineView {
             kind,
             windows,

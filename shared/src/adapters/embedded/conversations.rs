@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{EmbeddedStore, Row, State, page_of};
+use super::{EmbeddedStore, Row, State};
 use crate::adapters::row::{self, Seen};
 use crate::error::Result;
 use crate::keys;
@@ -147,7 +147,7 @@ impl ConversationStore for EmbeddedStore {
             })
             .collect();
         listed.sort_by(|a, b| b.0.cmp(&a.0));
-        Ok(page_of(listed.into_iter(), page))
+        Ok(page.page_of(listed))
     }
 
     async fn archive_conversation(

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{EmbeddedStore, page_of};
+use super::EmbeddedStore;
 use crate::error::Result;
 use crate::keys;
 use crate::model::Message;
@@ -132,7 +132,7 @@ impl MessageStore for EmbeddedStore {
             .rev()
             .filter(|(o, _)| seen(o))
             .map(|(o, m)| (o.clone(), m.clone()));
-        Ok(page_of(newest_first, page))
+        Ok(page.page_of(newest_first))
     }
 
     async fn history_run(

@@ -21,9 +21,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::keys::{self, Position};
 use crate::model::{Conversation, GroupChange, GroupMeta, Message, Webhook};
-use crate::ports::{ConversationKind, Page, PageRequest, Streamed, Window};
+use crate::ports::{ConversationKind, Streamed, Window};
 
 /// One timeline: a direct conversation, a group's history, or a user's own copies.
 #[derive(Default)]
@@ -64,16 +63,7 @@ struct Row {
 impl Row {
     fn windows(&self) -> Vec<Window> {
         let mut windows = self.closed.clone();
-        if let Some(from) = self
-            .open_from
-            .as_ref()
-            .filter(|f| *f != keys::CLOSED_WINDOW)
-        {
-            windows.push(Window {
-                from: from.clone(),
-                to: None,
-            });
-        }
+        windows.extend(Window::open(self.open_from.as_ref()));
         windows
     }
 }
@@ -145,27 +135,5 @@ impl EmbeddedStore {
             // The receiver only goes away when the process is shutting down.
             let _ = stream.send(item);
         }
-    }
-}
-
-/// Newest first, strictly before `after`, at most `limit`, with the order to continue from.
-fn page_of<T: Clone>(
-    newest_first: impl Iterator<Item = (String, T)>,
-    page: &PageRequest,
-) -> Page<T> {
-    let after = page.after.as_ref().map(|p: &Position| p.order.as_str());
-    let mut items: Vec<(String, T)> = newest_first
-        .filter(|(order, _)| after.is_none_or(|a| order.as_str() < a))
-        .take(page.limit + 1)
-        .collect();
-    let next = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|(order, _)| order.clone())
-    } else {
-        None
-    };
-    Page {
-        items: items.into_iter().map(|(_, item)| item).collect(),
-        next,
     }
 }
