@@ -27,14 +27,17 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tracing::{info, warn};
 
+pub mod listen;
 pub mod mqtt;
 mod wire;
+pub use listen::Limits;
 use wire::JsonErrors;
 
 /// The API on the embedded store, and what it hands on: the new messages it writes (what
@@ -137,24 +140,62 @@ pub struct Local {
 /// The OpenAPI document of the HTTP API, served at `/openapi.yaml`.
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
 
-/// Accepts connections until the listener fails.
-pub async fn serve(listener: TcpListener, local: Arc<Local>) -> std::io::Result<()> {
-    loop {
-        let (stream, peer) = listener.accept().await?;
-        let local = local.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let local = local.clone();
-                async move { Ok::<_, Infallible>(respond(&local, request).await) }
-            });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(JsonErrors::new(stream)), service)
-                .await
-            {
-                info!(%peer, error = %e, "connection closed with an error");
+/// Connections beyond the cap being answered 503 at once; beyond these, closed at once.
+const REFUSALS_AT_ONCE: usize = 64;
+/// How long a refused connection is kept to read what its client sent (so that the close
+/// does not reset the connection before the client has read the 503).
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Serves HTTP for ever: every connection within `limits` (see [`listen::accept_loop`]);
+/// request headers must come within the handshake timeout, on a new connection and between
+/// requests of a kept-alive one.
+pub async fn serve(listener: TcpListener, local: Arc<Local>, limits: Limits) {
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
+    let refuse = move |stream| refuse_busy(stream, &refusals);
+    listen::accept_loop(
+        listener,
+        "HTTP",
+        limits.max_connections,
+        refuse,
+        move |stream, peer| {
+            let local = local.clone();
+            async move {
+                let service = service_fn(move |request| {
+                    let local = local.clone();
+                    async move { Ok::<_, Infallible>(respond(&local, request).await) }
+                });
+                if let Err(e) = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.handshake_timeout)
+                    .serve_connection(TokioIo::new(JsonErrors::new(stream)), service)
+                    .await
+                {
+                    info!(%peer, error = %e, "connection closed with an error");
+                }
             }
-        });
-    }
+        },
+    )
+    .await
+}
+
+/// A connection beyond the cap: answered 503 in the JSON envelope and closed.
+fn refuse_busy(stream: TcpStream, refusals: &Arc<Semaphore>) {
+    let Ok(place) = refusals.clone().try_acquire_owned() else {
+        return; // closed at once
+    };
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let answer = wire::json_answer(503);
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            stream.write_all(&answer).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        drop(place);
+    });
 }
 
 fn to_hyper(response: lambda_http::Response<Body>) -> hyper::Response<Full<Bytes>> {

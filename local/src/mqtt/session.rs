@@ -21,16 +21,12 @@ use super::Broker;
 use super::router::{Connection, Delivery};
 use super::transport::{Failure, Transport};
 
-/// How long a new connection may take to send its CONNECT.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one packet may take to write before the client counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// QoS 1 publishes a client may leave unacknowledged.
-const MAX_IN_FLIGHT: usize = 1024;
 
 /// Serves one connection until it ends.
 pub async fn run(broker: Arc<Broker>, mut transport: Transport) {
-    let connect = match timeout(CONNECT_TIMEOUT, transport.next()).await {
+    let connect = match timeout(broker.settings.handshake_timeout, transport.next()).await {
         Ok(Some(Ok(Packet::Connect(connect)))) => connect,
         Ok(Some(Err(Failure::Version5))) => {
             refuse(
@@ -223,7 +219,7 @@ impl Session {
         let packet_id = if delivery.qos == QoS::AtMostOnce {
             None
         } else {
-            if self.in_flight.len() >= MAX_IN_FLIGHT {
+            if self.in_flight.len() >= self.broker.settings.max_in_flight {
                 warn!(client = %self.connection.client_id, "too many unacknowledged publishes");
                 return false;
             }

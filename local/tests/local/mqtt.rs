@@ -600,7 +600,7 @@ fn string(s: &[u8]) -> Vec<u8> {
     out
 }
 
-fn connect_packet(client_id: &str, keep_alive: u16, password: Option<&str>) -> Vec<u8> {
+pub(crate) fn connect_packet(client_id: &str, keep_alive: u16, password: Option<&str>) -> Vec<u8> {
     let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4];
     // Clean session; with a password, the user name `JWT` as Chat21 sends.
     body.push(if password.is_some() { 0xC2 } else { 0x02 });
