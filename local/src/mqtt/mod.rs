@@ -1,12 +1,14 @@
 //! The MQTT broker of `chat21-local` (REALTIME.md): MQTT 3.1.1 over WebSocket (`/ws`, as
 //! RabbitMQ's Web-MQTT serves Chat21 clients) and TCP, QoS 0 and 1, keep-alive, retained and
-//! will messages, clean sessions.
+//! will messages, clean sessions; bounded per connection and per user as IoT Core is (50
+//! subscriptions, 8 retained messages of 1 KiB).
 //!
 //! Only the broker core lives here (connections, subscriptions, routing, retained messages);
 //! packets are `rmqtt-codec`'s, and what a topic may be, who may publish or subscribe where,
 //! and what a publish means are the shared crate's (`chat21::realtime`), so that IoT Core's
 //! authorizer and rules on AWS enforce exactly the same.
 
+mod retained;
 mod router;
 mod session;
 mod transport;
