@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries};
+use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries, RetryBounds};
 use chat21::adapters::http::HttpClient;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
@@ -71,11 +71,13 @@ pub fn embedded_api(
     }
 }
 
-/// Webhook retries that may wait in memory at once (beyond, a failing webhook is dropped and
-/// logged).
-pub const RETRIES_IN_MEMORY: usize = 10_000;
-/// Events whose webhooks are being sent at once.
-const WEBHOOK_EVENTS_IN_FLIGHT: usize = 64;
+/// Webhook retries that may wait in memory at once: in all, per endpoint, and per tenant
+/// (beyond, a failing webhook is dropped and logged). One tenant holds at most a fifth.
+pub const RETRY_BOUNDS: RetryBounds = RetryBounds {
+    total: 10_000,
+    per_endpoint: 1_000,
+    per_tenant: 2_000,
+};
 
 /// The webhooks consumer of the local server: the tenants' endpoints in `store`, the real HTTP
 /// client, retries in memory (they live as long as the process). Its retry queue must be run
@@ -85,7 +87,7 @@ pub fn local_webhooks(
     config: WebhookConfig,
 ) -> Result<(Arc<Webhooks>, Arc<MemoryRetries>), String> {
     let clock = Arc::new(SystemClock);
-    let retries = Arc::new(MemoryRetries::new(clock.clone(), RETRIES_IN_MEMORY));
+    let retries = Arc::new(MemoryRetries::with_bounds(clock.clone(), RETRY_BOUNDS));
     let webhooks = Webhooks::new(
         store,
         Arc::new(HttpClient::new(POST_TIMEOUT)?),
@@ -96,17 +98,14 @@ pub fn local_webhooks(
     Ok((Arc::new(webhooks), retries))
 }
 
-/// Hands every published event to the webhooks consumer, several at once (a slow endpoint
-/// never holds up the next events).
+/// Hands every published event to the webhooks consumer as it comes, each in its own task.
+/// Nothing is shared between events but the consumer's bounds: each endpoint's POSTs wait in
+/// that endpoint's own lane (bounded: beyond, retried later), so an endpoint that hangs holds
+/// up only its own POSTs, never the next events' other endpoints nor another tenant's.
 pub async fn deliver_webhooks(webhooks: Arc<Webhooks>, mut events: UnboundedReceiver<Event>) {
-    let in_flight = Arc::new(Semaphore::new(WEBHOOK_EVENTS_IN_FLIGHT));
     while let Some(event) = events.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
         let webhooks = webhooks.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             if let Err(e) = webhooks.handle_record(&event.to_json()).await {
                 warn!(error = %e, event = event.event_type().as_str(), "webhooks for an event failed");
             }
