@@ -133,7 +133,11 @@ async fn main() {
         api,
         cors: Cors::default(),
     });
-    tokio::spawn(chat21_local::serve(listener, local));
+    tokio::spawn(chat21_local::serve(
+        listener,
+        local,
+        chat21_local::Limits::default(),
+    ));
 
     // The sender: a keep-alive HTTP client.
     let client = HttpClient::new(Duration::from_secs(10)).expect("client");

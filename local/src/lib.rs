@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries};
+use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries, RetryBounds};
 use chat21::adapters::http::HttpClient;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
@@ -27,14 +27,17 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tracing::{info, warn};
 
+pub mod listen;
 pub mod mqtt;
 mod wire;
+pub use listen::Limits;
 use wire::JsonErrors;
 
 /// The API on the embedded store, and what it hands on: the new messages it writes (what
@@ -68,11 +71,13 @@ pub fn embedded_api(
     }
 }
 
-/// Webhook retries that may wait in memory at once (beyond, a failing webhook is dropped and
-/// logged).
-pub const RETRIES_IN_MEMORY: usize = 10_000;
-/// Events whose webhooks are being sent at once.
-const WEBHOOK_EVENTS_IN_FLIGHT: usize = 64;
+/// Webhook retries that may wait in memory at once: in all, per endpoint, and per tenant
+/// (beyond, a failing webhook is dropped and logged). One tenant holds at most a fifth.
+pub const RETRY_BOUNDS: RetryBounds = RetryBounds {
+    total: 10_000,
+    per_endpoint: 1_000,
+    per_tenant: 2_000,
+};
 
 /// The webhooks consumer of the local server: the tenants' endpoints in `store`, the real HTTP
 /// client, retries in memory (they live as long as the process). Its retry queue must be run
@@ -82,7 +87,7 @@ pub fn local_webhooks(
     config: WebhookConfig,
 ) -> Result<(Arc<Webhooks>, Arc<MemoryRetries>), String> {
     let clock = Arc::new(SystemClock);
-    let retries = Arc::new(MemoryRetries::new(clock.clone(), RETRIES_IN_MEMORY));
+    let retries = Arc::new(MemoryRetries::with_bounds(clock.clone(), RETRY_BOUNDS));
     let webhooks = Webhooks::new(
         store,
         Arc::new(HttpClient::new(POST_TIMEOUT)?),
@@ -93,17 +98,14 @@ pub fn local_webhooks(
     Ok((Arc::new(webhooks), retries))
 }
 
-/// Hands every published event to the webhooks consumer, several at once (a slow endpoint
-/// never holds up the next events).
+/// Hands every published event to the webhooks consumer as it comes, each in its own task.
+/// Nothing is shared between events but the consumer's bounds: each endpoint's POSTs wait in
+/// that endpoint's own lane (bounded: beyond, retried later), so an endpoint that hangs holds
+/// up only its own POSTs, never the next events' other endpoints nor another tenant's.
 pub async fn deliver_webhooks(webhooks: Arc<Webhooks>, mut events: UnboundedReceiver<Event>) {
-    let in_flight = Arc::new(Semaphore::new(WEBHOOK_EVENTS_IN_FLIGHT));
     while let Some(event) = events.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
         let webhooks = webhooks.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             if let Err(e) = webhooks.handle_record(&event.to_json()).await {
                 warn!(error = %e, event = event.event_type().as_str(), "webhooks for an event failed");
             }
@@ -137,24 +139,62 @@ pub struct Local {
 /// The OpenAPI document of the HTTP API, served at `/openapi.yaml`.
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
 
-/// Accepts connections until the listener fails.
-pub async fn serve(listener: TcpListener, local: Arc<Local>) -> std::io::Result<()> {
-    loop {
-        let (stream, peer) = listener.accept().await?;
-        let local = local.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let local = local.clone();
-                async move { Ok::<_, Infallible>(respond(&local, request).await) }
-            });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(JsonErrors::new(stream)), service)
-                .await
-            {
-                info!(%peer, error = %e, "connection closed with an error");
+/// Connections beyond the cap being answered 503 at once; beyond these, closed at once.
+const REFUSALS_AT_ONCE: usize = 64;
+/// How long a refused connection is kept to read what its client sent (so that the close
+/// does not reset the connection before the client has read the 503).
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Serves HTTP for ever: every connection within `limits` (see [`listen::accept_loop`]);
+/// request headers must come within the handshake timeout, on a new connection and between
+/// requests of a kept-alive one.
+pub async fn serve(listener: TcpListener, local: Arc<Local>, limits: Limits) {
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
+    let refuse = move |stream| refuse_busy(stream, &refusals);
+    listen::accept_loop(
+        listener,
+        "HTTP",
+        limits.max_connections,
+        refuse,
+        move |stream, peer| {
+            let local = local.clone();
+            async move {
+                let service = service_fn(move |request| {
+                    let local = local.clone();
+                    async move { Ok::<_, Infallible>(respond(&local, request).await) }
+                });
+                if let Err(e) = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.handshake_timeout)
+                    .serve_connection(TokioIo::new(JsonErrors::new(stream)), service)
+                    .await
+                {
+                    info!(%peer, error = %e, "connection closed with an error");
+                }
             }
-        });
-    }
+        },
+    )
+    .await
+}
+
+/// A connection beyond the cap: answered 503 in the JSON envelope and closed.
+fn refuse_busy(stream: TcpStream, refusals: &Arc<Semaphore>) {
+    let Ok(place) = refusals.clone().try_acquire_owned() else {
+        return; // closed at once
+    };
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let answer = wire::json_answer(503);
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            stream.write_all(&answer).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        drop(place);
+    });
 }
 
 fn to_hyper(response: lambda_http::Response<Body>) -> hyper::Response<Full<Bytes>> {

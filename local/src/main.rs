@@ -8,8 +8,8 @@ use chat21::auth::JwtVerifier;
 use chat21::config;
 use chat21::cors::Cors;
 use chat21::ops::webhooks::WebhookConfig;
-use chat21_local::Local;
 use chat21_local::mqtt::{self, Broker, BrokerRealtime, Listener, Router};
+use chat21_local::{Limits, Local};
 use tokio::net::TcpListener;
 
 /// Development key, used only when `JWT_KEY` is unset, and only by this local server.
@@ -73,6 +73,8 @@ async fn run() -> Result<(), String> {
         Some(list) => Cors::from_list(&list).map_err(|e| format!("CORS_ALLOW_ORIGINS: {e}"))?,
     };
     let settings = config::settings_from_lookup(config::env)?;
+    let limits = Limits::from_lookup(config::env)?;
+    let broker_settings = mqtt::Settings::from_lookup(&limits, config::env)?;
     let webhook_config = WebhookConfig::from_lookup(config::env)?;
     let router = Arc::new(Router::new(mqtt::QUEUE_LEN));
     let realtime = Arc::new(BrokerRealtime(router.clone()));
@@ -89,15 +91,15 @@ async fn run() -> Result<(), String> {
     let broker = Arc::new(Broker {
         router,
         api: api.clone(),
+        settings: broker_settings,
     });
-    tokio::spawn(log_end(
-        "MQTT over WebSocket",
-        mqtt::serve(ws_listener, Listener::WebSocket, broker.clone()),
+    tokio::spawn(mqtt::serve(
+        ws_listener,
+        Listener::WebSocket,
+        broker.clone(),
+        limits,
     ));
-    tokio::spawn(log_end(
-        "MQTT over TCP",
-        mqtt::serve(tcp_listener, Listener::Tcp, broker),
-    ));
+    tokio::spawn(mqtt::serve(tcp_listener, Listener::Tcp, broker, limits));
     let local = Arc::new(Local { api, cors });
     println!("chat21-local MQTT over WebSocket on ws://127.0.0.1:{ws_port}/ws");
     println!("chat21-local MQTT over TCP on mqtt://127.0.0.1:{tcp_port}");
@@ -115,15 +117,11 @@ async fn run() -> Result<(), String> {
              -d '{{\"sender_fullname\":\"User One\",\"recipient_id\":\"user-2\",\"recipient_fullname\":\"User Two\",\"text\":\"hello\"}}'"
         );
     }
+    // The listeners never stop (accept errors are waited out): the process runs until it is
+    // interrupted.
     tokio::select! {
-        served = chat21_local::serve(listener, local) => served.map_err(|e| e.to_string()),
+        () = chat21_local::serve(listener, local, limits) => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
-    }
-}
-
-async fn log_end(what: &str, served: impl Future<Output = std::io::Result<()>>) {
-    if let Err(e) = served.await {
-        eprintln!("chat21-local: {what} stopped: {e}");
     }
 }
 

@@ -38,8 +38,9 @@ fn canned_error(head: &[u8]) -> Option<u16> {
     (status >= 400 && bodiless).then_some(status)
 }
 
-/// The JSON error answer that replaces hyper's canned head.
-fn json_answer(status: u16) -> Vec<u8> {
+/// The JSON error answer that replaces hyper's canned head (and refuses a connection beyond
+/// the port's cap: 503).
+pub fn json_answer(status: u16) -> Vec<u8> {
     let (reason, message) = match status {
         431 => (
             "Request Header Fields Too Large",
@@ -51,12 +52,16 @@ fn json_answer(status: u16) -> Vec<u8> {
             "only HTTP/1.0 and HTTP/1.1 are served",
         ),
         413 => ("Payload Too Large", "the request is too large"),
+        503 => (
+            "Service Unavailable",
+            "the server holds as many connections as it takes: try again shortly",
+        ),
         _ => ("Bad Request", "the request is not valid HTTP"),
     };
-    let code = if status == 413 {
-        "payload_too_large"
-    } else {
-        "invalid_request"
+    let code = match status {
+        413 => "payload_too_large",
+        503 => "unavailable",
+        _ => "invalid_request",
     };
     let body = serde_json::json!({"success": false, "code": code, "message": message}).to_string();
     format!(

@@ -5,7 +5,7 @@
 //! is routed by its owner (app and user) first: only that user's connections are looked at,
 //! whatever the number of connections.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -15,6 +15,11 @@ use chat21::realtime::topics;
 use rmqtt_codec::types::QoS;
 use tokio::sync::{Notify, mpsc};
 use tracing::warn;
+
+use super::retained::Retained;
+
+/// Subscriptions one connection may hold (IoT Core's limit); beyond, SUBACK 0x80.
+pub const MAX_SUBSCRIPTIONS: usize = 50;
 
 /// A publish on its way to one connection.
 #[derive(Debug, Clone)]
@@ -43,10 +48,19 @@ impl Connection {
         self.subscriptions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn subscribe(&self, filter: &str, qos: QoS) {
+    /// Subscribes (a filter subscribed again is replaced). False, and nothing changes, when
+    /// the connection already holds [`MAX_SUBSCRIPTIONS`] others.
+    pub fn subscribe(&self, filter: &str, qos: QoS) -> bool {
         let mut subscriptions = self.lock();
-        subscriptions.retain(|(f, _)| f != filter);
+        if let Some(held) = subscriptions.iter_mut().find(|(f, _)| f == filter) {
+            held.1 = qos;
+            return true;
+        }
+        if subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return false;
+        }
         subscriptions.push((filter.to_string(), qos));
+        true
     }
 
     pub fn unsubscribe(&self, filter: &str) {
@@ -85,7 +99,7 @@ impl Connection {
 struct State {
     by_user: HashMap<(String, String), Vec<Arc<Connection>>>,
     by_client: HashMap<(String, String, String), Arc<Connection>>,
-    retained: HashMap<(String, String), BTreeMap<String, Bytes>>,
+    retained: Retained,
 }
 
 /// The broker's routing table.
@@ -205,33 +219,24 @@ impl Router {
         }
     }
 
-    /// Keeps (or with an empty payload, forgets) the retained message of `topic`.
+    /// Keeps (or with an empty payload, forgets) the retained message of `topic`, within its
+    /// user's bounds (see [`Retained`]).
     pub fn retain(&self, topic: &str, payload: Bytes) {
         let Some((app, user)) = topics::owner_of(topic) else {
             return;
         };
-        let mut state = self.lock();
-        let tree = state
-            .retained
-            .entry((app.to_string(), user.to_string()))
-            .or_default();
-        if payload.is_empty() {
-            tree.remove(topic);
-        } else {
-            tree.insert(topic.to_string(), payload);
-        }
+        self.lock().retained.set(app, user, topic, payload);
     }
 
-    /// The retained messages a new subscription to `filter` of `connection` gets.
-    pub fn retained_for(&self, connection: &Connection, filter: &str) -> Vec<(String, Bytes)> {
-        let state = self.lock();
-        let user = (connection.app.clone(), connection.user.clone());
-        state.retained.get(&user).map_or_else(Vec::new, |tree| {
-            tree.iter()
-                .filter(|(topic, _)| topics::matches(filter, topic))
-                .map(|(topic, payload)| (topic.clone(), payload.clone()))
-                .collect()
-        })
+    /// The retained messages one SUBSCRIBE of `connection` to `filters` (as granted) replays.
+    pub fn retained_for(
+        &self,
+        connection: &Connection,
+        filters: &[(String, QoS)],
+    ) -> Vec<Delivery> {
+        self.lock()
+            .retained
+            .replay(&connection.app, &connection.user, filters)
     }
 
     /// A number no other call returns: names for clients that gave no id.
@@ -318,8 +323,24 @@ mod tests {
         let (c, _rx) = router.connect("app", "u1", "c");
         router.retain("apps/app/users/u1/presence/c", Bytes::from("{}"));
         router.retain("apps/app/users/u2/presence/d", Bytes::from("{}"));
-        assert_eq!(router.retained_for(&c, "apps/app/users/u1/#").len(), 1);
+        let tree = [("apps/app/users/u1/#".to_string(), QoS::AtLeastOnce)];
+        assert_eq!(router.retained_for(&c, &tree).len(), 1);
         router.retain("apps/app/users/u1/presence/c", Bytes::new());
-        assert!(router.retained_for(&c, "apps/app/users/u1/#").is_empty());
+        assert!(router.retained_for(&c, &tree).is_empty());
+    }
+
+    #[test]
+    fn at_most_50_subscriptions_a_filter_again_replaces() {
+        let router = Router::new(2);
+        let (c, _rx) = router.connect("app", "u1", "c");
+        for i in 0..MAX_SUBSCRIPTIONS {
+            assert!(c.subscribe(&format!("apps/app/users/u1/f{i}"), QoS::AtMostOnce));
+        }
+        assert!(!c.subscribe("apps/app/users/u1/one-more", QoS::AtLeastOnce));
+        assert!(c.subscribe("apps/app/users/u1/f7", QoS::AtLeastOnce));
+        assert_eq!(c.granted("apps/app/users/u1/f7"), Some(QoS::AtLeastOnce));
+        assert_eq!(c.granted("apps/app/users/u1/one-more"), None);
+        c.unsubscribe("apps/app/users/u1/f0");
+        assert!(c.subscribe("apps/app/users/u1/one-more", QoS::AtLeastOnce));
     }
 }

@@ -2,7 +2,7 @@
 //! per-connection authorization of every SUBSCRIBE and PUBLISH (REALTIME.md's table),
 //! keep-alive, the token's expiry, the will message, and delivery of what the router queues.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,19 +18,16 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{debug, info, warn};
 
 use super::Broker;
-use super::router::{Connection, Delivery};
+use super::retained;
+use super::router::{Connection, Delivery, MAX_SUBSCRIPTIONS};
 use super::transport::{Failure, Transport};
 
-/// How long a new connection may take to send its CONNECT.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one packet may take to write before the client counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// QoS 1 publishes a client may leave unacknowledged.
-const MAX_IN_FLIGHT: usize = 1024;
 
 /// Serves one connection until it ends.
 pub async fn run(broker: Arc<Broker>, mut transport: Transport) {
-    let connect = match timeout(CONNECT_TIMEOUT, transport.next()).await {
+    let connect = match timeout(broker.settings.handshake_timeout, transport.next()).await {
         Ok(Some(Ok(Packet::Connect(connect)))) => connect,
         Ok(Some(Err(Failure::Version5))) => {
             refuse(
@@ -76,6 +73,7 @@ pub async fn run(broker: Arc<Broker>, mut transport: Transport) {
         caller,
         transport,
         in_flight: HashSet::new(),
+        replay: VecDeque::new(),
         next_packet_id: 1,
         keep_alive: (connect.keep_alive > 0)
             .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500)),
@@ -122,21 +120,25 @@ fn authenticate(broker: &Broker, connect: &Connect) -> Option<(Caller, u64)> {
 }
 
 /// The will message, if any, as the publish it will become; only on the user's own presence
-/// topic (the only place a client may publish a retained message).
+/// topic (the only place a client may publish a retained message), and if retained, of at
+/// most [`retained::MAX_BYTES`].
 fn will_of(connect: &Connect, caller: &Caller) -> Result<Option<Publish>, ()> {
     let Some(will) = &connect.last_will else {
         return Ok(None);
     };
+    let too_large = will.retain && will.message.len() > retained::MAX_BYTES;
     match ClientTopic::parse(&will.topic, caller) {
-        Some(topic) if topic.may_retain() && will.qos != QoS::ExactlyOnce => Ok(Some(Publish {
-            dup: false,
-            retain: will.retain,
-            qos: will.qos,
-            topic: will.topic.clone(),
-            packet_id: None,
-            payload: will.message.clone(),
-            properties: None,
-        })),
+        Some(topic) if topic.may_retain() && will.qos != QoS::ExactlyOnce && !too_large => {
+            Ok(Some(Publish {
+                dup: false,
+                retain: will.retain,
+                qos: will.qos,
+                topic: will.topic.clone(),
+                packet_id: None,
+                payload: will.message.clone(),
+                properties: None,
+            }))
+        }
         _ => Err(()),
     }
 }
@@ -152,8 +154,12 @@ struct Session {
     connection: Arc<Connection>,
     caller: Caller,
     transport: Transport,
-    /// Packet ids of our QoS 1 publishes the client has not acknowledged yet.
+    /// Packet ids of our QoS 1 publishes the client has not acknowledged yet: at most
+    /// `max_in_flight`; while that many wait, nothing more is sent (the router's queue holds
+    /// the rest) and acknowledgements are still read.
     in_flight: HashSet<u16>,
+    /// Retained messages a SUBSCRIBE replays, sent before anything the router queues.
+    replay: VecDeque<Delivery>,
     next_packet_id: u16,
     /// 1.5 × the client's keep-alive: silent longer than that, it is gone.
     keep_alive: Option<Duration>,
@@ -170,7 +176,15 @@ impl Session {
         let far = Duration::from_secs(24 * 3600);
         let mut silent_until = Instant::now() + self.keep_alive.unwrap_or(far);
         let connection = self.connection.clone();
+        let window = self.broker.settings.max_in_flight;
         loop {
+            let open = self.in_flight.len() < window;
+            if open && let Some(delivery) = self.replay.pop_front() {
+                if !self.deliver(delivery).await {
+                    return false;
+                }
+                continue;
+            }
             tokio::select! {
                 packet = self.transport.next() => {
                     let packet = match packet {
@@ -188,7 +202,7 @@ impl Session {
                         Step::Close => return false,
                     }
                 }
-                Some(delivery) = queue.recv() => {
+                Some(delivery) = queue.recv(), if open => {
                     if !self.deliver(delivery).await {
                         return false;
                     }
@@ -218,14 +232,15 @@ impl Session {
         }
     }
 
-    /// Writes one routed publish; false when the connection is gone or misbehaving.
+    /// Writes one routed publish (the loop keeps the window: nothing is sent while it is
+    /// full); false when the connection is gone or misbehaving.
     async fn deliver(&mut self, delivery: Delivery) -> bool {
         let packet_id = if delivery.qos == QoS::AtMostOnce {
             None
         } else {
-            if self.in_flight.len() >= MAX_IN_FLIGHT {
-                warn!(client = %self.connection.client_id, "too many unacknowledged publishes");
-                return false;
+            // The window (at most 65,000) leaves ids free: skip those still unacknowledged.
+            while self.in_flight.contains(&self.next_packet_id) {
+                self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
             }
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
@@ -256,7 +271,11 @@ impl Session {
                     warn!(client = %self.connection.client_id, topic = %publish.topic, "publish refused");
                     return Step::Close;
                 };
-                if (publish.retain && !kind.may_retain()) || publish.qos == QoS::ExactlyOnce {
+                // A retained publish elsewhere than presence or too large for a retained
+                // message is refused as IoT Core refuses publishes: the client is closed.
+                let retain_refused = publish.retain
+                    && (!kind.may_retain() || publish.payload.len() > retained::MAX_BYTES);
+                if retain_refused || publish.qos == QoS::ExactlyOnce {
                     warn!(client = %self.connection.client_id, topic = %publish.topic, "retained or QoS 2 publish refused");
                     return Step::Close;
                 }
@@ -278,41 +297,32 @@ impl Session {
                 topic_filters,
             } => {
                 let mut status = Vec::with_capacity(topic_filters.len());
-                let mut granted = Vec::new();
+                let mut granted: Vec<(String, QoS)> = Vec::new();
                 for (filter, qos) in topic_filters {
-                    if topics::may_subscribe(&filter, &self.caller) {
-                        let qos = if qos == QoS::AtMostOnce {
-                            QoS::AtMostOnce
-                        } else {
-                            QoS::AtLeastOnce
-                        };
-                        self.connection.subscribe(&filter, qos);
-                        status.push(SubscribeReturnCode::Success(qos));
-                        granted.push((filter, qos));
+                    let qos = if qos == QoS::AtMostOnce {
+                        QoS::AtMostOnce
                     } else {
+                        QoS::AtLeastOnce
+                    };
+                    if !topics::may_subscribe(&filter, &self.caller) {
                         info!(client = %self.connection.client_id, %filter, "subscription refused");
                         status.push(SubscribeReturnCode::Failure);
+                    } else if !self.connection.subscribe(&filter, qos) {
+                        info!(client = %self.connection.client_id, %filter, "subscription refused: {MAX_SUBSCRIPTIONS} held already");
+                        status.push(SubscribeReturnCode::Failure);
+                    } else {
+                        status.push(SubscribeReturnCode::Success(qos));
+                        granted.retain(|(f, _)| f.as_str() != &filter[..]);
+                        granted.push((filter.to_string(), qos));
                     }
                 }
                 if !self.write(Packet::SubscribeAck { packet_id, status }).await {
                     return Step::Close;
                 }
-                // Retained messages under the new subscriptions, sent as retained.
-                for (filter, qos) in granted {
-                    for (topic, payload) in
-                        self.broker.router.retained_for(&self.connection, &filter)
-                    {
-                        let delivery = Delivery {
-                            topic: topic.into(),
-                            payload,
-                            qos,
-                            retain: true,
-                        };
-                        if !self.deliver(delivery).await {
-                            return Step::Close;
-                        }
-                    }
-                }
+                // The retained messages under the new subscriptions, each once, sent as
+                // retained by the packet loop (within the window, reading acknowledgements).
+                let replay = self.broker.router.retained_for(&self.connection, &granted);
+                self.replay.extend(replay);
                 Step::Continue
             }
             Packet::Unsubscribe {
@@ -349,7 +359,11 @@ impl Session {
 /// asked), then run as the operation it means. A refused or invalid one changes nothing.
 async fn client_publish(broker: &Broker, caller: &Caller, publish: Publish) {
     let topic = publish.topic.to_string();
-    if publish.retain {
+    let presence = ClientTopic::parse(&topic, caller).is_some_and(|kind| kind.may_retain());
+    if presence && retained::is_disconnected(&publish.payload) {
+        // The client is gone: its presence is no longer retained (nor a will's).
+        broker.router.retain(&topic, Bytes::new());
+    } else if publish.retain {
         broker.router.retain(&topic, publish.payload.clone());
     }
     broker

@@ -3,6 +3,7 @@
 //! received by a real HTTP endpoint (`webhooks`).
 
 mod http;
+mod listeners;
 mod mqtt;
 mod server;
 mod webhooks;

@@ -44,7 +44,21 @@ impl Drop for Server {
 }
 
 pub fn command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chat21-local"));
+    configured(Command::new(env!("CARGO_BIN_EXE_chat21-local")))
+}
+
+/// The binary with at most `descriptors` open files (`ulimit -n` in a shell that then execs
+/// it: the process, its pid and its pipes are the binary's own).
+pub fn command_with_descriptors(descriptors: u32) -> Command {
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!("ulimit -n {descriptors} && exec \"$0\""))
+        .arg(env!("CARGO_BIN_EXE_chat21-local"));
+    configured(shell)
+}
+
+fn configured(mut command: Command) -> Command {
     command
         .env("PORT", "0")
         .env("MQTT_WS_PORT", "0")
@@ -53,6 +67,9 @@ pub fn command() -> Command {
         .env_remove("JWT_KEY")
         .env_remove("JWT_PUBLIC_KEY")
         .env_remove("JWT_ALGORITHM")
+        .env_remove("HANDSHAKE_TIMEOUT_SECS")
+        .env_remove("MAX_CONNECTIONS")
+        .env_remove("MQTT_MAX_IN_FLIGHT")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -4,9 +4,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chat21::ops::webhooks::Secret;
+use chat21::ops::webhooks::lanes::LANE_IN_FLIGHT;
 use serde_json::{Value, json};
 
 use crate::http::{eventually, http};
@@ -241,6 +243,142 @@ fn a_tiledesk_style_receiver_gets_message_sent_for_direct_and_group_messages() {
             .unwrap()
             .header("webhook-id"),
         direct_id
+    );
+    drop(server);
+}
+
+/// An endpoint that reads each POST and never answers: it counts the POSTs, the connections
+/// open at once, and those the client gave up on (closed).
+struct Hanging {
+    port: u16,
+    posts: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    most_open: Arc<AtomicUsize>,
+    given_up: Arc<AtomicUsize>,
+}
+
+impl Hanging {
+    fn start() -> Hanging {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hanging = Hanging {
+            port,
+            posts: Arc::default(),
+            open: Arc::default(),
+            most_open: Arc::default(),
+            given_up: Arc::default(),
+        };
+        let (posts, open, most_open, given_up) = (
+            hanging.posts.clone(),
+            hanging.open.clone(),
+            hanging.most_open.clone(),
+            hanging.given_up.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let (posts, open, most_open, given_up) = (
+                    posts.clone(),
+                    open.clone(),
+                    most_open.clone(),
+                    given_up.clone(),
+                );
+                std::thread::spawn(move || {
+                    let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+                    most_open.fetch_max(now_open, Ordering::SeqCst);
+                    let mut seen = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let mut counted = false;
+                    // Read everything the client sends until it closes; answer nothing.
+                    while let Ok(n) = stream.read(&mut chunk) {
+                        if n == 0 {
+                            break;
+                        }
+                        seen.extend_from_slice(&chunk[..n]);
+                        if !counted && seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            counted = true;
+                            posts.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    given_up.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        hanging
+    }
+}
+
+/// Issue 16, item 4: tenant `sl`'s endpoint accepts and never answers; 40 sends in `sl`,
+/// then one in `ok`: ok's endpoint gets its POST before the first of sl's POSTs has timed
+/// out (POST_TIMEOUT, 10 s), and sl's endpoint never holds more POSTs at once than its own
+/// lane's.
+#[test]
+fn one_tenants_hanging_endpoint_does_not_hold_up_another_tenants_webhooks() {
+    let hanging = Hanging::start();
+    let healthy = Receiver::start();
+    let mut command = command();
+    command.env("JWT_KEY", KEY);
+    let server = start_with(command);
+    let port = server.port;
+    let call = |method: &str, path: &str, who: &str, app: &str, body: Value| {
+        let t = token(who, app, who == "boss");
+        http(
+            port,
+            method,
+            path,
+            &[("authorization", &t), ("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    };
+    let hang_url = format!("http://127.0.0.1:{}/hook", hanging.port);
+    let put = call(
+        "PUT",
+        "/api/sl/webhooks/slow",
+        "boss",
+        "sl",
+        json!({"url": hang_url}),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    let put = call(
+        "PUT",
+        "/api/ok/webhooks/fine",
+        "boss",
+        "ok",
+        json!({"url": healthy.url("/ok"), "events": ["message-sent"]}),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+
+    for i in 0..40 {
+        let body = json!({"sender_fullname": "S", "recipient_id": "sl-peer",
+                          "recipient_fullname": "P", "text": format!("slow {i}")});
+        let sent = call("POST", "/api/sl/messages", &format!("s{i}"), "sl", body);
+        assert_eq!(sent.status, 200, "{}", sent.text());
+    }
+    eventually("sl's endpoint holding POSTs", || {
+        let posts = hanging.posts.load(Ordering::SeqCst);
+        (posts > 0).then_some(()).ok_or(format!("{posts} POSTs"))
+    });
+    let body = json!({"sender_fullname": "O", "recipient_id": "ok-peer",
+                      "recipient_fullname": "P", "text": "fine"});
+    let sent = call("POST", "/api/ok/messages", "o1", "ok", body);
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    eventually("ok's message-sent", || {
+        let posts = healthy.at("/ok");
+        message_sent(&posts, "fine")
+            .map(|_| ())
+            .ok_or_else(|| format!("{} posts at ok's endpoint", posts.len()))
+    });
+    // Causality, not speed: when ok's POST had arrived, no POST to sl's endpoint had ended.
+    let given_up = hanging.given_up.load(Ordering::SeqCst);
+    assert_eq!(
+        given_up, 0,
+        "ok's POST came only after {given_up} of sl's POSTs had timed out"
+    );
+    let most_open = hanging.most_open.load(Ordering::SeqCst);
+    assert!(
+        most_open <= LANE_IN_FLIGHT,
+        "sl's endpoint held {most_open} POSTs at once (its lane: {LANE_IN_FLIGHT})"
     );
     drop(server);
 }

@@ -586,6 +586,19 @@ fn webhooks_consume_their_own_queue() {
     let queue = all.iter().find(|r| r.id == "WebhooksQueue").unwrap();
     let visibility: u64 = queue.value("VisibilityTimeout").unwrap().parse().unwrap();
     assert!(visibility >= 6 * timeout, "{visibility} < 6 × {timeout}");
+    // Each endpoint's lane takes a whole batch: every record reaches every endpoint at once,
+    // so endpoints that hang cost a batch one POST timeout, well within the function's.
+    let batch: usize = function.value("BatchSize").unwrap().parse().unwrap();
+    let lane = chat21::ops::webhooks::lanes::LANE_IN_FLIGHT;
+    assert!(
+        batch <= lane,
+        "BatchSize {batch} > an endpoint's lane ({lane})"
+    );
+    let post = chat21::ops::webhooks::delivery::POST_TIMEOUT.as_secs();
+    assert!(
+        timeout >= 3 * post,
+        "Timeout {timeout} < 3 × the POST timeout"
+    );
     assert!(queue.has_run(&[
         "RedrivePolicy:",
         "deadLetterTargetArn: !GetAtt WebhooksDeadLetterQueue.Arn"

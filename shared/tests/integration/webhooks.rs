@@ -1093,3 +1093,5 @@ async fn the_in_memory_queue_hands_retries_back_in_real_time() {
     assert_eq!(texts, BTreeSet::from(["soon".into(), "sooner".into()]));
     assert_eq!(retries.waiting(), 1, "the later one still waits");
 }
+
+mod isolation;

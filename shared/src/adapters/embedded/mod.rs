@@ -14,7 +14,7 @@ mod webhooks;
 
 pub use events::EmbeddedEvents;
 pub use realtime::RecordingRealtime;
-pub use webhooks::MemoryRetries;
+pub use webhooks::{MemoryRetries, RetryBounds};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};

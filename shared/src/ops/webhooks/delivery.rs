@@ -8,12 +8,12 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
 use crate::error::{Error, Result};
 use crate::events::EventType;
 use crate::ids;
+use crate::ops::webhooks::lanes::Lanes;
 use crate::ops::webhooks::signing::{Secret, webhook_id};
 use crate::ops::webhooks::targets::WebhookConfig;
 use crate::ports::{Clock, PostOutcome, RetryQueue, WebhookClient, WebhookStore};
@@ -30,8 +30,8 @@ pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
 pub const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A retry due within this much is attempted at once rather than queued again.
 const DUE_SLACK_MS: u64 = 1_000;
-/// POSTs in flight at once, over every record of a batch.
-const CONCURRENCY: usize = 64;
+/// Why a POST was not attempted: its endpoint's lane was full ([`Lanes`]); its retry says so.
+const LANE_FULL: &str = "not attempted: the endpoint had too many POSTs pending";
 
 /// The wait after `attempts` failed attempts.
 pub fn backoff(attempts: u32) -> Duration {
@@ -47,7 +47,8 @@ pub struct Webhooks {
     pub retries: Arc<dyn RetryQueue>,
     pub clock: Arc<dyn Clock>,
     pub config: WebhookConfig,
-    in_flight: Semaphore,
+    /// Each endpoint's own POSTs in flight and waiting.
+    lanes: Lanes,
 }
 
 impl Webhooks {
@@ -64,7 +65,7 @@ impl Webhooks {
             retries,
             clock,
             config,
-            in_flight: Semaphore::new(CONCURRENCY),
+            lanes: Lanes::default(),
         }
     }
 }
@@ -72,7 +73,7 @@ impl Webhooks {
 /// Which endpoint a retry is for. A tenant's endpoint is named, not copied: its current URL,
 /// filter and secret are read at each attempt (no secret ever waits in a queue), and a
 /// deleted endpoint gets nothing more.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Target {
     /// One of `WEBHOOK_ENDPOINTS`.
@@ -107,7 +108,7 @@ pub struct Retry {
     /// The `webhook-id` every attempt carries.
     pub webhook_id: String,
     pub target: Target,
-    /// Attempts made so far.
+    /// Attempts made so far (0: the first was not made, its endpoint's lane being full).
     pub attempts: u32,
     /// When the next attempt is due (ms since the epoch).
     pub due: u64,
@@ -276,10 +277,9 @@ impl Webhooks {
         }
     }
 
-    /// One signed POST.
-    async fn attempt(&self, endpoint: &Endpoint, id: &str, body: &str) -> PostOutcome {
-        // The semaphore is never closed; without a permit the POST simply goes ahead.
-        let _permit = self.in_flight.acquire().await.ok();
+    /// One signed POST, in its endpoint's lane; `None` (not attempted) when that lane is full.
+    async fn attempt(&self, endpoint: &Endpoint, id: &str, body: &str) -> Option<PostOutcome> {
+        let _slot = self.lanes.enter(&endpoint.target).await?;
         let timestamp = self.clock.now_ms() / 1000;
         let mut headers = vec![
             ("webhook-id", id.to_string()),
@@ -291,7 +291,12 @@ impl Webhooks {
                 secret.sign(id, timestamp, body.as_bytes()),
             ));
         }
-        self.client.post(&endpoint.url, &headers, body).await
+        Some(self.client.post(&endpoint.url, &headers, body).await)
+    }
+
+    /// POSTs to `target` under way or waiting for its lane.
+    pub fn pending(&self, target: &Target) -> usize {
+        self.lanes.holding(target)
     }
 
     /// Queues retries for their due time, at most [`MAX_QUEUE_DELAY`] away (a longer wait is
@@ -328,25 +333,29 @@ impl Webhooks {
         let now = self.clock.now_ms();
         let mut later = Vec::new();
         for (endpoint, outcome) in endpoints.into_iter().zip(outcomes) {
-            match outcome {
-                PostOutcome::Delivered(status) => {
-                    debug!(target = %endpoint.target, %id, status, event = kind.as_str(), "webhook delivered");
+            let target = &endpoint.target;
+            let (attempts, last_error) = match outcome {
+                Some(PostOutcome::Delivered(status)) => {
+                    debug!(%target, %id, status, event = kind.as_str(), "webhook delivered");
+                    continue;
                 }
-                PostOutcome::Refused(reason) => {
-                    warn!(target = %endpoint.target, %id, %reason, event = kind.as_str(), "webhook refused by its endpoint; not retried");
+                Some(PostOutcome::Refused(reason)) => {
+                    warn!(%target, %id, %reason, event = kind.as_str(), "webhook refused by its endpoint; not retried");
+                    continue;
                 }
-                PostOutcome::Retry(reason) => {
-                    info!(target = %endpoint.target, %id, %reason, event = kind.as_str(), "webhook failed; retried in {:?}", backoff(1));
-                    later.push(Retry {
-                        webhook_id: id.clone(),
-                        target: endpoint.target,
-                        attempts: 1,
-                        due: now + backoff(1).as_millis() as u64,
-                        last_error: reason,
-                        event: event.clone(),
-                    });
-                }
-            }
+                Some(PostOutcome::Retry(reason)) => (1, reason),
+                // Not attempted (the endpoint's lane is full): retried, uncounted.
+                None => (0, LANE_FULL.to_string()),
+            };
+            info!(%target, %id, reason = %last_error, event = kind.as_str(), "webhook failed; retried in {:?}", backoff(1));
+            later.push(Retry {
+                webhook_id: id.clone(),
+                target: endpoint.target,
+                attempts,
+                due: now + backoff(1).as_millis() as u64,
+                last_error,
+                event: event.clone(),
+            });
         }
         self.queue(&later).await
     }
@@ -366,7 +375,13 @@ impl Webhooks {
             return Ok(());
         };
         let body = retry.event.get();
-        match self.attempt(&endpoint, &retry.webhook_id, body).await {
+        let Some(outcome) = self.attempt(&endpoint, &retry.webhook_id, body).await else {
+            // Not attempted: the endpoint's lane is full. It waits its turn, uncounted.
+            info!(target = %retry.target, id = %retry.webhook_id, reason = LANE_FULL, "webhook retry put off; retried in {:?}", backoff(1));
+            retry.due = now + backoff(1).as_millis() as u64;
+            return self.queue(&[retry]).await;
+        };
+        match outcome {
             PostOutcome::Delivered(status) => {
                 info!(target = %retry.target, id = %retry.webhook_id, status, attempt = retry.attempts + 1, "webhook delivered after retrying");
                 Ok(())

@@ -13,6 +13,11 @@
 //! same queue, so endpoints that succeeded are never called again and a failing endpoint never
 //! delays the others: the event's record itself always completes.
 //!
+//! Each endpoint has its own lane ([`lanes`]): at most 10 POSTs in flight (the queue's batch
+//! size: a batch reaches every endpoint at once) and a bounded number waiting; so an endpoint
+//! that hangs holds up only its own POSTs, never another endpoint's or another tenant's. A POST
+//! that finds its lane full is retried later, without counting as an attempt.
+//!
 //! A retry message (`{"webhook_retry": {…}}`, [`delivery::Retry`]) names the endpoint (a
 //! global URL, or a tenant's endpoint by id: its current URL, filter and secret are read at
 //! each attempt, so no secret waits in a queue and a deleted endpoint gets nothing more),
@@ -36,6 +41,7 @@
 //! retries wait in memory (bounded; they live as long as the process).
 
 pub mod delivery;
+pub mod lanes;
 pub mod signing;
 pub mod targets;
 
