@@ -32,7 +32,7 @@ const INDEX: &str = include_str!("console/index.html");
 const CONFIG_SLOT: &str = r#"<script id="console-config" type="application/json">{}</script>"#;
 /// The page's own files, inlined where `index.html` links them (opened from a file, it loads
 /// them as siblings), so the served page is one document with no other request.
-const ASSETS: [(&str, &str, &str, &str); 4] = [
+const ASSETS: [(&str, &str, &str, &str); 6] = [
     (
         r#"<link rel="stylesheet" href="console.css">"#,
         "<style>\n",
@@ -49,6 +49,18 @@ const ASSETS: [(&str, &str, &str, &str); 4] = [
         r#"<script src="api.js"></script>"#,
         "<script>\n",
         include_str!("console/api.js"),
+        "</script>",
+    ),
+    (
+        r#"<script src="view.js"></script>"#,
+        "<script>\n",
+        include_str!("console/view.js"),
+        "</script>",
+    ),
+    (
+        r#"<script src="live.js"></script>"#,
+        "<script>\n",
+        include_str!("console/live.js"),
         "</script>",
     ),
     (

@@ -16,9 +16,14 @@
     }
   })();
 
-  /** Defaults: ?api= and ?mqtt= first; else the page's own server, as chat21-local serves it. */
+  /**
+   * Defaults: ?api= and ?mqtt= first; else the page's own server, as chat21-local serves it.
+   * ?keepalive= sets the MQTT keep-alive in seconds (2 to 1200, default 60; IoT Core takes 30
+   * and more).
+   */
   function defaults() {
     const params = new URLSearchParams(location.search);
+    const keepalive = Number(params.get('keepalive'));
     const served = location.protocol === 'http:' || location.protocol === 'https:';
     const host = served ? location.hostname : '127.0.0.1';
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
@@ -26,6 +31,7 @@
       api: params.get('api') || (served ? location.origin : 'http://127.0.0.1:8004'),
       mqtt: params.get('mqtt') || `${scheme}://${host}:${config.mqtt_ws_port || 15675}/ws`,
       devTokens: config.dev_tokens === true,
+      keepalive: Number.isInteger(keepalive) && keepalive >= 2 && keepalive <= 1200 ? keepalive : 60,
     };
   }
 

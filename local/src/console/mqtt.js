@@ -339,7 +339,8 @@
      */
     startKeepalive() {
       this.pingAnswered = true;
-      const every = Math.max(1, this.options.keepalive / 2) * 1000;
+      if (!(this.options.keepalive > 0)) return; // 0: no keep-alive
+      const every = this.options.keepalive * 500;
       this.timers.ping = setInterval(() => {
         if (!this.pingAnswered) {
           if (this.ws) this.ws.close();

@@ -38,7 +38,10 @@ fn assert_refused(response: &Response, status: u16, code: &str, mentions: &str) 
     assert_eq!(body["success"], false, "{body}");
     assert_eq!(body["code"], code, "{body}");
     let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.contains(mentions), "{message:?} should mention {mentions:?}");
+    assert!(
+        message.contains(mentions),
+        "{message:?} should mention {mentions:?}"
+    );
 }
 
 /// The page's injected configuration.
@@ -67,8 +70,14 @@ fn the_console_page_is_served_without_a_token_as_one_document() {
     );
     // Its scripts and style are inside it: no other request is needed.
     assert!(!html.contains("<script src="), "an external script");
-    assert!(!html.contains("rel=\"stylesheet\""), "an external style sheet");
-    assert!(html.contains("class MqttClient"), "the MQTT client is inlined");
+    assert!(
+        !html.contains("rel=\"stylesheet\""),
+        "an external style sheet"
+    );
+    assert!(
+        html.contains("class MqttClient"),
+        "the MQTT client is inlined"
+    );
     // The ids the README lists for automation are there.
     for id in [
         "sign-in",
