@@ -124,6 +124,78 @@ function until(page, fn, arg) {
   return page.waitForFunction(fn, arg, { timeout: TIMEOUT, polling: 50 });
 }
 
+/**
+ * Puts the test between a page and the broker (the page still talks to chat21-local's real
+ * WebSocket): records every MQTT frame, and can drop the connections, refuse the next ones, or
+ * swallow PINGRESPs.
+ */
+async function relay(page) {
+  const wire = {
+    sent: [], received: [], connections: [], sockets: [], refuse: 0, droppedAt: 0,
+    swallowPingResponses: false,
+    toPage(frame) {
+      wire.sockets.at(-1).send(frame);
+    },
+    dropAll() {
+      wire.droppedAt = Date.now();
+      for (const ws of wire.sockets.splice(0)) ws.close();
+    },
+  };
+  await page.routeWebSocket(MQTT_WS, (ws) => {
+    wire.connections.push(Date.now());
+    if (wire.refuse > 0) {
+      wire.refuse -= 1;
+      ws.close();
+      return;
+    }
+    const server = ws.connectToServer();
+    wire.sockets.push(ws);
+    ws.onMessage((m) => {
+      wire.sent.push(Buffer.from(m));
+      server.send(m);
+    });
+    server.onMessage((m) => {
+      const frame = Buffer.from(m);
+      wire.received.push(frame);
+      if (!(wire.swallowPingResponses && frame[0] === 0xd0)) ws.send(m);
+    });
+  });
+  return wire;
+}
+
+/** A QoS 0 PUBLISH of `payload` (JSON) on `topic`, as a broker sends it. */
+function publishFrame(topic, payload) {
+  const body = Buffer.concat([Buffer.from([topic.length >> 8, topic.length & 0xff]), Buffer.from(topic),
+    Buffer.from(JSON.stringify(payload))]);
+  const length = [];
+  let n = body.length;
+  do {
+    length.push((n % 128) | (n >= 128 ? 0x80 : 0));
+    n = Math.floor(n / 128);
+  } while (n > 0);
+  return Buffer.concat([Buffer.from([0x30, ...length]), body]);
+}
+
+/** The fields of an MQTT 3.1.1 CONNECT (remaining length under 16 KiB). */
+function connectFields(frame) {
+  let at = frame[1] & 0x80 ? 3 : 2;
+  const string = () => {
+    const n = frame.readUInt16BE(at);
+    const s = frame.subarray(at + 2, at + 2 + n).toString();
+    at += 2 + n;
+    return s;
+  };
+  const protocol = string();
+  const [level, flags] = [frame[at], frame[at + 1]];
+  const keepalive = frame.readUInt16BE(at + 2);
+  at += 4;
+  const fields = { protocol, level, flags, keepalive, clientId: string() };
+  if (flags & 0x04) Object.assign(fields, { willTopic: string(), willPayload: string() });
+  if (flags & 0x80) fields.username = string();
+  if (flags & 0x40) fields.password = string();
+  return fields;
+}
+
 async function stats(page) {
   return page.evaluate(() => ({
     listLoads: window.chat21Console.apiStats.listLoads,
@@ -286,6 +358,120 @@ async function scenario(browser) {
     await bob.page.waitForSelector(item('archived-conversations', ALICE), { state: 'detached' });
     await bob.page.waitForSelector(`${item('conversations', ALICE)}[data-unread="1"]`);
     await bob.page.waitForSelector('#timeline li.theirs:has-text("Are you there?")');
+  });
+
+  await step('on the wire: CONNECT with the JWT and a will, one subscription, presence, keep-alive', async () => {
+    const carol = await newUser(browser, 'carol');
+    const wire = await relay(carol.page);
+    await carol.page.goto(`${HTTP}/console?keepalive=2`);
+    await carol.page.fill('#user-id', CAROL);
+    await carol.page.click('#sign-in-button');
+    await carol.page.waitForSelector('#connection-status[data-state="connected"]');
+    const connect = wire.sent.find((f) => f[0] === 0x10);
+    const fields = connectFields(connect);
+    check(fields.protocol === 'MQTT' && fields.level === 4, `MQTT 3.1.1: ${fields.protocol} ${fields.level}`);
+    check(fields.flags === 0xee, `user name, password, retained QoS 1 will, clean session: ${fields.flags.toString(16)}`);
+    check(fields.keepalive === 2, `keep-alive from ?keepalive=: ${fields.keepalive}`);
+    const presence = `apps/${APP}/users/${CAROL}/presence/${fields.clientId}`;
+    check(fields.willTopic === presence && fields.willPayload === '{"disconnected":true}', `will ${fields.willTopic} ${fields.willPayload}`);
+    check(fields.username === 'JWT', 'user name JWT');
+    const claims = JSON.parse(Buffer.from(fields.password.split('.')[1], 'base64url'));
+    check(claims.sub === CAROL && claims.app_id === APP, `the password is carol's JWT: ${JSON.stringify(claims)}`);
+    const subscribe = wire.sent.find((f) => f[0] === 0x82);
+    const filter = `apps/${APP}/users/${CAROL}/#`;
+    check(subscribe && subscribe.includes(Buffer.from(filter)) && subscribe.at(-1) === 1, 'SUBSCRIBE to her tree at QoS 1');
+    const online = wire.sent.find((f) => f[0] === 0x33 && f.includes(Buffer.from(presence)));
+    check(online && online.includes(Buffer.from('{"connected":true}')), 'a retained QoS 1 presence publish');
+    const pings = () => wire.sent.filter((f) => f[0] === 0xc0).length;
+    const t0 = Date.now();
+    while (pings() < 2 && Date.now() - t0 < TIMEOUT) await new Promise((r) => setTimeout(r, 50));
+    check(pings() >= 2, `PINGREQ every second with ?keepalive=2: ${pings()}`);
+    check(wire.received.some((f) => f[0] === 0xd0), 'PINGRESP received');
+    check(await carol.page.getAttribute('#connection-status', 'data-state') === 'connected', 'still connected');
+    users.carol = { user: carol, wire };
+  });
+
+  await step('carol\'s connection drops: the page retries with backoff, then resyncs what it missed', async () => {
+    const { user: carol, wire } = users.carol;
+    const connects = () => wire.connections.length;
+    wire.refuse = 1; // the first retry is closed at once: the second waits longer
+    wire.dropAll();
+    await carol.page.waitForSelector('#connection-status[data-state="waiting"]');
+    // Sent while carol is offline: only the resync over HTTP can show it.
+    const sent = await api('POST', `/api/${APP}/messages`, ALICE,
+      { sender_fullname: 'Alice', recipient_id: CAROL, recipient_fullname: CAROL, text: 'Sent while you were away' });
+    check(sent.status === 200, `sent: ${sent.status}`);
+    await carol.page.waitForSelector('#connection-status[data-state="connected"]', { timeout: TIMEOUT });
+    check(connects() === 3, `three connections (the first, a refused retry, the one that held): ${connects()}`);
+    const [drop, first, second] = [wire.droppedAt, ...wire.connections.slice(1)];
+    const waits = [first - drop, second - first];
+    check(waits[0] >= 400 && waits[1] >= 900 && waits[1] > waits[0] * 0.9, `backoff waits grow: ${waits} ms`);
+    await carol.page.waitForSelector(`${item('conversations', ALICE)}[data-unread="1"] .last:has-text("while you were away")`);
+  });
+
+  await step('carol\'s broker stops answering PINGREQ: the page notices and reconnects', async () => {
+    const { user: carol, wire } = users.carol;
+    const before = wire.connections.length;
+    wire.swallowPingResponses = true;
+    await carol.page.waitForSelector('#connection-status[data-state="waiting"]', { timeout: TIMEOUT });
+    wire.swallowPingResponses = false;
+    await carol.page.waitForSelector('#connection-status[data-state="connected"]', { timeout: TIMEOUT });
+    check(wire.connections.length === before + 1, `one new connection: ${wire.connections.length - before}`);
+    await alice.page.fill('#new-direct-user', CAROL);
+    await alice.page.click('#new-direct-open');
+    await alice.page.fill('#message-text', 'Welcome back');
+    await alice.page.press('#message-text', 'Enter');
+    await carol.page.waitForSelector(`${item('conversations', ALICE)} .last:has-text("Welcome back")`);
+  });
+
+  await step('typing (REALTIME.md\'s typings topic, played as the broker sends it): "… is typing" comes and goes', async () => {
+    const { user: carol, wire } = users.carol;
+    await carol.page.click(`${item('conversations', ALICE)} button`);
+    await carol.page.waitForSelector('#timeline li.theirs:has-text("Welcome back")');
+    const topic = `apps/${APP}/users/${CAROL}/typings/${ALICE}/clientupdated`;
+    const typing = (on) => ({ writer_id: ALICE, convers_with: ALICE, typing: on, timestamp: Date.now() });
+    wire.toPage(publishFrame(topic, typing(true)));
+    await carol.page.waitForSelector(`#typing:has-text("${ALICE} is typing")`);
+    wire.toPage(publishFrame(topic, typing(false)));
+    await until(carol.page, () => document.getElementById('typing').textContent === '');
+    check(carol.errors.length === 0, `carol's console errors: ${carol.errors.join(' | ')}`);
+    // Back to bob's conversation for alice's screenshot.
+    await alice.page.click(`${item('conversations', BOB)} button`);
+    await alice.page.waitForSelector(`#timeline li[data-message-id="${directId}"]`);
+  });
+
+  await step('a pasted token signs in its user; older messages page in; signing out closes the session', async () => {
+    const { page } = stranger;
+    const DAVE = `dave-${run}`;
+    const minted = await fetch(`${HTTP}/console/token`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user_id: DAVE, app_id: APP }),
+    }).then((r) => r.json());
+    // 60 messages: one page of 50, then the 10 older ones.
+    for (let i = 0; i < 60; i++) {
+      const sent = await api('POST', `/api/${APP}/messages`, ALICE,
+        { sender_fullname: 'Alice', recipient_id: DAVE, recipient_fullname: DAVE, text: `note ${i}` });
+      check(sent.status === 200, `send ${i}: ${sent.status}`);
+    }
+    await page.fill('#user-id', '');
+    await page.fill('#token', minted.token);
+    await page.click('#sign-in-button');
+    await page.waitForSelector('#connection-status[data-state="connected"]');
+    check((await page.textContent('#whoami')).includes(DAVE), 'signed in as the token\'s sub');
+    check(await page.inputValue('#token') === '', 'the token is not left in the form');
+    await page.waitForSelector(`${item('conversations', ALICE)}[data-unread="60"]`);
+    await page.click(`${item('conversations', ALICE)} button`);
+    await until(page, () => document.querySelectorAll('#timeline li').length === 50);
+    const texts = () => page.$$eval('#timeline li .text', (t) => t.map((x) => x.textContent));
+    check((await texts())[49] === 'note 59', 'newest at the bottom');
+    await page.click('#load-older');
+    await until(page, () => document.querySelectorAll('#timeline li').length === 60);
+    const all = await texts();
+    check(all.every((t, i) => t === `note ${i}`), `in order, oldest first: ${all.slice(0, 3)} … ${all.slice(-2)}`);
+    check(await page.isHidden('#load-older'), 'nothing older');
+    await page.click('#sign-out');
+    await page.waitForSelector('#sign-in', { state: 'visible' });
+    check(await page.getAttribute('#connection-status', 'data-state') === 'signed-out', 'signed out');
+    check(await page.$$eval('#conversations li', (l) => l.length) === 0, 'nothing of dave\'s is left on the page');
   });
 
   await step('screenshots of both pages; no console errors; never reloaded', async () => {
