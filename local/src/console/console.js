@@ -45,7 +45,8 @@
     if (newest && S.mqtt && S.mqtt.connected) {
       await S.mqtt.publish(topics.receipt(cw, newest.message_id), '{"status":200}', { qos: 1 });
     }
-    for (const m of [...received, newest]) if (m && cw === S.open.cw) setStatus(m.message_id, 200);
+    if (!S.open || S.open.cw !== cw) return;
+    for (const m of [...received, newest]) if (m) setStatus(m.message_id, 200);
   }
 
   async function archive() {

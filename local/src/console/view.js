@@ -196,7 +196,9 @@
   function keep(m, older) {
     const known = S.open.messages.get(m.message_id);
     const seq = known ? known.seq : older ? --S.open.first : S.open.last++;
-    S.open.messages.set(m.message_id, Object.assign({}, known, m, { seq }));
+    // A status only rises (a copy delivered again after its receipt still reads as read).
+    const status = Math.max(Number((known && known.status) || 0), Number(m.status || 0));
+    S.open.messages.set(m.message_id, Object.assign({}, known, m, { seq, status }));
     return !known;
   }
 
@@ -218,8 +220,9 @@
   function addMessage(m) {
     const timeline = $('timeline');
     const atBottom = timeline.scrollHeight - timeline.scrollTop - timeline.clientHeight < 40;
-    const item = messageItem(Object.assign({}, S.open.messages.get(m.message_id), m));
-    if (keep(m, false)) {
+    const added = keep(m, false);
+    const item = messageItem(S.open.messages.get(m.message_id));
+    if (added) {
       timeline.append(item);
       if (atBottom || m.sender === session.me) timeline.scrollTop = timeline.scrollHeight;
     } else {
