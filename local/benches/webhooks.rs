@@ -132,6 +132,7 @@ async fn main() {
     let local = Arc::new(Local {
         api,
         cors: Cors::default(),
+        console: chat21_local::console::Console::new(0, None),
     });
     tokio::spawn(chat21_local::serve(
         listener,

@@ -34,6 +34,7 @@ use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tracing::{info, warn};
 
+pub mod console;
 pub mod listen;
 pub mod mqtt;
 mod wire;
@@ -130,10 +131,11 @@ pub async fn deliver_written(deps: Deps, mut stream: UnboundedReceiver<Streamed>
 }
 
 /// The local HTTP front: the API, and what API Gateway does in front of it on AWS (routing,
-/// CORS), plus the API's own OpenAPI document.
+/// CORS), plus the API's own OpenAPI document and the web console.
 pub struct Local {
     pub api: Arc<Api>,
     pub cors: Cors,
+    pub console: console::Console,
 }
 
 /// The OpenAPI document of the HTTP API, served at `/openapi.yaml`.
@@ -231,6 +233,12 @@ async fn respond(local: &Local, request: hyper::Request<Incoming>) -> hyper::Res
 
 async fn route(local: &Local, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
+    if console::Console::serves(parts.uri.path()) {
+        let console = &local.console;
+        return console
+            .respond(&parts.method, parts.uri.path(), &parts.headers, body)
+            .await;
+    }
     if parts.method == hyper::Method::GET && parts.uri.path() == "/openapi.yaml" {
         let mut response = hyper::Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
         response.headers_mut().insert(

@@ -8,6 +8,7 @@ use chat21::auth::JwtVerifier;
 use chat21::config;
 use chat21::cors::Cors;
 use chat21::ops::webhooks::WebhookConfig;
+use chat21_local::console::Console;
 use chat21_local::mqtt::{self, Broker, BrokerRealtime, Listener, Router};
 use chat21_local::{Limits, Local};
 use tokio::net::TcpListener;
@@ -100,13 +101,15 @@ async fn run() -> Result<(), String> {
         limits,
     ));
     tokio::spawn(mqtt::serve(tcp_listener, Listener::Tcp, broker, limits));
-    let local = Arc::new(Local { api, cors });
+    let console = Console::new(ws_port, dev_key.then_some(DEV_KEY.as_bytes()));
+    let local = Arc::new(Local { api, cors, console });
     println!("chat21-local MQTT over WebSocket on ws://127.0.0.1:{ws_port}/ws");
     println!("chat21-local MQTT over TCP on mqtt://127.0.0.1:{tcp_port}");
     if endpoints > 0 {
         println!("chat21-local webhooks to {endpoints} endpoint(s) of WEBHOOK_ENDPOINTS");
     }
     println!("chat21-local listening on http://127.0.0.1:{port}");
+    println!("chat21-local console on http://127.0.0.1:{port}/console");
     if dev_key {
         let token = example_token()?;
         println!(

@@ -1,7 +1,8 @@
 //! `chat21-local` as its users meet it, in one test binary: the binary started on free ports and
 //! driven over real HTTP (`http`) and real MQTT over TCP and WebSocket (`mqtt`), its webhooks
-//! received by a real HTTP endpoint (`webhooks`).
+//! received by a real HTTP endpoint (`webhooks`), its web console's routes (`console`).
 
+mod console;
 mod http;
 mod listeners;
 mod mqtt;
