@@ -68,29 +68,33 @@ pub async fn handle(deps: &Deps, streamed: &Streamed) -> Result<()> {
 pub async fn message(deps: &Deps, written: &Written) -> Result<()> {
     check(written)?;
     let message = &written.message;
+    // Every event of the record is dated by its write, never by this attempt: a redelivered
+    // record publishes the same bytes (and webhook ids), so consumers can drop duplicates.
+    let at = written.written_at;
     let delivered = match &written.origin {
-        Origin::Direct => direct(deps, message).await?,
-        Origin::Group { seq } => group(deps, message, *seq).await?,
-        Origin::Inline { audience } => inline(deps, message, audience).await?,
+        Origin::Direct => direct(deps, message, at).await?,
+        Origin::Group { seq } => group(deps, message, *seq, at).await?,
+        Origin::Inline { audience } => inline(deps, message, audience, at).await?,
     };
-    let now = deps.now();
-    let mut events = vec![Event::message_sent(message, now)];
+    let mut events = vec![Event::message_sent(message, at)];
     if deps.settings.delivered_events {
         events.extend(
             delivered
                 .iter()
-                .map(|copy| Event::message_delivered(copy, now)),
+                .map(|copy| Event::message_delivered(copy, at)),
         );
     }
     deps.events.publish(&events).await
 }
 
-/// Applies a message to one owner's conversation; adds the publishes it causes.
+/// Applies a message (written at `at`) to one owner's conversation; adds the publishes it
+/// causes.
 async fn apply(
     deps: &Deps,
     view: &Message,
     kind: ConversationKind,
     order: &str,
+    at: u64,
     pushes: &mut Vec<Push>,
 ) -> Result<()> {
     let owner = &view.timeline_of;
@@ -104,7 +108,7 @@ async fn apply(
         };
         let applied = deps.store.apply(owner, &view.convers_with, &update).await?;
         if applied == (Applied::Newer { unarchived: true }) {
-            pushes.push(unarchived(deps, &view.app_id, owner, &view.convers_with).await?);
+            pushes.push(unarchived(deps, &view.app_id, owner, &view.convers_with, at).await?);
         }
     }
     pushes.push(push::message_added(view));
@@ -112,11 +116,18 @@ async fn apply(
 }
 
 /// A conversation a new message brought back from the archive: a `conversation-unarchived`
-/// event with the conversation as it is now, and the push that tells its owner's clients.
-/// Published when the write un-archives it (a redelivery finds it active and says nothing).
-pub(crate) async fn unarchived(deps: &Deps, app: &str, owner: &str, with: &str) -> Result<Push> {
+/// event (dated `at`, the time of the write that brought it back) with the conversation as it
+/// is now, and the push that tells its owner's clients. Published when the write un-archives
+/// it (a redelivery finds it active and says nothing).
+pub(crate) async fn unarchived(
+    deps: &Deps,
+    app: &str,
+    owner: &str,
+    with: &str,
+    at: u64,
+) -> Result<Push> {
     if let Some(conversation) = deps.store.get_conversation(app, owner, with).await? {
-        let event = Event::conversation_unarchived(owner, &conversation.with_receipt(), deps.now());
+        let event = Event::conversation_unarchived(owner, &conversation.with_receipt(), at);
         deps.events.publish(&[event]).await?;
     }
     Ok(push::unarchived(app, owner, with))
@@ -128,9 +139,10 @@ async fn apply_one(
     view: &Message,
     kind: ConversationKind,
     order: &str,
+    at: u64,
 ) -> Result<Vec<Push>> {
     let mut pushes = Vec::new();
-    apply(deps, view, kind, order, &mut pushes).await?;
+    apply(deps, view, kind, order, at, &mut pushes).await?;
     Ok(pushes)
 }
 
@@ -142,17 +154,33 @@ async fn publish(deps: &Deps, pushes: &[Push]) -> Result<()> {
 
 /// A direct message: the recipient's conversation (and the sender's, if the send could not
 /// update it), both users told. Returns the recipient's copy.
-async fn direct(deps: &Deps, message: &Message) -> Result<Vec<Message>> {
+async fn direct(deps: &Deps, message: &Message, at: u64) -> Result<Vec<Message>> {
     let (app, sender, recipient) = (&message.app_id, &message.sender, &message.recipient);
     let order = keys::order_of(message);
     let mut pushes = Vec::new();
     let theirs = message.view_for(recipient);
     if recipient != sender {
-        apply(deps, &theirs, ConversationKind::Direct, &order, &mut pushes).await?;
+        apply(
+            deps,
+            &theirs,
+            ConversationKind::Direct,
+            &order,
+            at,
+            &mut pushes,
+        )
+        .await?;
     }
     let mine = message.view_for(sender);
     if message.updates_conversation() && deps.store.lags(app, sender, recipient, &order).await? {
-        apply(deps, &mine, ConversationKind::Direct, &order, &mut pushes).await?;
+        apply(
+            deps,
+            &mine,
+            ConversationKind::Direct,
+            &order,
+            at,
+            &mut pushes,
+        )
+        .await?;
     } else {
         pushes.push(push::message_added(&mine));
     }
@@ -165,7 +193,7 @@ async fn direct(deps: &Deps, message: &Message) -> Result<Vec<Message>> {
 }
 
 /// A group message: every member's conversation, every member told (the sender too).
-async fn group(deps: &Deps, message: &Message, seq: u64) -> Result<Vec<Message>> {
+async fn group(deps: &Deps, message: &Message, seq: u64, at: u64) -> Result<Vec<Message>> {
     let order = keys::group_order(seq, message);
     let members = deps
         .store
@@ -177,7 +205,7 @@ async fn group(deps: &Deps, message: &Message, seq: u64) -> Result<Vec<Message>>
         let applied = join_all(
             chunk
                 .iter()
-                .map(|view| apply_one(deps, view, ConversationKind::Group, &order)),
+                .map(|view| apply_one(deps, view, ConversationKind::Group, &order, at)),
         )
         .await;
         for result in applied {
@@ -192,7 +220,12 @@ async fn group(deps: &Deps, message: &Message, seq: u64) -> Result<Vec<Message>>
 }
 
 /// An inline group's message: a copy into each member's own timeline and their conversation.
-async fn inline(deps: &Deps, message: &Message, audience: &[String]) -> Result<Vec<Message>> {
+async fn inline(
+    deps: &Deps,
+    message: &Message,
+    audience: &[String],
+    at: u64,
+) -> Result<Vec<Message>> {
     let order = keys::order_of(message);
     let copies: Vec<Message> = audience
         .iter()
@@ -202,7 +235,15 @@ async fn inline(deps: &Deps, message: &Message, audience: &[String]) -> Result<V
     deps.store.put_copies(&copies).await?;
     let mut pushes = Vec::new();
     for copy in &copies {
-        apply(deps, copy, ConversationKind::Inline, &order, &mut pushes).await?;
+        apply(
+            deps,
+            copy,
+            ConversationKind::Inline,
+            &order,
+            at,
+            &mut pushes,
+        )
+        .await?;
     }
     pushes.push(push::message_added(&message.view_for(&message.sender)));
     publish(deps, &pushes).await?;

@@ -95,8 +95,9 @@ fn check_name(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Builds the canonical copy of the message a caller asks to send, enforcing every rule.
-fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> {
+/// Builds the canonical copy of the message a caller asks to send at `now`, enforcing every
+/// rule.
+fn compose(deps: &Deps, caller: &Caller, input: SendMessage, now: u64) -> Result<Message> {
     let sender = caller.acting_as("sender_id", input.sender_id)?;
     let channel_type = match input.channel_type.as_deref() {
         None | Some("direct") if !ids::looks_like_group(&input.recipient_id) => ChannelType::Direct,
@@ -121,7 +122,6 @@ fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> 
             "`type` must be a string of 1 to {MAX_TYPE_CHARS} characters"
         )));
     }
-    let now = deps.now();
     let timestamp = input.timestamp.unwrap_or(now);
     if timestamp > now + MAX_FUTURE_SKEW_MS {
         return Err(Error::bad_request(format!(
@@ -215,16 +215,18 @@ async fn group_audience(
 /// store or deliver twice, and the retry answers with the original message.
 pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> {
     let inline = input.group_members.clone();
-    let message = compose(deps, caller, input)?;
+    // The time of the write: the `createdAt` of the events its delivery publishes.
+    let now = deps.now();
+    let message = compose(deps, caller, input, now)?;
     let (app, sender, to) = (&message.app_id, &message.sender, &message.recipient);
     topics::check_fits(app, sender, to, Some(&message.message_id))?;
     if !message.is_group() {
         topics::check_fits(app, to, sender, Some(&message.message_id))?;
-        return send_one(deps, message, Origin::Direct).await;
+        return send_one(deps, message, Origin::Direct, now).await;
     }
     match group_audience(deps, caller, &message, inline).await? {
         GroupAudience::Inline(audience) => {
-            send_one(deps, message, Origin::Inline { audience }).await
+            send_one(deps, message, Origin::Inline { audience }, now).await
         }
         GroupAudience::Members => {
             let seq = deps
@@ -232,7 +234,7 @@ pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> R
                 .next_seq(app, to, 1)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("group {to} not found")))?;
-            let earlier = deps.store.put_group_message(&message, seq).await?;
+            let earlier = deps.store.put_group_message(&message, seq, now).await?;
             Ok(earlier.unwrap_or(message))
         }
     }
@@ -241,12 +243,21 @@ pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> R
 /// A direct (or inline group) send: the message into the sender's timeline, then the sender's
 /// own conversation (two requests; the deliver step repairs the conversation if the second
 /// failed).
-async fn send_one(deps: &Deps, message: Message, origin: Origin) -> Result<Message> {
+async fn send_one(
+    deps: &Deps,
+    message: Message,
+    origin: Origin,
+    written_at: u64,
+) -> Result<Message> {
     let kind = match origin {
         Origin::Inline { .. } => ConversationKind::Inline,
         _ => ConversationKind::Direct,
     };
-    let written = Written { message, origin };
+    let written = Written {
+        message,
+        origin,
+        written_at,
+    };
     if let Some(earlier) = deps.store.put_sent(&written).await? {
         return Ok(earlier);
     }

@@ -74,6 +74,9 @@ pub enum Origin {
 pub struct Written {
     pub message: Message,
     pub origin: Origin,
+    /// When it was written (the server's clock at the send): the `createdAt` of every event
+    /// its delivery publishes, so that a redelivered record publishes the same bytes.
+    pub written_at: u64,
 }
 
 /// What the store's change stream hands the deliver step.
@@ -223,9 +226,15 @@ pub trait MessageStore: Send + Sync {
     /// The next `count` places of a group's history (for a message): returns the first.
     /// `None` if the group does not exist.
     async fn next_seq(&self, app: &str, group: &str, count: u64) -> Result<Option<u64>>;
-    /// A member's message into the group's history at `seq`, unless the sender already sent
-    /// this `message_id` to the group (then returns it). Streamed to the deliver step.
-    async fn put_group_message(&self, message: &Message, seq: u64) -> Result<Option<Message>>;
+    /// A member's message into the group's history at `seq`, written at `written_at`, unless
+    /// the sender already sent this `message_id` to the group (then returns it). Streamed to
+    /// the deliver step.
+    async fn put_group_message(
+        &self,
+        message: &Message,
+        seq: u64,
+        written_at: u64,
+    ) -> Result<Option<Message>>;
     /// A change's system messages into the group's history at their places (idempotent). Not
     /// streamed: the change's own follow-up delivers them.
     async fn put_system_messages(&self, messages: &[(Message, u64)]) -> Result<()>;

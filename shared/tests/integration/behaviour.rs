@@ -69,6 +69,7 @@ on_both_stores!(
 );
 
 // Further scenarios, each file with its own `on_both_stores!` list (this file is long enough).
+mod event_identity;
 mod group_pushes;
 
 async fn direct_message_reaches_both_sides(h: &Harness) {
