@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::ids::Id;
+use crate::ids::{self, Id};
 use crate::model::{Caller, ChannelType, Conversation, Message, status};
 use crate::ops::Deps;
 use crate::ops::messages::publish_quietly;
@@ -66,12 +66,15 @@ async fn timeline_of(
             app: app.to_string(),
             group: with.to_string(),
         },
-        Some(ConversationKind::Inline) => Timeline::Copies {
+        // An inline group's id looks like a group's: a row of an "inline" conversation with
+        // any other id is old data (an inline send that named a user), to be read as the
+        // direct conversation it hid until its next message repairs it.
+        Some(ConversationKind::Inline) if ids::looks_like_group(with) => Timeline::Copies {
             app: app.to_string(),
             owner: user.to_string(),
             with: with.to_string(),
         },
-        Some(ConversationKind::Direct) | None => Timeline::Direct {
+        Some(ConversationKind::Direct | ConversationKind::Inline) | None => Timeline::Direct {
             app: app.to_string(),
             a: user.to_string(),
             b: with.to_string(),

@@ -41,8 +41,12 @@ fn check(written: &Written) -> Result<()> {
     let origin_fits = match &written.origin {
         Origin::Direct => !message.is_group(),
         Origin::Group { .. } => message.is_group(),
+        // An inline group's id looks like a group's (a send refuses any other; a record from
+        // before that rule would name a user's conversation).
         Origin::Inline { audience } => {
-            message.is_group() && audience.iter().all(|id| ids::is_valid(id))
+            message.is_group()
+                && ids::looks_like_group(&message.recipient)
+                && audience.iter().all(|id| ids::is_valid(id))
         }
     };
     if !valid_ids || !canonical || !origin_fits {
@@ -88,7 +92,8 @@ pub async fn message(deps: &Deps, written: &Written) -> Result<()> {
 }
 
 /// Applies a message (written at `at`) to one owner's conversation; adds the publishes it
-/// causes.
+/// causes. False when the copy is not the owner's to see: an inline group's copy for a
+/// conversation that is a real (direct or group) one.
 async fn apply(
     deps: &Deps,
     view: &Message,
@@ -96,8 +101,8 @@ async fn apply(
     order: &str,
     at: u64,
     pushes: &mut Vec<Push>,
-) -> Result<()> {
-    let owner = &view.timeline_of;
+) -> Result<bool> {
+    let (owner, with) = (&view.timeline_of, &view.convers_with);
     if view.updates_conversation() {
         let update = RowUpdate {
             last: view.clone(),
@@ -106,13 +111,25 @@ async fn apply(
             unread: view.sender != *owner,
             opens_window: true,
         };
-        let applied = deps.store.apply(owner, &view.convers_with, &update).await?;
-        if applied == (Applied::Newer { unarchived: true }) {
-            pushes.push(unarchived(deps, &view.app_id, owner, &view.convers_with, at).await?);
+        match deps.store.apply(owner, with, &update).await? {
+            Applied::Refused => return Ok(false),
+            Applied::Newer { unarchived: true } => {
+                pushes.push(unarchived(deps, &view.app_id, owner, with, at).await?);
+            }
+            _ => {}
         }
+    } else if kind == ConversationKind::Inline && is_real(deps, &view.app_id, owner, with).await? {
+        return Ok(false);
     }
     pushes.push(push::message_added(view));
-    Ok(())
+    Ok(true)
+}
+
+/// Whether `owner`'s conversation with `with` is a direct or group one (which an inline
+/// group's copy never reaches, even one that leaves conversations alone).
+async fn is_real(deps: &Deps, app: &str, owner: &str, with: &str) -> Result<bool> {
+    let view = deps.store.timeline_view(app, owner, with).await?;
+    Ok(view.is_some_and(|v| v.kind != ConversationKind::Inline))
 }
 
 /// A conversation a new message brought back from the archive: a `conversation-unarchived`
@@ -234,18 +251,26 @@ async fn inline(
         .collect();
     deps.store.put_copies(&copies).await?;
     let mut pushes = Vec::new();
-    for copy in &copies {
-        apply(
+    let mut delivered = Vec::new();
+    for copy in copies {
+        // A member whose conversation with that id is a real one is neither told of the copy
+        // nor counted as delivered. The copy stays in their own inline timeline, which is
+        // harmless: that timeline is read only through a row of an inline group, and an
+        // inline copy never turns a direct or group row into one.
+        if apply(
             deps,
-            copy,
+            &copy,
             ConversationKind::Inline,
             &order,
             at,
             &mut pushes,
         )
-        .await?;
+        .await?
+        {
+            delivered.push(copy);
+        }
     }
     pushes.push(push::message_added(&message.view_for(&message.sender)));
     publish(deps, &pushes).await?;
-    Ok(copies)
+    Ok(delivered)
 }

@@ -168,7 +168,7 @@ fn compose(deps: &Deps, caller: &Caller, input: SendMessage, now: u64) -> Result
 }
 
 /// Where a group message goes: the group, or Chat21's inline group (`audience`: its members
-/// and the sender) when no group has the id.
+/// and the sender) when no group has the id and the id looks like a group's.
 enum GroupAudience {
     Members,
     Inline(Vec<String>),
@@ -185,6 +185,14 @@ async fn group_audience(
         return Ok(GroupAudience::Members);
     }
     if deps.store.group_head(app, group).await?.is_none() {
+        // An id without `group-` may be a user's (Chat21's rule makes any id with it a group,
+        // so no user with one can receive a direct message): an inline group there would
+        // take that user's conversations in its members' lists. It means nothing: refused.
+        if !ids::looks_like_group(group) {
+            return Err(Error::bad_request(format!(
+                "no group has the id {group}; an inline group's id must contain `group-` (an id without it may be a user's)"
+            )));
+        }
         // Chat21's inline group: those members and the sender, and no group is created.
         let Some(members) = inline else {
             return Err(Error::not_found(format!("group {group} not found")));

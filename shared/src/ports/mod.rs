@@ -189,6 +189,9 @@ pub enum Applied {
     Late,
     /// Applied before (a redelivery): nothing changed.
     Already,
+    /// An inline group's copy met a direct or group conversation's row: the real conversation
+    /// wins, nothing changed (and nobody is to be told of the copy).
+    Refused,
 }
 
 /// The receipt marks of a conversation row (message timestamps).
@@ -283,9 +286,16 @@ pub trait ConversationStore: Send + Sync {
     /// the last one (un-archiving, reviving a deleted conversation, opening a group window if
     /// none is open); an older one not counted before is counted as unread; one applied before
     /// changes nothing.
+    ///
+    /// The real conversation wins the row: a direct or group message applied to a row of
+    /// another kind (one that old data left "inline", or a user's conversation with a group
+    /// of the same id) makes it that kind's and starts it over (its order keys, marks and
+    /// deletions belong to another timeline; a group's windows are kept, being membership's);
+    /// an inline group's copy never applies to a direct or group row ([`Applied::Refused`]).
     async fn apply(&self, owner: &str, with: &str, update: &RowUpdate) -> Result<Applied>;
-    /// Whether `owner`'s conversation with `with` is missing `order` as its last message (or
-    /// a later one): a cheap read before repairing it.
+    /// Whether `owner`'s direct conversation with `with` is missing `order` as its last
+    /// message (or a later one), or the row is not a direct conversation's: a cheap read
+    /// before repairing it.
     async fn lags(&self, app: &str, owner: &str, with: &str, order: &str) -> Result<bool>;
     async fn get_conversation(
         &self,

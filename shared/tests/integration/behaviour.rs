@@ -71,6 +71,7 @@ on_both_stores!(
 // Further scenarios, each file with its own `on_both_stores!` list (this file is long enough).
 mod event_identity;
 mod group_pushes;
+mod inline_groups;
 
 async fn direct_message_reaches_both_sides(h: &Harness) {
     let sent = h.send(&user("u1"), "u2", "hi").await.unwrap();
@@ -1051,7 +1052,8 @@ async fn group_message_fans_out_to_every_member(h: &Harness) {
         h.timeline("boss", "group-f").await.is_empty(),
         "a non-member admin gets no copy"
     );
-    // channel_type "group" makes any id a group recipient.
+    // channel_type "group" makes any id a group recipient; an unknown one without `group-`
+    // may be a user's, and cannot be an inline group's either: refused as invalid.
     let explicit = chat21::ops::messages::SendMessage {
         channel_type: Some("group".into()),
         ..input("team", "x")
@@ -1061,7 +1063,7 @@ async fn group_message_fans_out_to_every_member(h: &Harness) {
             .await
             .unwrap_err()
             .status(),
-        404
+        400
     );
 }
 

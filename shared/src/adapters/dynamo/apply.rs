@@ -1,16 +1,18 @@
 //! Conversations on DynamoDB: one row per (user, peer or group), updated by one conditional
 //! UpdateItem per message. A row remembers the order of its last message (`last_key`) and the
 //! tags of its recent messages (`seen`, `seen_before`; see `adapters::row`), so applying a
-//! message twice changes nothing and a late one counts once. A run newer than the last costs
-//! one blind conditional write; anything else is planned from the row as it is and written
-//! if the row's version `v` did not move.
+//! message twice changes nothing and a late one counts once. A run newer than the last, on a
+//! row of its own kind, costs one blind conditional write; anything else is planned from the
+//! row as it is and written if the row's version `v` did not move. A row of another kind is
+//! the real conversation's (an inline copy is refused) or starts over as the message's kind
+//! (see `ConversationStore::apply`).
 
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::DynamoStore;
-use super::item::{LAST, attribute, conversation_key, kind_name};
+use super::item::{KIND, LAST, attribute, conversation_key, kind_name, kind_of};
 use super::request::{Expr, Item, PK, n, s};
 use crate::adapters::retry::{Attempt, retry};
 use crate::adapters::row;
@@ -58,9 +60,10 @@ fn newest(e: &mut Expr, update: &RowUpdate, order: &str, first: &str) -> Result<
         .into_iter()
         .map(|(name, value)| format!("{} = {}", e.name(name), e.value(value)))
         .collect();
-    let kind = e.name("kind");
+    // Written only where the row is that kind's already (or none), or starts over as it.
     sets.push(format!(
-        "{kind} = if_not_exists({kind}, {})",
+        "{} = {}",
+        e.name(KIND),
         e.value(s(kind_name(update.kind)))
     ));
     if update.kind == ConversationKind::Group && update.opens_window {
@@ -69,6 +72,23 @@ fn newest(e: &mut Expr, update: &RowUpdate, order: &str, first: &str) -> Result<
         sets.push(format!("{open} = if_not_exists({open}, {from})"));
     }
     Ok(sets)
+}
+
+/// The condition that the row is `kind`'s, or that there is none (a row written before kinds
+/// were stored is direct).
+fn same_kind(e: &mut Expr, kind: ConversationKind) -> String {
+    let (name, value) = (e.name(KIND), e.value(s(kind_name(kind))));
+    let absent = match kind {
+        ConversationKind::Direct => name.clone(),
+        ConversationKind::Group | ConversationKind::Inline => e.name(PK),
+    };
+    format!("(attribute_not_exists({absent}) OR {name} = {value})")
+}
+
+/// The kind of the row as read; `None` when there is no row.
+fn row_kind(row: &Item) -> Option<ConversationKind> {
+    row.contains_key(PK)
+        .then(|| kind_of(string(row, KIND).as_deref()))
 }
 
 impl DynamoStore {
@@ -97,8 +117,9 @@ impl DynamoStore {
         let seen = e.name(SEEN);
         let last_key = e.name(LAST);
         let newer = format!(
-            "(attribute_not_exists({last_key}) OR {last_key} < {})",
-            e.value(s(update.first_order()))
+            "(attribute_not_exists({last_key}) OR {last_key} < {}) AND {}",
+            e.value(s(update.first_order())),
+            same_kind(&mut e, update.kind)
         );
         let long_run = row::newest_tags(&update.orders);
         let (expression, condition) = if long_run.len() >= row::GENERATION {
@@ -161,6 +182,7 @@ impl DynamoStore {
         );
         let mut conditions = vec![
             format!("attribute_exists({version})"),
+            same_kind(&mut e, update.kind),
             format!(
                 "(attribute_not_exists({seen}) OR size({seen}) <= {})",
                 e.value(n((row::GENERATION - tags.len()) as u64))
@@ -244,6 +266,70 @@ impl DynamoStore {
         })
     }
 
+    /// The row as it is now (empty if there is none).
+    async fn reread(&self, update: &RowUpdate, owner: &str, with: &str) -> Result<Item> {
+        let key = conversation_key(&update.last.app_id, owner, with);
+        Ok(self.table.get(key).await?.unwrap_or_default())
+    }
+
+    /// A direct or group message on a row of another kind (`current`, as read): the row
+    /// becomes the message's kind and starts over with it, keeping only a group's windows
+    /// (membership's), if it is still that version. `None` if it moved meanwhile.
+    async fn start_over(
+        &self,
+        owner: &str,
+        with: &str,
+        update: &RowUpdate,
+        current: &Item,
+    ) -> Result<Option<Applied>> {
+        let plan = row::plan(&update.orders, &row::Seen::default());
+        let mut e = Expr::default();
+        let mut sets = newest(&mut e, update, update.last_order(), update.first_order())?;
+        let unread = if update.unread { plan.counted() } else { 0 };
+        sets.push(format!(
+            "{} = {}",
+            e.name("unread_count"),
+            e.value(n(unread))
+        ));
+        let version = e.name(VERSION);
+        let observed = match current.get(VERSION) {
+            Some(AttributeValue::N(v)) => v.parse::<u64>().ok(),
+            _ => None,
+        };
+        sets.push(format!(
+            "{version} = {}",
+            e.value(n(observed.unwrap_or(0) + 1))
+        ));
+        let mut removes: Vec<String> = ["read_at", "peer_read_at", "received_up_to", "cleared_to"]
+            .into_iter()
+            .map(|name| e.name(name))
+            .collect();
+        for (name, tags) in [(SEEN, &plan.current), (SEEN_BEFORE, &plan.previous)] {
+            if tags.is_empty() {
+                removes.push(e.name(name));
+            } else {
+                sets.push(format!("{} = {}", e.name(name), e.value(tag_set(tags))));
+            }
+        }
+        let expression = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
+        let condition = match observed {
+            Some(v) => format!("{version} = {}", e.value(n(v))),
+            None => format!(
+                "attribute_exists({}) AND attribute_not_exists({version})",
+                e.name(PK)
+            ),
+        };
+        let key = conversation_key(&update.last.app_id, owner, with);
+        let request = self.table.update(key, expression, condition, &e)?;
+        Ok(self
+            .table
+            .update_item(request)
+            .await?
+            .map(|_| Applied::Newer {
+                unarchived: flag(current, "archived") && !flag(current, "deleted"),
+            }))
+    }
+
     /// Applies `update` to the row of `owner`'s conversation with `with` (see the module's
     /// documentation).
     pub(super) async fn apply_to_row(
@@ -260,6 +346,22 @@ impl DynamoStore {
             "the conversation kept changing",
             current,
             move |current| async move {
+                // The real conversation wins the row.
+                match row_kind(&current) {
+                    Some(kind) if kind == update.kind => {}
+                    Some(_) if update.kind == ConversationKind::Inline => {
+                        return Ok(Attempt::Done(Applied::Refused));
+                    }
+                    Some(_) => {
+                        return Ok(
+                            match self.start_over(owner, with, update, &current).await? {
+                                Some(applied) => Attempt::Done(applied),
+                                None => Attempt::Again(self.reread(update, owner, with).await?),
+                            },
+                        );
+                    }
+                    None => {}
+                }
                 let seen = row::Seen {
                     last: string(&current, LAST),
                     current: tags(&current, SEEN),
@@ -285,12 +387,7 @@ impl DynamoStore {
                 {
                     Some(applied) => Ok(Attempt::Done(applied)),
                     // Changed meanwhile: read it again.
-                    None => {
-                        let key = conversation_key(&update.last.app_id, owner, with);
-                        Ok(Attempt::Again(
-                            self.table.get(key).await?.unwrap_or_default(),
-                        ))
-                    }
+                    None => Ok(Attempt::Again(self.reread(update, owner, with).await?)),
                 }
             },
         )

@@ -6,13 +6,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::DynamoStore;
 use super::apply::string;
-use super::item::{LAST, StoredRow, conversation_key, conversation_of, row_of};
+use super::item::{KIND, LAST, StoredRow, conversation_key, conversation_of, kind_of, row_of};
 use super::request::{Expr, PK, n, s};
 use crate::error::Result;
 use crate::keys;
 use crate::model::Conversation;
 use crate::ports::{
-    Applied, ConversationStore, Page, PageRequest, ReadMark, RowUpdate, TimelineView,
+    Applied, ConversationKind, ConversationStore, Page, PageRequest, ReadMark, RowUpdate,
+    TimelineView,
 };
 
 impl DynamoStore {
@@ -56,11 +57,12 @@ impl ConversationStore for DynamoStore {
     async fn lags(&self, app: &str, owner: &str, with: &str, order: &str) -> Result<bool> {
         let row = self
             .table
-            .get_projected(conversation_key(app, owner, with), LAST)
+            .get_projected(conversation_key(app, owner, with), &[LAST, KIND])
             .await?;
-        Ok(row
-            .and_then(|r| string(&r, LAST))
-            .is_none_or(|last| last.as_str() < order))
+        Ok(row.is_none_or(|r| {
+            kind_of(string(&r, KIND).as_deref()) != ConversationKind::Direct
+                || string(&r, LAST).is_none_or(|last| last.as_str() < order)
+        }))
     }
 
     async fn get_conversation(
