@@ -187,16 +187,19 @@ pub async fn delete(deps: &Deps, caller: &Caller, user_id: Option<Id>, with: &Id
 }
 
 /// Marks the conversation read: `is_new` false, `unread_count` 0; in a direct conversation the
-/// peer's messages up to now show status 250 to the peer. Two writes, whatever the count.
+/// peer's messages up to the mark show status 250 to the peer. Two writes, whatever the count.
+/// The mark is now, or later: the newest message the conversation was given (one that arrived
+/// between reading the clock and writing the mark is read too, and not counted as unread).
 pub async fn mark_read(deps: &Deps, caller: &Caller, user: Id, with: &Id) -> Result<()> {
     let user = caller.acting_as("user_id", Some(user))?;
     let app = &caller.app_id;
-    let at = deps.now();
+    let now = deps.now();
     let conversation = deps
         .store
-        .mark_read(app, &user, with, at)
+        .mark_read(app, &user, with, now)
         .await?
         .ok_or_else(|| not_found(with))?;
+    let at = conversation.read_at.unwrap_or(now);
     let mut pushes = vec![push::conversation_read(&conversation)];
     if conversation.last.channel_type == ChannelType::Direct {
         deps.store

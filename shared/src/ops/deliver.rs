@@ -110,6 +110,7 @@ async fn apply(
             orders: vec![order.to_string()],
             unread: view.sender != *owner,
             opens_window: true,
+            newest_at: view.timestamp,
         };
         match deps.store.apply(owner, with, &update).await? {
             Applied::Refused => return Ok(false),

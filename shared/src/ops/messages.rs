@@ -278,6 +278,7 @@ async fn send_one(
             orders: vec![keys::order_of(&message)],
             unread: false,
             opens_window: true,
+            newest_at: message.timestamp,
         };
         match deps.store.apply(sender, to, &update).await {
             Ok(Applied::Newer { unarchived: true }) => {

@@ -168,6 +168,9 @@ pub struct RowUpdate {
     /// A group conversation without an open window gets one from the run's first message
     /// (a member's first message); false for a run delivered to a member who left.
     pub opens_window: bool,
+    /// The newest `timestamp` among the run's messages (a group's are ordered by place, not
+    /// time): the row remembers the newest it was given, which a read mark never falls behind.
+    pub newest_at: u64,
 }
 
 impl RowUpdate {
@@ -327,7 +330,11 @@ pub trait ConversationStore: Send + Sync {
     /// Deletes the conversation for `user`: it leaves their lists and its messages up to now
     /// leave their timeline (a group's windows close); a later message brings it back.
     async fn delete_conversation(&self, app: &str, user: &str, with: &str) -> Result<()>;
-    /// Sets the read mark: `is_new` false, `unread_count` 0, `read_at`. `None` if unknown.
+    /// Sets the read mark, atomically: `is_new` false, `unread_count` 0, and `read_at` the
+    /// later of `at` and the newest timestamp applied to the row, so that the mark and the
+    /// count agree: every message applied before the mark is at or before `read_at`, every
+    /// one applied after counts as unread. Returns the conversation as marked; `None` if
+    /// unknown.
     async fn mark_read(
         &self,
         app: &str,

@@ -72,6 +72,7 @@ on_both_stores!(
 mod event_identity;
 mod group_pushes;
 mod inline_groups;
+mod read_races;
 
 async fn direct_message_reaches_both_sides(h: &Harness) {
     let sent = h.send(&user("u1"), "u2", "hi").await.unwrap();

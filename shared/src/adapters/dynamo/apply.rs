@@ -23,6 +23,36 @@ use crate::ports::{Applied, ConversationKind, RowUpdate};
 const SEEN: &str = "seen";
 const SEEN_BEFORE: &str = "seen_before";
 const VERSION: &str = "v";
+/// The newest message timestamp applied to a row (not its last message's, for a group): no
+/// read mark falls behind it.
+pub(super) const NEWEST_AT: &str = "newest_at";
+
+fn number(value: Option<&AttributeValue>) -> Option<u64> {
+    match value {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The newest timestamp applied to a row as read; for a row from before it was kept, its last
+/// message's.
+pub(super) fn newest_of(row: &Item) -> Option<u64> {
+    number(row.get(NEWEST_AT)).or_else(|| match row.get("last") {
+        Some(AttributeValue::M(last)) => number(last.get("timestamp")),
+        _ => None,
+    })
+}
+
+/// The condition that the row's newest applied timestamp ([`newest_of`]) is at most `at`, or
+/// that it has none (no row).
+pub(super) fn newest_at_most(e: &mut Expr, at: u64) -> String {
+    let (newest, last, timestamp) = (e.name(NEWEST_AT), e.name("last"), e.name("timestamp"));
+    let at = e.value(n(at));
+    format!(
+        "({newest} <= {at} OR (attribute_not_exists({newest}) AND \
+         (attribute_not_exists({last}) OR {last}.{timestamp} <= {at})))"
+    )
+}
 
 pub(super) fn string(item: &Item, name: &str) -> Option<String> {
     match item.get(name) {
@@ -31,7 +61,7 @@ pub(super) fn string(item: &Item, name: &str) -> Option<String> {
     }
 }
 
-fn flag(item: &Item, name: &str) -> bool {
+pub(super) fn flag(item: &Item, name: &str) -> bool {
     matches!(item.get(name), Some(AttributeValue::Bool(true)))
 }
 
@@ -116,10 +146,18 @@ impl DynamoStore {
         };
         let seen = e.name(SEEN);
         let last_key = e.name(LAST);
+        // The newest timestamp too: the run's, unless the row has seen a newer one (a group
+        // message placed after one dated later), which the planned path keeps.
+        sets.push(format!(
+            "{} = {}",
+            e.name(NEWEST_AT),
+            e.value(n(update.newest_at))
+        ));
         let newer = format!(
-            "(attribute_not_exists({last_key}) OR {last_key} < {}) AND {}",
+            "(attribute_not_exists({last_key}) OR {last_key} < {}) AND {} AND {}",
             e.value(s(update.first_order())),
-            same_kind(&mut e, update.kind)
+            same_kind(&mut e, update.kind),
+            newest_at_most(&mut e, update.newest_at)
         );
         let long_run = row::newest_tags(&update.orders);
         let (expression, condition) = if long_run.len() >= row::GENERATION {
@@ -159,35 +197,48 @@ impl DynamoStore {
     }
 
     /// Late messages only, with room in the current generation: one blind write, conditional
-    /// on none of them being remembered (so concurrent late deliveries do not conflict).
-    /// `Err` with the row as it is otherwise.
+    /// on none of them being remembered (so concurrent late deliveries do not conflict), and
+    /// raising the row's newest timestamp if the run's is newer than the row's as read
+    /// (`newest`). `Err` with the row as it is otherwise.
     async fn apply_late(
         &self,
         owner: &str,
         with: &str,
         update: &RowUpdate,
         late: &[String],
+        newest: Option<u64>,
     ) -> Result<std::result::Result<Applied, Item>> {
         let mut e = Expr::default();
         let (seen, seen_before) = (e.name(SEEN), e.name(SEEN_BEFORE));
         let tags: BTreeSet<String> = late.iter().map(|o| row::tag(o)).collect();
         let version = e.name(VERSION);
         let unread = if update.unread { late.len() as u64 } else { 0 };
+        let mut sets = vec![format!("{version} = {version} + {}", e.value(n(1)))];
+        let mut conditions = vec![
+            format!("attribute_exists({version})"),
+            same_kind(&mut e, update.kind),
+        ];
+        // Timestamps applied only grow (while the row is this kind's): one at least as new as
+        // the run's stays so.
+        if newest.is_none_or(|newest| newest < update.newest_at) {
+            sets.push(format!(
+                "{} = {}",
+                e.name(NEWEST_AT),
+                e.value(n(update.newest_at))
+            ));
+            conditions.push(newest_at_most(&mut e, update.newest_at));
+        }
         let expression = format!(
-            "SET {version} = {version} + {} ADD {} {}, {seen} {}",
-            e.value(n(1)),
+            "SET {} ADD {} {}, {seen} {}",
+            sets.join(", "),
             e.name("unread_count"),
             e.value(n(unread)),
             e.value(tag_set(&tags))
         );
-        let mut conditions = vec![
-            format!("attribute_exists({version})"),
-            same_kind(&mut e, update.kind),
-            format!(
-                "(attribute_not_exists({seen}) OR size({seen}) <= {})",
-                e.value(n((row::GENERATION - tags.len()) as u64))
-            ),
-        ];
+        conditions.extend([format!(
+            "(attribute_not_exists({seen}) OR size({seen}) <= {})",
+            e.value(n((row::GENERATION - tags.len()) as u64))
+        )]);
         for t in &tags {
             let t = e.value(s(t.as_str()));
             conditions.push(format!(
@@ -222,14 +273,13 @@ impl DynamoStore {
             _ => Vec::new(),
         };
         let version = e.name(VERSION);
-        let observed = match current.get(VERSION) {
-            Some(AttributeValue::N(v)) => v.parse::<u64>().ok(),
-            _ => None,
-        };
+        let observed = number(current.get(VERSION));
         sets.push(format!(
             "{version} = {}",
             e.value(n(observed.unwrap_or(0) + 1))
         ));
+        let newest = newest_of(current).map_or(update.newest_at, |n| n.max(update.newest_at));
+        sets.push(format!("{} = {}", e.name(NEWEST_AT), e.value(n(newest))));
         let mut removes = Vec::new();
         for (name, tags) in [(SEEN, &plan.current), (SEEN_BEFORE, &plan.previous)] {
             if tags.is_empty() {
@@ -291,11 +341,13 @@ impl DynamoStore {
             e.name("unread_count"),
             e.value(n(unread))
         ));
+        sets.push(format!(
+            "{} = {}",
+            e.name(NEWEST_AT),
+            e.value(n(update.newest_at))
+        ));
         let version = e.name(VERSION);
-        let observed = match current.get(VERSION) {
-            Some(AttributeValue::N(v)) => v.parse::<u64>().ok(),
-            _ => None,
-        };
+        let observed = number(current.get(VERSION));
         sets.push(format!(
             "{version} = {}",
             e.value(n(observed.unwrap_or(0) + 1))
@@ -374,8 +426,12 @@ impl DynamoStore {
                 let fits = seen.current.len() + plan.late.len() <= row::GENERATION
                     && plan.late.len() < row::GENERATION;
                 if plan.newer.is_empty() && fits && current.contains_key(VERSION) {
+                    let newest = newest_of(&current);
                     return Ok(
-                        match self.apply_late(owner, with, update, &plan.late).await? {
+                        match self
+                            .apply_late(owner, with, update, &plan.late, newest)
+                            .await?
+                        {
                             Ok(applied) => Attempt::Done(applied),
                             Err(now) => Attempt::Again(now),
                         },

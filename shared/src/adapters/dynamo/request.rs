@@ -272,10 +272,19 @@ impl Table {
         &self,
         update: Update,
     ) -> Result<std::result::Result<Item, Item>> {
+        self.update_returning_or_current(update, ReturnValue::AllOld)
+            .await
+    }
+
+    /// UpdateItem returning what `returned` asks for, or `Err(current)` with the item as it is
+    /// (empty if there is none) when the condition failed.
+    pub async fn update_returning_or_current(
+        &self,
+        update: Update,
+        returned: ReturnValue,
+    ) -> Result<std::result::Result<Item, Item>> {
         let current = Some(ReturnValuesOnConditionCheckFailure::AllOld);
-        let out = self
-            .update_call(update, ReturnValue::AllOld, current)
-            .await?;
+        let out = self.update_call(update, returned, current).await?;
         Ok(out.map_err(Option::unwrap_or_default))
     }
 

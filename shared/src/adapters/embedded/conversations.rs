@@ -29,6 +29,7 @@ impl Row {
             closed: Vec::new(),
             cleared_to: None,
             deleted: false,
+            newest_at: update.newest_at,
         }
     }
 }
@@ -82,6 +83,7 @@ impl ConversationStore for EmbeddedStore {
         }
         row.seen = plan.current.clone();
         row.seen_before = plan.previous.clone();
+        row.newest_at = row.newest_at.max(update.newest_at);
         let count = row.conversation.unread_count + unread * plan.counted();
         let Some(newest) = plan.newer.last() else {
             row.conversation.unread_count = count;
@@ -203,7 +205,7 @@ impl ConversationStore for EmbeddedStore {
             let c = &mut row.conversation;
             c.is_new = false;
             c.unread_count = 0;
-            c.read_at = Some(at);
+            c.read_at = Some(at.max(row.newest_at));
             c.clone()
         }))
     }

@@ -123,6 +123,11 @@ async fn deliver_run(
         orders: orders.to_vec(),
         unread: true,
         opens_window: member,
+        newest_at: views
+            .iter()
+            .map(|v| v.timestamp)
+            .max()
+            .unwrap_or(last.timestamp),
     };
     let mut pushes = Vec::new();
     if deps.store.apply(target, group, &update).await? == (Applied::Newer { unarchived: true }) {

@@ -141,6 +141,7 @@ async fn poison(h: &Harness, victim: &str, text: &str) {
         .unwrap();
     let update = RowUpdate {
         orders: vec![keys::order_of(&copy)],
+        newest_at: copy.timestamp,
         last: copy,
         kind: ConversationKind::Inline,
         unread: true,
@@ -191,6 +192,7 @@ async fn a_row_left_inline_by_old_data_is_repaired_by_the_next_real_message(h: &
     let copy = h.timeline("vic", "dan").await[0].clone();
     let update = RowUpdate {
         orders: vec![format!("{:013}#mal#x", copy.timestamp + 1)],
+        newest_at: copy.timestamp + 1,
         last: Message {
             sender: "mal".into(),
             channel_type: ChannelType::Group,
