@@ -504,7 +504,7 @@ scenario('direct: u1 -> u2 and u2 -> u1, each seen by both sides with onMessageA
   S.direct = { lastText: burst[2] };
 });
 
-scenario('group create: GROUP_CREATED and MEMBER_JOINED_GROUP to every member, onGroupUpdated', ['connect'], async () => {
+scenario('group create: GROUP_CREATED and MEMBER_JOINED_GROUP to every member, no onGroupUpdated', ['connect'], async () => {
   const gid = `group-${crypto.randomUUID()}`;
   const name = `Test group ${RUN}`;
   const res = await call('u1.groupCreate', (cb) => u1.client.groupCreate(name, gid, { [u2.id]: 1 }, cb));
@@ -525,9 +525,6 @@ scenario('group create: GROUP_CREATED and MEMBER_JOINED_GROUP to every member, o
       );
       checkSystemMessage(joined, u, gid, 'MEMBER_JOINED_GROUP', { member_id: member.id });
     }
-    const updated = await u.wait('groupUpdated', (g) => g.uid === gid, `the group ${gid}`);
-    assert.equal(updated.conversWith, gid, `${u.name}: onGroupUpdated topic segment`);
-    assert.deepEqual(memberIds(updated.payload), [u1.id, u2.id].sort(), `${u.name}: onGroupUpdated members`);
   }
 
   const data = await call('u1.groupData', (cb) => u1.client.groupData(gid, cb));
@@ -537,6 +534,9 @@ scenario('group create: GROUP_CREATED and MEMBER_JOINED_GROUP to every member, o
   assert.deepEqual(memberIds(data.result), [u1.id, u2.id].sort(), 'groupData: members');
 
   await sleep(SETTLE);
+  // A creation pushes nothing on groups/ (REALTIME.md): the original server disabled it, and
+  // its own suite counts one update per change. Members learn of the group from its messages.
+  for (const u of [u1, u2]) u.none('groupUpdated', (g) => g.uid === gid, 'an update for the creation');
   u3.none('messageAdded', (m) => m.recipient === gid, 'a message of a group it is not in');
   u3.none('groupUpdated', (g) => g.uid === gid, 'an update of a group it is not in');
   S.group = { gid, name };

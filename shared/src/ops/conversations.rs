@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::ids::Id;
+use crate::ids::{self, Id};
 use crate::model::{Caller, ChannelType, Conversation, Message, status};
 use crate::ops::Deps;
 use crate::ops::messages::publish_quietly;
@@ -66,12 +66,15 @@ async fn timeline_of(
             app: app.to_string(),
             group: with.to_string(),
         },
-        Some(ConversationKind::Inline) => Timeline::Copies {
+        // An inline group's id looks like a group's: a row of an "inline" conversation with
+        // any other id is old data (an inline send that named a user), to be read as the
+        // direct conversation it hid until its next message repairs it.
+        Some(ConversationKind::Inline) if ids::looks_like_group(with) => Timeline::Copies {
             app: app.to_string(),
             owner: user.to_string(),
             with: with.to_string(),
         },
-        Some(ConversationKind::Direct) | None => Timeline::Direct {
+        Some(ConversationKind::Direct | ConversationKind::Inline) | None => Timeline::Direct {
             app: app.to_string(),
             a: user.to_string(),
             b: with.to_string(),
@@ -184,16 +187,19 @@ pub async fn delete(deps: &Deps, caller: &Caller, user_id: Option<Id>, with: &Id
 }
 
 /// Marks the conversation read: `is_new` false, `unread_count` 0; in a direct conversation the
-/// peer's messages up to now show status 250 to the peer. Two writes, whatever the count.
+/// peer's messages up to the mark show status 250 to the peer. Two writes, whatever the count.
+/// The mark is now, or later: the newest message the conversation was given (one that arrived
+/// between reading the clock and writing the mark is read too, and not counted as unread).
 pub async fn mark_read(deps: &Deps, caller: &Caller, user: Id, with: &Id) -> Result<()> {
     let user = caller.acting_as("user_id", Some(user))?;
     let app = &caller.app_id;
-    let at = deps.now();
+    let now = deps.now();
     let conversation = deps
         .store
-        .mark_read(app, &user, with, at)
+        .mark_read(app, &user, with, now)
         .await?
         .ok_or_else(|| not_found(with))?;
+    let at = conversation.read_at.unwrap_or(now);
     let mut pushes = vec![push::conversation_read(&conversation)];
     if conversation.last.channel_type == ChannelType::Direct {
         deps.store

@@ -41,8 +41,12 @@ fn check(written: &Written) -> Result<()> {
     let origin_fits = match &written.origin {
         Origin::Direct => !message.is_group(),
         Origin::Group { .. } => message.is_group(),
+        // An inline group's id looks like a group's (a send refuses any other; a record from
+        // before that rule would name a user's conversation).
         Origin::Inline { audience } => {
-            message.is_group() && audience.iter().all(|id| ids::is_valid(id))
+            message.is_group()
+                && ids::looks_like_group(&message.recipient)
+                && audience.iter().all(|id| ids::is_valid(id))
         }
     };
     if !valid_ids || !canonical || !origin_fits {
@@ -68,32 +72,37 @@ pub async fn handle(deps: &Deps, streamed: &Streamed) -> Result<()> {
 pub async fn message(deps: &Deps, written: &Written) -> Result<()> {
     check(written)?;
     let message = &written.message;
+    // Every event of the record is dated by its write, never by this attempt: a redelivered
+    // record publishes the same bytes (and webhook ids), so consumers can drop duplicates.
+    let at = written.written_at;
     let delivered = match &written.origin {
-        Origin::Direct => direct(deps, message).await?,
-        Origin::Group { seq } => group(deps, message, *seq).await?,
-        Origin::Inline { audience } => inline(deps, message, audience).await?,
+        Origin::Direct => direct(deps, message, at).await?,
+        Origin::Group { seq } => group(deps, message, *seq, at).await?,
+        Origin::Inline { audience } => inline(deps, message, audience, at).await?,
     };
-    let now = deps.now();
-    let mut events = vec![Event::message_sent(message, now)];
+    let mut events = vec![Event::message_sent(message, at)];
     if deps.settings.delivered_events {
         events.extend(
             delivered
                 .iter()
-                .map(|copy| Event::message_delivered(copy, now)),
+                .map(|copy| Event::message_delivered(copy, at)),
         );
     }
     deps.events.publish(&events).await
 }
 
-/// Applies a message to one owner's conversation; adds the publishes it causes.
+/// Applies a message (written at `at`) to one owner's conversation; adds the publishes it
+/// causes. False when the copy is not the owner's to see: an inline group's copy for a
+/// conversation that is a real (direct or group) one.
 async fn apply(
     deps: &Deps,
     view: &Message,
     kind: ConversationKind,
     order: &str,
+    at: u64,
     pushes: &mut Vec<Push>,
-) -> Result<()> {
-    let owner = &view.timeline_of;
+) -> Result<bool> {
+    let (owner, with) = (&view.timeline_of, &view.convers_with);
     if view.updates_conversation() {
         let update = RowUpdate {
             last: view.clone(),
@@ -101,22 +110,42 @@ async fn apply(
             orders: vec![order.to_string()],
             unread: view.sender != *owner,
             opens_window: true,
+            newest_at: view.timestamp,
         };
-        let applied = deps.store.apply(owner, &view.convers_with, &update).await?;
-        if applied == (Applied::Newer { unarchived: true }) {
-            pushes.push(unarchived(deps, &view.app_id, owner, &view.convers_with).await?);
+        match deps.store.apply(owner, with, &update).await? {
+            Applied::Refused => return Ok(false),
+            Applied::Newer { unarchived: true } => {
+                pushes.push(unarchived(deps, &view.app_id, owner, with, at).await?);
+            }
+            _ => {}
         }
+    } else if kind == ConversationKind::Inline && is_real(deps, &view.app_id, owner, with).await? {
+        return Ok(false);
     }
     pushes.push(push::message_added(view));
-    Ok(())
+    Ok(true)
+}
+
+/// Whether `owner`'s conversation with `with` is a direct or group one (which an inline
+/// group's copy never reaches, even one that leaves conversations alone).
+async fn is_real(deps: &Deps, app: &str, owner: &str, with: &str) -> Result<bool> {
+    let view = deps.store.timeline_view(app, owner, with).await?;
+    Ok(view.is_some_and(|v| v.kind != ConversationKind::Inline))
 }
 
 /// A conversation a new message brought back from the archive: a `conversation-unarchived`
-/// event with the conversation as it is now, and the push that tells its owner's clients.
-/// Published when the write un-archives it (a redelivery finds it active and says nothing).
-pub(crate) async fn unarchived(deps: &Deps, app: &str, owner: &str, with: &str) -> Result<Push> {
+/// event (dated `at`, the time of the write that brought it back) with the conversation as it
+/// is now, and the push that tells its owner's clients. Published when the write un-archives
+/// it (a redelivery finds it active and says nothing).
+pub(crate) async fn unarchived(
+    deps: &Deps,
+    app: &str,
+    owner: &str,
+    with: &str,
+    at: u64,
+) -> Result<Push> {
     if let Some(conversation) = deps.store.get_conversation(app, owner, with).await? {
-        let event = Event::conversation_unarchived(owner, &conversation.with_receipt(), deps.now());
+        let event = Event::conversation_unarchived(owner, &conversation.with_receipt(), at);
         deps.events.publish(&[event]).await?;
     }
     Ok(push::unarchived(app, owner, with))
@@ -128,9 +157,10 @@ async fn apply_one(
     view: &Message,
     kind: ConversationKind,
     order: &str,
+    at: u64,
 ) -> Result<Vec<Push>> {
     let mut pushes = Vec::new();
-    apply(deps, view, kind, order, &mut pushes).await?;
+    apply(deps, view, kind, order, at, &mut pushes).await?;
     Ok(pushes)
 }
 
@@ -142,17 +172,33 @@ async fn publish(deps: &Deps, pushes: &[Push]) -> Result<()> {
 
 /// A direct message: the recipient's conversation (and the sender's, if the send could not
 /// update it), both users told. Returns the recipient's copy.
-async fn direct(deps: &Deps, message: &Message) -> Result<Vec<Message>> {
+async fn direct(deps: &Deps, message: &Message, at: u64) -> Result<Vec<Message>> {
     let (app, sender, recipient) = (&message.app_id, &message.sender, &message.recipient);
     let order = keys::order_of(message);
     let mut pushes = Vec::new();
     let theirs = message.view_for(recipient);
     if recipient != sender {
-        apply(deps, &theirs, ConversationKind::Direct, &order, &mut pushes).await?;
+        apply(
+            deps,
+            &theirs,
+            ConversationKind::Direct,
+            &order,
+            at,
+            &mut pushes,
+        )
+        .await?;
     }
     let mine = message.view_for(sender);
     if message.updates_conversation() && deps.store.lags(app, sender, recipient, &order).await? {
-        apply(deps, &mine, ConversationKind::Direct, &order, &mut pushes).await?;
+        apply(
+            deps,
+            &mine,
+            ConversationKind::Direct,
+            &order,
+            at,
+            &mut pushes,
+        )
+        .await?;
     } else {
         pushes.push(push::message_added(&mine));
     }
@@ -165,7 +211,7 @@ async fn direct(deps: &Deps, message: &Message) -> Result<Vec<Message>> {
 }
 
 /// A group message: every member's conversation, every member told (the sender too).
-async fn group(deps: &Deps, message: &Message, seq: u64) -> Result<Vec<Message>> {
+async fn group(deps: &Deps, message: &Message, seq: u64, at: u64) -> Result<Vec<Message>> {
     let order = keys::group_order(seq, message);
     let members = deps
         .store
@@ -177,7 +223,7 @@ async fn group(deps: &Deps, message: &Message, seq: u64) -> Result<Vec<Message>>
         let applied = join_all(
             chunk
                 .iter()
-                .map(|view| apply_one(deps, view, ConversationKind::Group, &order)),
+                .map(|view| apply_one(deps, view, ConversationKind::Group, &order, at)),
         )
         .await;
         for result in applied {
@@ -192,7 +238,12 @@ async fn group(deps: &Deps, message: &Message, seq: u64) -> Result<Vec<Message>>
 }
 
 /// An inline group's message: a copy into each member's own timeline and their conversation.
-async fn inline(deps: &Deps, message: &Message, audience: &[String]) -> Result<Vec<Message>> {
+async fn inline(
+    deps: &Deps,
+    message: &Message,
+    audience: &[String],
+    at: u64,
+) -> Result<Vec<Message>> {
     let order = keys::order_of(message);
     let copies: Vec<Message> = audience
         .iter()
@@ -201,10 +252,26 @@ async fn inline(deps: &Deps, message: &Message, audience: &[String]) -> Result<V
         .collect();
     deps.store.put_copies(&copies).await?;
     let mut pushes = Vec::new();
-    for copy in &copies {
-        apply(deps, copy, ConversationKind::Inline, &order, &mut pushes).await?;
+    let mut delivered = Vec::new();
+    for copy in copies {
+        // A member whose conversation with that id is a real one is neither told of the copy
+        // nor counted as delivered. The copy stays in their own inline timeline, which is
+        // harmless: that timeline is read only through a row of an inline group, and an
+        // inline copy never turns a direct or group row into one.
+        if apply(
+            deps,
+            &copy,
+            ConversationKind::Inline,
+            &order,
+            at,
+            &mut pushes,
+        )
+        .await?
+        {
+            delivered.push(copy);
+        }
     }
     pushes.push(push::message_added(&message.view_for(&message.sender)));
     publish(deps, &pushes).await?;
-    Ok(copies)
+    Ok(delivered)
 }

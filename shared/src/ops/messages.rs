@@ -95,8 +95,9 @@ fn check_name(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Builds the canonical copy of the message a caller asks to send, enforcing every rule.
-fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> {
+/// Builds the canonical copy of the message a caller asks to send at `now`, enforcing every
+/// rule.
+fn compose(deps: &Deps, caller: &Caller, input: SendMessage, now: u64) -> Result<Message> {
     let sender = caller.acting_as("sender_id", input.sender_id)?;
     let channel_type = match input.channel_type.as_deref() {
         None | Some("direct") if !ids::looks_like_group(&input.recipient_id) => ChannelType::Direct,
@@ -121,7 +122,6 @@ fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> 
             "`type` must be a string of 1 to {MAX_TYPE_CHARS} characters"
         )));
     }
-    let now = deps.now();
     let timestamp = input.timestamp.unwrap_or(now);
     if timestamp > now + MAX_FUTURE_SKEW_MS {
         return Err(Error::bad_request(format!(
@@ -168,7 +168,7 @@ fn compose(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> 
 }
 
 /// Where a group message goes: the group, or Chat21's inline group (`audience`: its members
-/// and the sender) when no group has the id.
+/// and the sender) when no group has the id and the id looks like a group's.
 enum GroupAudience {
     Members,
     Inline(Vec<String>),
@@ -185,6 +185,14 @@ async fn group_audience(
         return Ok(GroupAudience::Members);
     }
     if deps.store.group_head(app, group).await?.is_none() {
+        // An id without `group-` may be a user's (Chat21's rule makes any id with it a group,
+        // so no user with one can receive a direct message): an inline group there would
+        // take that user's conversations in its members' lists. It means nothing: refused.
+        if !ids::looks_like_group(group) {
+            return Err(Error::bad_request(format!(
+                "no group has the id {group}; an inline group's id must contain `group-` (an id without it may be a user's)"
+            )));
+        }
         // Chat21's inline group: those members and the sender, and no group is created.
         let Some(members) = inline else {
             return Err(Error::not_found(format!("group {group} not found")));
@@ -215,16 +223,18 @@ async fn group_audience(
 /// store or deliver twice, and the retry answers with the original message.
 pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> Result<Message> {
     let inline = input.group_members.clone();
-    let message = compose(deps, caller, input)?;
+    // The time of the write: the `createdAt` of the events its delivery publishes.
+    let now = deps.now();
+    let message = compose(deps, caller, input, now)?;
     let (app, sender, to) = (&message.app_id, &message.sender, &message.recipient);
     topics::check_fits(app, sender, to, Some(&message.message_id))?;
     if !message.is_group() {
         topics::check_fits(app, to, sender, Some(&message.message_id))?;
-        return send_one(deps, message, Origin::Direct).await;
+        return send_one(deps, message, Origin::Direct, now).await;
     }
     match group_audience(deps, caller, &message, inline).await? {
         GroupAudience::Inline(audience) => {
-            send_one(deps, message, Origin::Inline { audience }).await
+            send_one(deps, message, Origin::Inline { audience }, now).await
         }
         GroupAudience::Members => {
             let seq = deps
@@ -232,7 +242,7 @@ pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> R
                 .next_seq(app, to, 1)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("group {to} not found")))?;
-            let earlier = deps.store.put_group_message(&message, seq).await?;
+            let earlier = deps.store.put_group_message(&message, seq, now).await?;
             Ok(earlier.unwrap_or(message))
         }
     }
@@ -241,12 +251,21 @@ pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> R
 /// A direct (or inline group) send: the message into the sender's timeline, then the sender's
 /// own conversation (two requests; the deliver step repairs the conversation if the second
 /// failed).
-async fn send_one(deps: &Deps, message: Message, origin: Origin) -> Result<Message> {
+async fn send_one(
+    deps: &Deps,
+    message: Message,
+    origin: Origin,
+    written_at: u64,
+) -> Result<Message> {
     let kind = match origin {
         Origin::Inline { .. } => ConversationKind::Inline,
         _ => ConversationKind::Direct,
     };
-    let written = Written { message, origin };
+    let written = Written {
+        message,
+        origin,
+        written_at,
+    };
     if let Some(earlier) = deps.store.put_sent(&written).await? {
         return Ok(earlier);
     }
@@ -259,6 +278,7 @@ async fn send_one(deps: &Deps, message: Message, origin: Origin) -> Result<Messa
             orders: vec![keys::order_of(&message)],
             unread: false,
             opens_window: true,
+            newest_at: message.timestamp,
         };
         match deps.store.apply(sender, to, &update).await {
             Ok(Applied::Newer { unarchived: true }) => {

@@ -74,6 +74,9 @@ pub enum Origin {
 pub struct Written {
     pub message: Message,
     pub origin: Origin,
+    /// When it was written (the server's clock at the send): the `createdAt` of every event
+    /// its delivery publishes, so that a redelivered record publishes the same bytes.
+    pub written_at: u64,
 }
 
 /// What the store's change stream hands the deliver step.
@@ -165,6 +168,9 @@ pub struct RowUpdate {
     /// A group conversation without an open window gets one from the run's first message
     /// (a member's first message); false for a run delivered to a member who left.
     pub opens_window: bool,
+    /// The newest `timestamp` among the run's messages (a group's are ordered by place, not
+    /// time): the row remembers the newest it was given, which a read mark never falls behind.
+    pub newest_at: u64,
 }
 
 impl RowUpdate {
@@ -186,6 +192,9 @@ pub enum Applied {
     Late,
     /// Applied before (a redelivery): nothing changed.
     Already,
+    /// An inline group's copy met a direct or group conversation's row: the real conversation
+    /// wins, nothing changed (and nobody is to be told of the copy).
+    Refused,
 }
 
 /// The receipt marks of a conversation row (message timestamps).
@@ -223,9 +232,15 @@ pub trait MessageStore: Send + Sync {
     /// The next `count` places of a group's history (for a message): returns the first.
     /// `None` if the group does not exist.
     async fn next_seq(&self, app: &str, group: &str, count: u64) -> Result<Option<u64>>;
-    /// A member's message into the group's history at `seq`, unless the sender already sent
-    /// this `message_id` to the group (then returns it). Streamed to the deliver step.
-    async fn put_group_message(&self, message: &Message, seq: u64) -> Result<Option<Message>>;
+    /// A member's message into the group's history at `seq`, written at `written_at`, unless
+    /// the sender already sent this `message_id` to the group (then returns it). Streamed to
+    /// the deliver step.
+    async fn put_group_message(
+        &self,
+        message: &Message,
+        seq: u64,
+        written_at: u64,
+    ) -> Result<Option<Message>>;
     /// A change's system messages into the group's history at their places (idempotent). Not
     /// streamed: the change's own follow-up delivers them.
     async fn put_system_messages(&self, messages: &[(Message, u64)]) -> Result<()>;
@@ -274,9 +289,16 @@ pub trait ConversationStore: Send + Sync {
     /// the last one (un-archiving, reviving a deleted conversation, opening a group window if
     /// none is open); an older one not counted before is counted as unread; one applied before
     /// changes nothing.
+    ///
+    /// The real conversation wins the row: a direct or group message applied to a row of
+    /// another kind (one that old data left "inline", or a user's conversation with a group
+    /// of the same id) makes it that kind's and starts it over (its order keys, marks and
+    /// deletions belong to another timeline; a group's windows are kept, being membership's);
+    /// an inline group's copy never applies to a direct or group row ([`Applied::Refused`]).
     async fn apply(&self, owner: &str, with: &str, update: &RowUpdate) -> Result<Applied>;
-    /// Whether `owner`'s conversation with `with` is missing `order` as its last message (or
-    /// a later one): a cheap read before repairing it.
+    /// Whether `owner`'s direct conversation with `with` is missing `order` as its last
+    /// message (or a later one), or the row is not a direct conversation's: a cheap read
+    /// before repairing it.
     async fn lags(&self, app: &str, owner: &str, with: &str, order: &str) -> Result<bool>;
     async fn get_conversation(
         &self,
@@ -308,7 +330,11 @@ pub trait ConversationStore: Send + Sync {
     /// Deletes the conversation for `user`: it leaves their lists and its messages up to now
     /// leave their timeline (a group's windows close); a later message brings it back.
     async fn delete_conversation(&self, app: &str, user: &str, with: &str) -> Result<()>;
-    /// Sets the read mark: `is_new` false, `unread_count` 0, `read_at`. `None` if unknown.
+    /// Sets the read mark, atomically: `is_new` false, `unread_count` 0, and `read_at` the
+    /// later of `at` and the newest timestamp applied to the row, so that the mark and the
+    /// count agree: every message applied before the mark is at or before `read_at`, every
+    /// one applied after counts as unread. Returns the conversation as marked; `None` if
+    /// unknown.
     async fn mark_read(
         &self,
         app: &str,

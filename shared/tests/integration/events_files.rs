@@ -393,19 +393,40 @@ async fn replay_stream(h: &mut Harness, json: &str) {
         let written = streamed_of(record.change.new_image.clone())
             .expect("a readable record")
             .expect("a new message's record");
+        let Streamed::Message(sample) = &written else {
+            panic!("events/deliver.json carries a record that is not a message");
+        };
+        assert!(
+            record.change.new_image.get("written_at").is_some(),
+            "the sample's message carries its write time"
+        );
+        // The same message, written when the sample says (the store wrote it at this clock's
+        // now).
         let at = h
             .pending
             .iter()
-            .position(|w| *w == written)
+            .position(|w| match w {
+                Streamed::Message(w) => {
+                    (&w.message, &w.origin) == (&sample.message, &sample.origin)
+                }
+                _ => false,
+            })
             .unwrap_or_else(|| {
                 panic!(
                     "events/deliver.json carries a message nothing sent; written: {:#?}",
                     h.pending
                 )
             });
+        let Streamed::Message(stored) = &h.pending[at] else {
+            unreachable!("matched a message");
+        };
+        let stored = Streamed::Message(chat21::ports::Written {
+            written_at: sample.written_at,
+            ..stored.clone()
+        });
         assert_eq!(
             serde_json::to_value(&record.change.new_image).unwrap(),
-            serde_json::to_value(image_of(&h.pending[at]).unwrap()).unwrap(),
+            serde_json::to_value(image_of(&stored).unwrap()).unwrap(),
             "the sample's new image is the item the store writes"
         );
         // This record is its delivery.

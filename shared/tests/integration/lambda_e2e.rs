@@ -76,7 +76,14 @@ impl Aws {
     }
 
     async fn events(&self) -> Vec<Event> {
-        let mut events = Vec::new();
+        let bodies = self.bodies().await;
+        bodies.iter().map(|b| crate::common::event_of(b)).collect()
+    }
+
+    /// The raw bodies of the events the topic delivered to the queue so far (and removes
+    /// them): what a webhooks consumer signs and POSTs.
+    async fn bodies(&self) -> Vec<String> {
+        let mut bodies = Vec::new();
         loop {
             let out = self
                 .sqs
@@ -89,10 +96,10 @@ impl Aws {
                 .unwrap();
             let batch = out.messages.unwrap_or_default();
             if batch.is_empty() {
-                return events;
+                return bodies;
             }
             for m in batch {
-                events.push(crate::common::event_of(m.body.as_deref().unwrap()));
+                bodies.push(m.body.unwrap());
                 self.sqs
                     .delete_message()
                     .queue_url(&self.queue_url)
@@ -188,6 +195,44 @@ async fn a_direct_message_goes_through_the_stream_and_deliver() {
         .unwrap();
     assert_eq!(message_sent.message_id.as_deref(), Some(id.as_str()));
     assert_eq!(message_sent.recipient_id, "u2");
+}
+
+/// The same stream batch handed to deliver twice (Lambda retries a batch, or the stream
+/// redelivers it), the second time later by the clock: the topic carries the same events
+/// byte for byte, so their webhook ids are the same too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_batch_publishes_byte_identical_events() {
+    let aws = setup().await;
+    let body = json!({"group_name": "E", "group_id": "group-e", "group_members": {"u2": 1}});
+    let (code, _) = aws.post("/api/app1/groups", "u1", body).await;
+    assert_eq!(code, 201);
+    aws.deliver().await;
+    aws.bodies().await;
+    for to in ["u2", "group-e"] {
+        let body = json!({"sender_fullname": "One", "recipient_id": to, "recipient_fullname": "R", "text": "hi"});
+        let (code, sent) = aws.post("/api/app1/messages", "u1", body).await;
+        assert_eq!(code, 200, "{sent}");
+    }
+    let batch = aws.stream.lambda_event().await;
+    let response = handle_stream(&aws.api.deps, batch.clone()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let mut once = aws.bodies().await;
+    // message-sent and message-delivered (to u2) of each message.
+    assert_eq!(once.len(), 4, "{once:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let response = handle_stream(&aws.api.deps, batch).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let mut twice = aws.bodies().await;
+    once.sort();
+    twice.sort();
+    assert_eq!(twice, once, "the same bytes");
+    let ids = |bodies: &[String]| {
+        bodies
+            .iter()
+            .map(|b| chat21::ops::webhooks::signing::webhook_id(b))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&twice), ids(&once));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,6 +422,7 @@ async fn a_malformed_record_is_skipped_and_the_others_delivered_in_order() {
         Streamed::Message(Written {
             message: m,
             origin: Origin::Direct,
+            written_at: 1_700_000_000_000,
         })
     };
     let good = image_of(&written(message("ok-1", "u2"))).unwrap();

@@ -453,16 +453,19 @@ fn deliver_is_invoked_for_exactly_what_it_delivers() {
         Streamed::Message(Written {
             message: message(ChannelType::Direct, "u2"),
             origin: Origin::Direct,
+            written_at: 1,
         }),
         Streamed::Message(Written {
             message: message(ChannelType::Group, "g1"),
             origin: Origin::Group { seq: 7 },
+            written_at: 1,
         }),
         Streamed::Message(Written {
             message: message(ChannelType::Group, "g2"),
             origin: Origin::Inline {
                 audience: vec!["u1".into(), "u2".into()],
             },
+            written_at: 1,
         }),
         Streamed::Change {
             app: "app1".into(),

@@ -1,16 +1,18 @@
 //! Conversations on DynamoDB: one row per (user, peer or group), updated by one conditional
 //! UpdateItem per message. A row remembers the order of its last message (`last_key`) and the
 //! tags of its recent messages (`seen`, `seen_before`; see `adapters::row`), so applying a
-//! message twice changes nothing and a late one counts once. A run newer than the last costs
-//! one blind conditional write; anything else is planned from the row as it is and written
-//! if the row's version `v` did not move.
+//! message twice changes nothing and a late one counts once. A run newer than the last, on a
+//! row of its own kind, costs one blind conditional write; anything else is planned from the
+//! row as it is and written if the row's version `v` did not move. A row of another kind is
+//! the real conversation's (an inline copy is refused) or starts over as the message's kind
+//! (see `ConversationStore::apply`).
 
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::DynamoStore;
-use super::item::{LAST, attribute, conversation_key, kind_name};
+use super::item::{KIND, LAST, attribute, conversation_key, kind_name, kind_of};
 use super::request::{Expr, Item, PK, n, s};
 use crate::adapters::retry::{Attempt, retry};
 use crate::adapters::row;
@@ -21,6 +23,36 @@ use crate::ports::{Applied, ConversationKind, RowUpdate};
 const SEEN: &str = "seen";
 const SEEN_BEFORE: &str = "seen_before";
 const VERSION: &str = "v";
+/// The newest message timestamp applied to a row (not its last message's, for a group): no
+/// read mark falls behind it.
+pub(super) const NEWEST_AT: &str = "newest_at";
+
+fn number(value: Option<&AttributeValue>) -> Option<u64> {
+    match value {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The newest timestamp applied to a row as read; for a row from before it was kept, its last
+/// message's.
+pub(super) fn newest_of(row: &Item) -> Option<u64> {
+    number(row.get(NEWEST_AT)).or_else(|| match row.get("last") {
+        Some(AttributeValue::M(last)) => number(last.get("timestamp")),
+        _ => None,
+    })
+}
+
+/// The condition that the row's newest applied timestamp ([`newest_of`]) is at most `at`, or
+/// that it has none (no row).
+pub(super) fn newest_at_most(e: &mut Expr, at: u64) -> String {
+    let (newest, last, timestamp) = (e.name(NEWEST_AT), e.name("last"), e.name("timestamp"));
+    let at = e.value(n(at));
+    format!(
+        "({newest} <= {at} OR (attribute_not_exists({newest}) AND \
+         (attribute_not_exists({last}) OR {last}.{timestamp} <= {at})))"
+    )
+}
 
 pub(super) fn string(item: &Item, name: &str) -> Option<String> {
     match item.get(name) {
@@ -29,7 +61,7 @@ pub(super) fn string(item: &Item, name: &str) -> Option<String> {
     }
 }
 
-fn flag(item: &Item, name: &str) -> bool {
+pub(super) fn flag(item: &Item, name: &str) -> bool {
     matches!(item.get(name), Some(AttributeValue::Bool(true)))
 }
 
@@ -58,9 +90,10 @@ fn newest(e: &mut Expr, update: &RowUpdate, order: &str, first: &str) -> Result<
         .into_iter()
         .map(|(name, value)| format!("{} = {}", e.name(name), e.value(value)))
         .collect();
-    let kind = e.name("kind");
+    // Written only where the row is that kind's already (or none), or starts over as it.
     sets.push(format!(
-        "{kind} = if_not_exists({kind}, {})",
+        "{} = {}",
+        e.name(KIND),
         e.value(s(kind_name(update.kind)))
     ));
     if update.kind == ConversationKind::Group && update.opens_window {
@@ -69,6 +102,23 @@ fn newest(e: &mut Expr, update: &RowUpdate, order: &str, first: &str) -> Result<
         sets.push(format!("{open} = if_not_exists({open}, {from})"));
     }
     Ok(sets)
+}
+
+/// The condition that the row is `kind`'s, or that there is none (a row written before kinds
+/// were stored is direct).
+fn same_kind(e: &mut Expr, kind: ConversationKind) -> String {
+    let (name, value) = (e.name(KIND), e.value(s(kind_name(kind))));
+    let absent = match kind {
+        ConversationKind::Direct => name.clone(),
+        ConversationKind::Group | ConversationKind::Inline => e.name(PK),
+    };
+    format!("(attribute_not_exists({absent}) OR {name} = {value})")
+}
+
+/// The kind of the row as read; `None` when there is no row.
+fn row_kind(row: &Item) -> Option<ConversationKind> {
+    row.contains_key(PK)
+        .then(|| kind_of(string(row, KIND).as_deref()))
 }
 
 impl DynamoStore {
@@ -96,9 +146,18 @@ impl DynamoStore {
         };
         let seen = e.name(SEEN);
         let last_key = e.name(LAST);
+        // The newest timestamp too: the run's, unless the row has seen a newer one (a group
+        // message placed after one dated later), which the planned path keeps.
+        sets.push(format!(
+            "{} = {}",
+            e.name(NEWEST_AT),
+            e.value(n(update.newest_at))
+        ));
         let newer = format!(
-            "(attribute_not_exists({last_key}) OR {last_key} < {})",
-            e.value(s(update.first_order()))
+            "(attribute_not_exists({last_key}) OR {last_key} < {}) AND {} AND {}",
+            e.value(s(update.first_order())),
+            same_kind(&mut e, update.kind),
+            newest_at_most(&mut e, update.newest_at)
         );
         let long_run = row::newest_tags(&update.orders);
         let (expression, condition) = if long_run.len() >= row::GENERATION {
@@ -138,34 +197,48 @@ impl DynamoStore {
     }
 
     /// Late messages only, with room in the current generation: one blind write, conditional
-    /// on none of them being remembered (so concurrent late deliveries do not conflict).
-    /// `Err` with the row as it is otherwise.
+    /// on none of them being remembered (so concurrent late deliveries do not conflict), and
+    /// raising the row's newest timestamp if the run's is newer than the row's as read
+    /// (`newest`). `Err` with the row as it is otherwise.
     async fn apply_late(
         &self,
         owner: &str,
         with: &str,
         update: &RowUpdate,
         late: &[String],
+        newest: Option<u64>,
     ) -> Result<std::result::Result<Applied, Item>> {
         let mut e = Expr::default();
         let (seen, seen_before) = (e.name(SEEN), e.name(SEEN_BEFORE));
         let tags: BTreeSet<String> = late.iter().map(|o| row::tag(o)).collect();
         let version = e.name(VERSION);
         let unread = if update.unread { late.len() as u64 } else { 0 };
+        let mut sets = vec![format!("{version} = {version} + {}", e.value(n(1)))];
+        let mut conditions = vec![
+            format!("attribute_exists({version})"),
+            same_kind(&mut e, update.kind),
+        ];
+        // Timestamps applied only grow (while the row is this kind's): one at least as new as
+        // the run's stays so.
+        if newest.is_none_or(|newest| newest < update.newest_at) {
+            sets.push(format!(
+                "{} = {}",
+                e.name(NEWEST_AT),
+                e.value(n(update.newest_at))
+            ));
+            conditions.push(newest_at_most(&mut e, update.newest_at));
+        }
         let expression = format!(
-            "SET {version} = {version} + {} ADD {} {}, {seen} {}",
-            e.value(n(1)),
+            "SET {} ADD {} {}, {seen} {}",
+            sets.join(", "),
             e.name("unread_count"),
             e.value(n(unread)),
             e.value(tag_set(&tags))
         );
-        let mut conditions = vec![
-            format!("attribute_exists({version})"),
-            format!(
-                "(attribute_not_exists({seen}) OR size({seen}) <= {})",
-                e.value(n((row::GENERATION - tags.len()) as u64))
-            ),
-        ];
+        conditions.extend([format!(
+            "(attribute_not_exists({seen}) OR size({seen}) <= {})",
+            e.value(n((row::GENERATION - tags.len()) as u64))
+        )]);
         for t in &tags {
             let t = e.value(s(t.as_str()));
             conditions.push(format!(
@@ -200,14 +273,13 @@ impl DynamoStore {
             _ => Vec::new(),
         };
         let version = e.name(VERSION);
-        let observed = match current.get(VERSION) {
-            Some(AttributeValue::N(v)) => v.parse::<u64>().ok(),
-            _ => None,
-        };
+        let observed = number(current.get(VERSION));
         sets.push(format!(
             "{version} = {}",
             e.value(n(observed.unwrap_or(0) + 1))
         ));
+        let newest = newest_of(current).map_or(update.newest_at, |n| n.max(update.newest_at));
+        sets.push(format!("{} = {}", e.name(NEWEST_AT), e.value(n(newest))));
         let mut removes = Vec::new();
         for (name, tags) in [(SEEN, &plan.current), (SEEN_BEFORE, &plan.previous)] {
             if tags.is_empty() {
@@ -244,6 +316,72 @@ impl DynamoStore {
         })
     }
 
+    /// The row as it is now (empty if there is none).
+    async fn reread(&self, update: &RowUpdate, owner: &str, with: &str) -> Result<Item> {
+        let key = conversation_key(&update.last.app_id, owner, with);
+        Ok(self.table.get(key).await?.unwrap_or_default())
+    }
+
+    /// A direct or group message on a row of another kind (`current`, as read): the row
+    /// becomes the message's kind and starts over with it, keeping only a group's windows
+    /// (membership's), if it is still that version. `None` if it moved meanwhile.
+    async fn start_over(
+        &self,
+        owner: &str,
+        with: &str,
+        update: &RowUpdate,
+        current: &Item,
+    ) -> Result<Option<Applied>> {
+        let plan = row::plan(&update.orders, &row::Seen::default());
+        let mut e = Expr::default();
+        let mut sets = newest(&mut e, update, update.last_order(), update.first_order())?;
+        let unread = if update.unread { plan.counted() } else { 0 };
+        sets.push(format!(
+            "{} = {}",
+            e.name("unread_count"),
+            e.value(n(unread))
+        ));
+        sets.push(format!(
+            "{} = {}",
+            e.name(NEWEST_AT),
+            e.value(n(update.newest_at))
+        ));
+        let version = e.name(VERSION);
+        let observed = number(current.get(VERSION));
+        sets.push(format!(
+            "{version} = {}",
+            e.value(n(observed.unwrap_or(0) + 1))
+        ));
+        let mut removes: Vec<String> = ["read_at", "peer_read_at", "received_up_to", "cleared_to"]
+            .into_iter()
+            .map(|name| e.name(name))
+            .collect();
+        for (name, tags) in [(SEEN, &plan.current), (SEEN_BEFORE, &plan.previous)] {
+            if tags.is_empty() {
+                removes.push(e.name(name));
+            } else {
+                sets.push(format!("{} = {}", e.name(name), e.value(tag_set(tags))));
+            }
+        }
+        let expression = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
+        let condition = match observed {
+            Some(v) => format!("{version} = {}", e.value(n(v))),
+            None => format!(
+                "attribute_exists({}) AND attribute_not_exists({version})",
+                e.name(PK)
+            ),
+        };
+        let key = conversation_key(&update.last.app_id, owner, with);
+        let request = self.table.update(key, expression, condition, &e)?;
+        Ok(self
+            .table
+            .update_item(request)
+            .await?
+            .map(|_| Applied::Newer {
+                unarchived: flag(current, "archived") && !flag(current, "deleted"),
+            }))
+    }
+
     /// Applies `update` to the row of `owner`'s conversation with `with` (see the module's
     /// documentation).
     pub(super) async fn apply_to_row(
@@ -260,6 +398,22 @@ impl DynamoStore {
             "the conversation kept changing",
             current,
             move |current| async move {
+                // The real conversation wins the row.
+                match row_kind(&current) {
+                    Some(kind) if kind == update.kind => {}
+                    Some(_) if update.kind == ConversationKind::Inline => {
+                        return Ok(Attempt::Done(Applied::Refused));
+                    }
+                    Some(_) => {
+                        return Ok(
+                            match self.start_over(owner, with, update, &current).await? {
+                                Some(applied) => Attempt::Done(applied),
+                                None => Attempt::Again(self.reread(update, owner, with).await?),
+                            },
+                        );
+                    }
+                    None => {}
+                }
                 let seen = row::Seen {
                     last: string(&current, LAST),
                     current: tags(&current, SEEN),
@@ -272,8 +426,12 @@ impl DynamoStore {
                 let fits = seen.current.len() + plan.late.len() <= row::GENERATION
                     && plan.late.len() < row::GENERATION;
                 if plan.newer.is_empty() && fits && current.contains_key(VERSION) {
+                    let newest = newest_of(&current);
                     return Ok(
-                        match self.apply_late(owner, with, update, &plan.late).await? {
+                        match self
+                            .apply_late(owner, with, update, &plan.late, newest)
+                            .await?
+                        {
                             Ok(applied) => Attempt::Done(applied),
                             Err(now) => Attempt::Again(now),
                         },
@@ -285,12 +443,7 @@ impl DynamoStore {
                 {
                     Some(applied) => Ok(Attempt::Done(applied)),
                     // Changed meanwhile: read it again.
-                    None => {
-                        let key = conversation_key(&update.last.app_id, owner, with);
-                        Ok(Attempt::Again(
-                            self.table.get(key).await?.unwrap_or_default(),
-                        ))
-                    }
+                    None => Ok(Attempt::Again(self.reread(update, owner, with).await?)),
                 }
             },
         )

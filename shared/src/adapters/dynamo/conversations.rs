@@ -2,18 +2,30 @@
 //! UpdateItem per message (`apply`); read, listed, archived, deleted and marked read here.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::DynamoStore;
-use super::apply::string;
-use super::item::{LAST, StoredRow, conversation_key, conversation_of, row_of};
+use super::apply::{flag, newest_at_most, newest_of, string};
+use super::item::{KIND, LAST, StoredRow, conversation_key, conversation_of, kind_of, row_of};
 use super::request::{Expr, PK, n, s};
+use crate::adapters::retry::{Attempt, retry};
 use crate::error::Result;
 use crate::keys;
 use crate::model::Conversation;
 use crate::ports::{
-    Applied, ConversationStore, Page, PageRequest, ReadMark, RowUpdate, TimelineView,
+    Applied, ConversationKind, ConversationStore, Page, PageRequest, ReadMark, RowUpdate,
+    TimelineView,
 };
+
+/// The condition that the row exists and is not deleted.
+fn live(e: &mut Expr) -> String {
+    let deleted = e.name("deleted");
+    format!(
+        "attribute_exists({}) AND (attribute_not_exists({deleted}) OR {deleted} = {})",
+        e.name(PK),
+        e.value(AttributeValue::Bool(false))
+    )
+}
 
 impl DynamoStore {
     /// Sets `fields` on a conversation row that exists and is not deleted, and returns the
@@ -31,12 +43,7 @@ impl DynamoStore {
             .map(|(name, value)| format!("{} = {}", e.name(name), e.value(value)))
             .collect();
         let update = format!("SET {}", sets.join(", "));
-        let deleted = e.name("deleted");
-        let condition = format!(
-            "attribute_exists({}) AND (attribute_not_exists({deleted}) OR {deleted} = {})",
-            e.name(PK),
-            e.value(AttributeValue::Bool(false))
-        );
+        let condition = live(&mut e);
         let update = self
             .table
             .update(conversation_key(app, user, with), update, condition, &e)?;
@@ -56,11 +63,12 @@ impl ConversationStore for DynamoStore {
     async fn lags(&self, app: &str, owner: &str, with: &str, order: &str) -> Result<bool> {
         let row = self
             .table
-            .get_projected(conversation_key(app, owner, with), LAST)
+            .get_projected(conversation_key(app, owner, with), &[LAST, KIND])
             .await?;
-        Ok(row
-            .and_then(|r| string(&r, LAST))
-            .is_none_or(|last| last.as_str() < order))
+        Ok(row.is_none_or(|r| {
+            kind_of(string(&r, KIND).as_deref()) != ConversationKind::Direct
+                || string(&r, LAST).is_none_or(|last| last.as_str() < order)
+        }))
     }
 
     async fn get_conversation(
@@ -160,12 +168,38 @@ impl ConversationStore for DynamoStore {
         with: &str,
         at: u64,
     ) -> Result<Option<Conversation>> {
-        let fields = [
-            ("is_new", AttributeValue::Bool(false)),
-            ("unread_count", n(0)),
-            ("read_at", n(at)),
-        ];
-        self.update_live_row(app, user, with, fields).await
+        // One conditional write: the mark at `at` if no newer message was applied; else the
+        // row as it is tells the newest, and the mark moves up to it.
+        retry("the conversation kept changing", at, |at| async move {
+            let mut e = Expr::default();
+            let update = format!(
+                "SET {} = {}, {} = {}, {} = {}",
+                e.name("is_new"),
+                e.value(AttributeValue::Bool(false)),
+                e.name("unread_count"),
+                e.value(n(0)),
+                e.name("read_at"),
+                e.value(n(at))
+            );
+            let condition = format!("{} AND {}", live(&mut e), newest_at_most(&mut e, at));
+            let update =
+                self.table
+                    .update(conversation_key(app, user, with), update, condition, &e)?;
+            match self
+                .table
+                .update_returning_or_current(update, ReturnValue::AllNew)
+                .await?
+            {
+                Ok(marked) => Ok(Attempt::Done(conversation_of(marked)?)),
+                Err(current) if !current.contains_key(PK) || flag(&current, "deleted") => {
+                    Ok(Attempt::Done(None))
+                }
+                Err(current) => Ok(Attempt::Again(
+                    newest_of(&current).map_or(at, |n| n.max(at)),
+                )),
+            }
+        })
+        .await
     }
 
     async fn raise_read_mark(

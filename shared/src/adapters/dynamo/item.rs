@@ -74,11 +74,23 @@ pub struct StoredWindow {
     pub to: String,
 }
 
+/// On a conversation row: what the conversation is (`kind_name`).
+pub const KIND: &str = "kind";
+
 pub fn kind_name(kind: ConversationKind) -> &'static str {
     match kind {
         ConversationKind::Direct => "direct",
         ConversationKind::Group => "group",
         ConversationKind::Inline => "inline",
+    }
+}
+
+/// The kind a row's `kind` names; rows written before kinds were stored are direct.
+pub fn kind_of(name: Option<&str>) -> ConversationKind {
+    match name {
+        Some("group") => ConversationKind::Group,
+        Some("inline") => ConversationKind::Inline,
+        _ => ConversationKind::Direct,
     }
 }
 
@@ -106,11 +118,7 @@ impl StoredRow {
     }
 
     pub fn view(&self) -> TimelineView {
-        let kind = match self.kind.as_deref() {
-            Some("group") => ConversationKind::Group,
-            Some("inline") => ConversationKind::Inline,
-            _ => ConversationKind::Direct,
-        };
+        let kind = kind_of(self.kind.as_deref());
         let mut windows: Vec<Window> = self
             .closed
             .iter()

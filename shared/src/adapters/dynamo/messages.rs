@@ -98,10 +98,16 @@ impl MessageStore for DynamoStore {
         }
     }
 
-    async fn put_group_message(&self, message: &Message, seq: u64) -> Result<Option<Message>> {
+    async fn put_group_message(
+        &self,
+        message: &Message,
+        seq: u64,
+        written_at: u64,
+    ) -> Result<Option<Message>> {
         let written = Written {
             message: message.clone(),
             origin: Origin::Group { seq },
+            written_at,
         };
         match self.table.put_if_absent(item_of(&written)?).await? {
             None => Ok(None),

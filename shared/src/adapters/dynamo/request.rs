@@ -272,10 +272,19 @@ impl Table {
         &self,
         update: Update,
     ) -> Result<std::result::Result<Item, Item>> {
+        self.update_returning_or_current(update, ReturnValue::AllOld)
+            .await
+    }
+
+    /// UpdateItem returning what `returned` asks for, or `Err(current)` with the item as it is
+    /// (empty if there is none) when the condition failed.
+    pub async fn update_returning_or_current(
+        &self,
+        update: Update,
+        returned: ReturnValue,
+    ) -> Result<std::result::Result<Item, Item>> {
         let current = Some(ReturnValuesOnConditionCheckFailure::AllOld);
-        let out = self
-            .update_call(update, ReturnValue::AllOld, current)
-            .await?;
+        let out = self.update_call(update, returned, current).await?;
         Ok(out.map_err(Option::unwrap_or_default))
     }
 
@@ -312,16 +321,22 @@ impl Table {
         }
     }
 
-    /// An eventually consistent read of one attribute of an item (half a read unit).
-    pub async fn get_projected(&self, key: Item, attribute: &str) -> Result<Option<Item>> {
+    /// An eventually consistent read of a few attributes of an item (half a read unit).
+    pub async fn get_projected(&self, key: Item, attributes: &[&str]) -> Result<Option<Item>> {
         self.count();
+        let names: HashMap<String, String> = attributes
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("#a{i}"), a.to_string()))
+            .collect();
+        let projection: Vec<String> = (0..attributes.len()).map(|i| format!("#a{i}")).collect();
         let out = self
             .client
             .get_item()
             .table_name(&self.name)
             .set_key(Some(key))
-            .projection_expression("#a")
-            .expression_attribute_names("#a", attribute)
+            .projection_expression(projection.join(", "))
+            .set_expression_attribute_names(Some(names))
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;

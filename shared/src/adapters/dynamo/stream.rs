@@ -20,6 +20,9 @@ pub const ORIGIN: &str = "origin";
 /// The `origin`s the deliver step delivers (template.yaml's stream filter passes these).
 pub const DELIVERED_ORIGINS: [&str; 3] = ["direct", "group", "inline"];
 pub const AUDIENCE: &str = "audience";
+/// When the message was written: its events' `createdAt`, the same however often the record
+/// is handed over. Items written before it existed fall back to the message's timestamp.
+pub const WRITTEN_AT: &str = "written_at";
 
 /// The item a new message is stored as (the stream's new image): the message in its
 /// timeline, with its delivery marks.
@@ -44,6 +47,7 @@ pub fn item_of(written: &Written) -> Result<Item> {
     };
     let mut item = message_item(m, pk, order)?;
     item.insert(ORIGIN.into(), s(origin));
+    item.insert(WRITTEN_AT.into(), n(written.written_at));
     match &written.origin {
         Origin::Inline { audience } => {
             let list = audience.iter().map(|a| s(a.as_str())).collect();
@@ -78,6 +82,8 @@ struct Marks {
     #[serde(default)]
     seq: Option<u64>,
     #[serde(default)]
+    written_at: Option<u64>,
+    #[serde(default)]
     settled: bool,
     #[serde(default)]
     change_app: Option<String>,
@@ -107,5 +113,60 @@ pub fn streamed_of(image: serde_dynamo::Item) -> Result<Option<Streamed>> {
         _ => return Ok(None),
     };
     let message: Message = serde_dynamo::from_item(image).map_err(unreadable)?;
-    Ok(Some(Streamed::Message(Written { message, origin })))
+    // Never the clock of this attempt: a deterministic value for items without the mark.
+    let written_at = marks.written_at.unwrap_or(message.timestamp);
+    Ok(Some(Streamed::Message(Written {
+        message,
+        origin,
+        written_at,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChannelType, status};
+
+    fn written() -> Written {
+        Written {
+            message: Message {
+                message_id: "m1".into(),
+                sender: "u1".into(),
+                sender_fullname: "U1".into(),
+                recipient: "u2".into(),
+                recipient_fullname: "U2".into(),
+                text: "hi".into(),
+                kind: "text".into(),
+                channel_type: ChannelType::Direct,
+                attributes: None,
+                metadata: None,
+                timestamp: 1_600_000_000_000,
+                status: status::SENT,
+                app_id: "a".into(),
+                timeline_of: "u1".into(),
+                convers_with: "u2".into(),
+            },
+            origin: Origin::Direct,
+            written_at: 1_700_000_000_123,
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_with_its_write_time() {
+        let w = written();
+        let image = image_of(&Streamed::Message(w.clone())).unwrap();
+        assert_eq!(streamed_of(image).unwrap(), Some(Streamed::Message(w)));
+    }
+
+    #[test]
+    fn an_item_from_before_the_write_time_falls_back_to_the_message_timestamp() {
+        let w = written();
+        let mut item = item_of(&w).unwrap();
+        item.remove(WRITTEN_AT);
+        let Some(Streamed::Message(read)) = streamed_of(item.into()).unwrap() else {
+            panic!("not a message");
+        };
+        assert_eq!(read.written_at, 1_600_000_000_000);
+        assert_eq!(read.message, w.message);
+    }
 }

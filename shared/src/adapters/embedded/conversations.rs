@@ -12,6 +12,28 @@ use crate::ports::{
     TimelineView, Window,
 };
 
+impl Row {
+    /// A new row, or one starting over: `update` as its only messages.
+    fn started(update: &RowUpdate) -> Row {
+        let plan = row::plan(&update.orders, &Seen::default());
+        let mut conversation = Conversation::from_last(&update.last, update.unread);
+        conversation.unread_count = u64::from(update.unread) * plan.counted();
+        Row {
+            conversation,
+            kind: update.kind,
+            last_key: update.last_order().to_string(),
+            seen: plan.current,
+            seen_before: plan.previous,
+            open_from: (update.kind == ConversationKind::Group && update.opens_window)
+                .then(|| update.first_order().to_string()),
+            closed: Vec::new(),
+            cleared_to: None,
+            deleted: false,
+            newest_at: update.newest_at,
+        }
+    }
+}
+
 impl State {
     fn row(&mut self, app: &str, user: &str, with: &str) -> Option<&mut Row> {
         self.rows.get_mut(&keys::user_pk(app, user))?.get_mut(with)
@@ -33,26 +55,23 @@ impl ConversationStore for EmbeddedStore {
             .entry(keys::user_pk(&last.app_id, owner))
             .or_default();
         let Some(row) = rows.get_mut(with) else {
-            let plan = row::plan(&update.orders, &Seen::default());
-            let mut conversation = Conversation::from_last(last, update.unread);
-            conversation.unread_count = unread * plan.counted();
-            rows.insert(
-                with.to_string(),
-                Row {
-                    conversation,
-                    kind: update.kind,
-                    last_key: update.last_order().to_string(),
-                    seen: plan.current,
-                    seen_before: plan.previous,
-                    open_from: (update.kind == ConversationKind::Group && update.opens_window)
-                        .then(|| update.first_order().to_string()),
-                    closed: Vec::new(),
-                    cleared_to: None,
-                    deleted: false,
-                },
-            );
+            rows.insert(with.to_string(), Row::started(update));
             return Ok(Applied::Newer { unarchived: false });
         };
+        if row.kind != update.kind {
+            // The real conversation wins the row (see the port).
+            if update.kind == ConversationKind::Inline {
+                return Ok(Applied::Refused);
+            }
+            let unarchived = row.conversation.archived && !row.deleted;
+            let (open_from, closed) = (row.open_from.take(), std::mem::take(&mut row.closed));
+            *row = Row::started(update);
+            if open_from.is_some() {
+                row.open_from = open_from;
+            }
+            row.closed = closed;
+            return Ok(Applied::Newer { unarchived });
+        }
         let seen = Seen {
             last: Some(row.last_key.clone()),
             current: row.seen.clone(),
@@ -64,6 +83,7 @@ impl ConversationStore for EmbeddedStore {
         }
         row.seen = plan.current.clone();
         row.seen_before = plan.previous.clone();
+        row.newest_at = row.newest_at.max(update.newest_at);
         let count = row.conversation.unread_count + unread * plan.counted();
         let Some(newest) = plan.newer.last() else {
             row.conversation.unread_count = count;
@@ -88,9 +108,9 @@ impl ConversationStore for EmbeddedStore {
 
     async fn lags(&self, app: &str, owner: &str, with: &str, order: &str) -> Result<bool> {
         let mut state = self.state();
-        Ok(state
-            .row(app, owner, with)
-            .is_none_or(|row| row.last_key.as_str() < order))
+        Ok(state.row(app, owner, with).is_none_or(|row| {
+            row.kind != ConversationKind::Direct || row.last_key.as_str() < order
+        }))
     }
 
     async fn get_conversation(
@@ -185,7 +205,7 @@ impl ConversationStore for EmbeddedStore {
             let c = &mut row.conversation;
             c.is_new = false;
             c.unread_count = 0;
-            c.read_at = Some(at);
+            c.read_at = Some(at.max(row.newest_at));
             c.clone()
         }))
     }

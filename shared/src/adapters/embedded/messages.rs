@@ -46,7 +46,12 @@ impl MessageStore for EmbeddedStore {
         }))
     }
 
-    async fn put_group_message(&self, message: &Message, seq: u64) -> Result<Option<Message>> {
+    async fn put_group_message(
+        &self,
+        message: &Message,
+        seq: u64,
+        written_at: u64,
+    ) -> Result<Option<Message>> {
         let pk = keys::history_pk(&message.app_id, &message.recipient);
         let sk = keys::message_sk(&message.sender, &message.message_id);
         {
@@ -60,6 +65,7 @@ impl MessageStore for EmbeddedStore {
         self.streamed(Streamed::Message(Written {
             message: message.clone(),
             origin: Origin::Group { seq },
+            written_at,
         }));
         Ok(None)
     }

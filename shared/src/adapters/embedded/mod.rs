@@ -58,6 +58,8 @@ struct Row {
     closed: Vec<Window>,
     cleared_to: Option<String>,
     deleted: bool,
+    /// The newest message timestamp applied (a group's last message is not its newest).
+    newest_at: u64,
 }
 
 impl Row {

@@ -123,10 +123,17 @@ async fn deliver_run(
         orders: orders.to_vec(),
         unread: true,
         opens_window: member,
+        newest_at: views
+            .iter()
+            .map(|v| v.timestamp)
+            .max()
+            .unwrap_or(last.timestamp),
     };
     let mut pushes = Vec::new();
     if deps.store.apply(target, group, &update).await? == (Applied::Newer { unarchived: true }) {
-        pushes.push(deliver::unarchived(deps, &last.app_id, target, group).await?);
+        // Dated by the change that wrote the run's last message (a system message's time).
+        let at = last.timestamp;
+        pushes.push(deliver::unarchived(deps, &last.app_id, target, group, at).await?);
     }
     pushes.extend(views.iter().map(push::message_added));
     Ok(pushes)

@@ -519,14 +519,38 @@ async fn group_sends_need_a_known_group_and_membership() {
             404,
         ),
         send_case(
-            "an unknown group by channel_type",
+            "an unknown group by channel_type, whose id may be a user's",
             &token("u1"),
             bytes(with(
                 with(send_body(), "recipient_id", json!("nope")),
                 "channel_type",
                 json!("group"),
             )),
-            404,
+            400,
+        ),
+        send_case(
+            "an inline group naming a user's id (it would take over u3's conversation with u4)",
+            &token("u1"),
+            bytes(with(
+                with(
+                    with(send_body(), "recipient_id", json!("u4")),
+                    "channel_type",
+                    json!("group"),
+                ),
+                "group",
+                json!({"members": {"u3": 1}}),
+            )),
+            400,
+        ),
+        send_case(
+            "an inline group naming an existing group the sender is not in",
+            &token("u3"),
+            bytes(with(
+                with(send_body(), "recipient_id", json!(TEAM)),
+                "group",
+                json!({"members": {"u3": 1, "u4": 1}}),
+            )),
+            403,
         ),
     ];
     w.refuse_all(&cases).await;
