@@ -14,6 +14,7 @@ mod transport;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chat21::api::Api;
 use chat21::error::Result;
 use chat21::realtime::{Push, Realtime};
@@ -48,6 +49,12 @@ impl Realtime for BrokerRealtime {
                 QoS::AtLeastOnce,
             );
         }
+        Ok(())
+    }
+
+    /// An empty retained message forgets the topic's (the router's own rule).
+    async fn clear_retained(&self, topic: &str) -> Result<()> {
+        self.0.retain(topic, Bytes::new());
         Ok(())
     }
 }
