@@ -15,4 +15,5 @@ mod iot_policy;
 mod lambda_e2e;
 mod openapi;
 mod template;
+mod template_realtime;
 mod webhooks;
