@@ -653,6 +653,39 @@ fn only_mqtt_inbound_may_retain_and_only_on_presence_topics() {
     }
 }
 
+/// An AWS-managed domain configuration can be deleted only after 7 days disabled: a failed
+/// first deploy or `sam delete` would fail on it, and a fixed name would collide on the next
+/// deploy. So CloudFormation names it and leaves it behind (README: the clean-up).
+#[test]
+fn the_mqtt_domain_is_left_behind_and_named_by_cloudformation() {
+    let text = template();
+    let all = resources(&text);
+    let domain = all
+        .iter()
+        .find(|r| r.id == "MqttDomain")
+        .expect("no MqttDomain");
+    assert_eq!(domain.value("Type"), Some("AWS::IoT::DomainConfiguration"));
+    assert_eq!(domain.value("DeletionPolicy"), Some("Retain"));
+    assert_eq!(domain.value("UpdateReplacePolicy"), Some("Retain"));
+    assert_eq!(
+        domain.value("DomainConfigurationName"),
+        None,
+        "a fixed name collides with the domain a failed deploy left behind"
+    );
+    // The authorizer the domain still names is left behind too (IoT refuses to delete what
+    // is attached), but replaced normally: the domain then names the new one.
+    let authorizer = all.iter().find(|r| r.id == "MqttAuthorizer").unwrap();
+    assert_eq!(authorizer.value("DeletionPolicy"), Some("Retain"));
+    assert_eq!(authorizer.value("UpdateReplacePolicy"), Some("Delete"));
+    assert_eq!(authorizer.value("AuthorizerName"), None);
+    let endpoints = all.iter().find(|r| r.id == "IotEndpoints").unwrap();
+    assert_eq!(
+        endpoints.value("DomainConfigurationName"),
+        Some("!Ref MqttDomain"),
+        "the custom resource reads the name CloudFormation gave"
+    );
+}
+
 /// The inline code of the endpoints custom resource, run with Python against moto (its IoT
 /// control plane) and a recorder standing in for CloudFormation's response URL.
 #[tokio::test]
