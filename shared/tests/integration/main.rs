@@ -11,6 +11,7 @@ mod dynamo_limits;
 mod events_files;
 mod http_api;
 mod iot;
+mod iot_endpoints_resource;
 mod iot_policy;
 mod lambda_e2e;
 mod openapi;

@@ -1,12 +1,10 @@
 //! `template.yaml`'s real time (IoT Core) agrees with the code and with REALTIME.md: the topic
 //! rules take every client topic and no server topic; the functions' roles, evaluated as IAM
 //! would (`iot_policy.rs`), let them publish every server topic and no client topic; the
-//! authorizer and the clients' domain; the endpoints custom resource's Python, run against
-//! moto. The template is read line by line, as in `template.rs`.
+//! authorizer and the clients' domain, left behind on deletion. The template is read line by
+//! line, as in `template.rs`. (The endpoints custom resource: `iot_endpoints_resource.rs`.)
 
 use std::collections::BTreeSet;
-
-use serde_json::{Value, json};
 
 use crate::iot_policy::Statement;
 use crate::template::{Resource, functions_in_template, package_of, resources, template};
@@ -684,86 +682,4 @@ fn the_mqtt_domain_is_left_behind_and_named_by_cloudformation() {
         Some("!Ref MqttDomain"),
         "the custom resource reads the name CloudFormation gave"
     );
-}
-
-/// The inline code of the endpoints custom resource, run with Python against moto (its IoT
-/// control plane) and a recorder standing in for CloudFormation's response URL.
-#[tokio::test]
-async fn the_endpoints_custom_resource_answers_cloudformation() {
-    crate::common::aws_config().await;
-    let text = template();
-    let start = text
-        .lines()
-        .position(|l| l.trim() == "ZipFile: |")
-        .expect("no inline ZipFile code");
-    let lines: Vec<&str> = text.lines().skip(start + 1).collect();
-    let indent = lines[0].len() - lines[0].trim_start().len();
-    let code: String = lines
-        .iter()
-        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
-        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
-        .collect();
-    let dir = std::env::temp_dir().join(crate::common::unique("iot-endpoints"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.py"), code).unwrap();
-    let responses = crate::common::Recorder::start().await;
-    let domain = crate::common::unique("chat21-mqtt");
-    let runner = r#"
-import importlib.util, sys, boto3
-spec = importlib.util.spec_from_file_location("index", sys.argv[1])
-index = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(index)
-name, url = sys.argv[2], sys.argv[3]
-# AWS names an AWS-managed domain itself; moto keeps the name it is given.
-boto3.client("iot").create_domain_configuration(
-    domainConfigurationName=name, domainName="abc123-ats.iot.us-east-1.amazonaws.com", serviceType="DATA")
-for kind, domain in [("Create", name), ("Update", name), ("Create", "missing"), ("Delete", name)]:
-    index.handler({"RequestType": kind, "ResponseURL": url + "/cfn", "StackId": "stack", "RequestId": kind,
-                   "LogicalResourceId": "IotEndpoints", "ResourceProperties": {"DomainConfigurationName": domain}}, None)
-"#;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(runner)
-        .arg(dir.join("index.py"))
-        .arg(&domain)
-        .arg(&responses.url)
-        .output()
-        .await
-        .expect("run python3");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let answers: Vec<Value> = responses
-        .take()
-        .iter()
-        .map(|r| {
-            assert_eq!((r.method.as_str(), r.path.as_str()), ("PUT", "/cfn"));
-            serde_json::from_slice(&r.body).unwrap()
-        })
-        .collect();
-    assert_eq!(answers.len(), 4, "{answers:?}");
-    for created in &answers[..2] {
-        assert_eq!(created["Status"], "SUCCESS", "{created}");
-        assert_eq!(created["LogicalResourceId"], "IotEndpoints");
-        assert_eq!(
-            created["Data"]["MqttDomain"],
-            "abc123-ats.iot.us-east-1.amazonaws.com"
-        );
-        let data_endpoint = created["Data"]["DataEndpoint"].as_str().unwrap();
-        assert!(data_endpoint.contains("-ats.iot."), "{data_endpoint}");
-    }
-    assert_eq!(
-        answers[2]["Status"], "FAILED",
-        "a missing domain must fail the stack"
-    );
-    assert_eq!(
-        answers[3]["Status"], "SUCCESS",
-        "deleting never blocks the stack"
-    );
-    assert_eq!(answers[3]["Data"], json!({}));
-    let _ = std::fs::remove_dir_all(&dir);
 }
