@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chat21::api::Api;
 use chat21::error::Result;
 use chat21::realtime::{Push, Realtime};
@@ -87,6 +88,12 @@ impl Realtime for BrokerRealtime {
                 QoS::AtLeastOnce,
             );
         }
+        Ok(())
+    }
+
+    /// An empty retained message forgets the topic's (the router's own rule).
+    async fn clear_retained(&self, topic: &str) -> Result<()> {
+        self.0.retain(topic, Bytes::new());
         Ok(())
     }
 }

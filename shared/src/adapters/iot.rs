@@ -1,7 +1,8 @@
 //! The real-time port on AWS: every push is one IoT Core data-plane `Publish` (QoS 1, not
 //! retained) to the account's ATS endpoint, which delivers it to the connected clients
 //! subscribed to its topic (REALTIME.md "On AWS"). IoT Core bills each publish per 5 KB of
-//! payload, so a push is one message unless its payload is larger.
+//! payload, so a push is one message unless its payload is larger. Clearing a retained
+//! message is one `Publish` too: empty, retained (which IoT Core takes as "delete it").
 
 use std::collections::BTreeMap;
 
@@ -28,16 +29,25 @@ impl IotRealtime {
     }
 
     async fn publish_one(&self, push: &Push) -> Result<()> {
+        self.send(&push.topic, push.payload.to_string().into_bytes(), false)
+            .await
+    }
+
+    /// One QoS 1 `Publish`; `retain` with an empty payload deletes the topic's retained
+    /// message.
+    async fn send(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<()> {
         self.client
             .publish()
-            .topic(&push.topic)
+            .topic(topic)
             .qos(1)
-            .payload(Blob::new(push.payload.to_string()))
+            // Unset unless retained: a push's request stays `?qos=1`.
+            .set_retain(retain.then_some(true))
+            .payload(Blob::new(payload))
             .send()
             .await
             .map(|_| ())
             .map_err(|e| {
-                warn!(code = ?e.code(), message = ?e.message(), topic = %push.topic, "IoT Publish failed");
+                warn!(code = ?e.code(), message = ?e.message(), %topic, retain, "IoT Publish failed");
                 Error::unavailable("the real-time broker is unavailable")
             })
     }
@@ -79,6 +89,12 @@ impl Realtime for IotRealtime {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Needs `iot:Publish` and `iot:RetainPublish` on the topic (template.yaml grants both to
+    /// mqtt-inbound, on presence topics only).
+    async fn clear_retained(&self, topic: &str) -> Result<()> {
+        self.send(topic, Vec::new(), true).await
     }
 }
 

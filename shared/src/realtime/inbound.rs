@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::topics::ClientTopic;
+use super::topics::{self, ClientTopic};
 use crate::error::{Error, Result};
 use crate::events::{Event, Presence, PresenceState};
 use crate::ids::Id;
@@ -53,22 +53,38 @@ pub async fn handle_publish(
             conversations::mark_read(deps, caller, caller.user_id.clone(), &with).await
         }
         ClientTopic::Archive { with } => conversations::archive(deps, caller, None, &with).await,
-        ClientTopic::Presence { client_id } => {
-            let fields = Fields::parse(payload)?;
-            let presence = if fields.get("connected") == Some(&Value::Bool(true)) {
-                PresenceState::Online
-            } else if fields.get("disconnected") == Some(&Value::Bool(true)) {
-                PresenceState::Offline
-            } else {
-                return Ok(());
-            };
-            let presence = Presence {
-                user_id: caller.user_id.clone(),
-                client_id,
-                presence,
-            };
-            let event = Event::presence_change(&caller.app_id, presence, deps.now());
-            deps.events.publish(&[event]).await
-        }
+        ClientTopic::Presence { client_id } => presence(deps, caller, client_id, payload).await,
     }
+}
+
+/// `{"connected": true}` or `{"disconnected": true}` (Chat21's will, retained): a
+/// `presence-change` event. A disconnect also clears the topic's retained message (the will),
+/// which IoT Core would otherwise keep for years: one per unclean disconnect, each under a new
+/// random client id. An empty payload is such a clear (ours, seen again through the topic
+/// rule, or a client's own): nothing to do.
+async fn presence(deps: &Deps, caller: &Caller, client_id: Id, payload: &[u8]) -> Result<()> {
+    if payload.is_empty() {
+        return Ok(());
+    }
+    let fields = Fields::parse(payload)?;
+    let presence = if fields.get("connected") == Some(&Value::Bool(true)) {
+        PresenceState::Online
+    } else if fields.get("disconnected") == Some(&Value::Bool(true)) {
+        PresenceState::Offline
+    } else {
+        return Ok(());
+    };
+    if presence == PresenceState::Offline {
+        // First, so that a failure fails the whole publish and its retry (which clears
+        // again: idempotent) also sends the event.
+        let topic = topics::presence(&caller.app_id, &caller.user_id, &client_id);
+        deps.realtime.clear_retained(&topic).await?;
+    }
+    let presence = Presence {
+        user_id: caller.user_id.clone(),
+        client_id,
+        presence,
+    };
+    let event = Event::presence_change(&caller.app_id, presence, deps.now());
+    deps.events.publish(&[event]).await
 }

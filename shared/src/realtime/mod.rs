@@ -41,6 +41,11 @@ pub trait Realtime: Send + Sync {
     /// An error means some publishes may not have gone out (the caller decides whether that
     /// fails its work: the deliver step retries, HTTP calls only log it).
     async fn publish(&self, pushes: &[Push]) -> Result<()>;
+
+    /// Deletes the retained message of `topic` (on IoT Core: an empty retained publish, which
+    /// is how MQTT deletes one). Nothing retained there is not an error. For Chat21's retained
+    /// will messages, which IoT Core would otherwise keep for years (REALTIME.md, presence).
+    async fn clear_retained(&self, topic: &str) -> Result<()>;
 }
 
 /// For functions that have no real-time endpoint configured: publishes nothing.
@@ -49,6 +54,10 @@ pub struct NoRealtime;
 #[async_trait]
 impl Realtime for NoRealtime {
     async fn publish(&self, _: &[Push]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn clear_retained(&self, _: &str) -> Result<()> {
         Ok(())
     }
 }

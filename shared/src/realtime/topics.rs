@@ -175,6 +175,12 @@ pub fn group_updated(app: &str, member: &str, group: &str) -> String {
     user_topic(app, member, &["groups", group, "clientupdated"])
 }
 
+/// A client's presence topic (published by the client, its will retained there); the server
+/// only ever clears its retained message.
+pub fn presence(app: &str, user: &str, client_id: &str) -> String {
+    user_topic(app, user, &["presence", client_id])
+}
+
 fn fits(topic: &str) -> bool {
     topic.len() <= MAX_TOPIC_BYTES && topic.matches('/').count() <= MAX_TOPIC_SLASHES
 }
@@ -313,6 +319,14 @@ mod tests {
             "apps/a/users/u1/messages/u2/m1/clientupdated"
         );
         assert_eq!(owner_of("apps/a/outgoing/users/u1"), None);
+        let me = caller("u1", "a");
+        let presence = presence("a", "u1", "c-1");
+        assert_eq!(
+            ClientTopic::parse(&presence, &me),
+            Some(ClientTopic::Presence {
+                client_id: Id::parse("c", "c-1").unwrap()
+            })
+        );
     }
 
     #[test]

@@ -10,11 +10,11 @@ use std::time::Duration;
 use crate::common::{RecordingClient, stream_event};
 use aws_lambda_events::event::dynamodb;
 use chat21::adapters::dynamo::stream::{image_of, streamed_of};
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries};
+use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries, RecordingRealtime};
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
-use chat21::events::EventType;
+use chat21::events::{EventType, PresenceState};
 use chat21::lambda;
 use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::model::{Message, status};
@@ -62,6 +62,7 @@ const ORDER: &[&str] = &[
     "mqtt-inbound-read",
     "mqtt-inbound-archive",
     "mqtt-inbound-presence",
+    "mqtt-inbound-will",
     "get-group",
     "update-group",
     "update-group-attributes",
@@ -203,6 +204,8 @@ struct Harness {
     posted: Arc<RecordingClient>,
     store: Arc<EmbeddedStore>,
     events: Arc<EmbeddedEvents>,
+    /// What was published to clients (and which retained messages were cleared).
+    realtime: Arc<RecordingRealtime>,
     /// The store's stream of new messages.
     stream: tokio::sync::mpsc::UnboundedReceiver<Streamed>,
     /// Written and not yet handed to deliver.
@@ -214,10 +217,11 @@ impl Harness {
         let (sender, stream) = tokio::sync::mpsc::unbounded_channel();
         let store = Arc::new(EmbeddedStore::with_stream(sender));
         let events = Arc::new(EmbeddedEvents::new());
+        let realtime = Arc::new(RecordingRealtime::new());
         let deps = Deps {
             store: store.clone(),
             events: events.clone(),
-            realtime: Arc::new(chat21::realtime::NoRealtime),
+            realtime: realtime.clone(),
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidIds),
             settings: Settings::default(),
@@ -237,6 +241,7 @@ impl Harness {
             posted,
             store,
             events,
+            realtime,
             stream,
             pending: Vec::new(),
         }
@@ -441,7 +446,8 @@ async fn replay_stream(h: &mut Harness, json: &str) {
 }
 
 /// Runs an MQTT CONNECT through the authorizer's entry point: the valid tokens get exactly
-/// REALTIME.md's table (checked by the IoT policy evaluator of `iot.rs`), the others a refusal.
+/// REALTIME.md's table (checked by the IoT policy evaluator of `iot_policy.rs`), the others a
+/// refusal.
 fn replay_authorizer(h: &Harness, stem: &str, json: &str) {
     let event: Value = serde_json::from_str(json).unwrap();
     let now = jsonwebtoken::get_current_timestamp();
@@ -470,7 +476,7 @@ fn replay_authorizer(h: &Harness, stem: &str, json: &str) {
     assert_eq!(response["disconnectAfterInSeconds"], 86_400);
     assert_eq!(response["refreshAfterInSeconds"], 3_600);
     let client = event["protocolData"]["mqtt"]["clientId"].as_str().unwrap();
-    crate::iot::check_policy_against_realtime_table(
+    crate::iot_policy::check_policy_against_realtime_table(
         response["policyDocuments"].as_array().unwrap(),
         "arn:aws:iot:us-east-1:123456789012:",
         APP,
@@ -622,15 +628,26 @@ async fn check(h: &Harness, stem: &str, body: &Value) {
                 .unwrap();
             assert!(archived.archived);
         }
-        "mqtt-inbound-presence" => {
-            assert!(
-                h.events
-                    .published()
-                    .iter()
-                    .any(|e| e.event_type() == EventType::PresenceChange
-                        && e.recipient_id == "user-2"),
-                "no presence-change event"
-            );
+        "mqtt-inbound-presence" | "mqtt-inbound-will" => {
+            let online = stem == "mqtt-inbound-presence";
+            let changes: Vec<PresenceState> = h
+                .events
+                .published()
+                .iter()
+                .filter(|e| e.event_type() == EventType::PresenceChange)
+                .filter(|e| e.recipient_id == "user-2")
+                .filter_map(|e| e.presence.as_ref().map(|p| p.presence))
+                .collect();
+            let expected = if online {
+                vec![PresenceState::Online]
+            } else {
+                vec![PresenceState::Online, PresenceState::Offline]
+            };
+            assert_eq!(changes, expected, "presence-change events");
+            // A connect clears nothing; the will clears itself (retained on its topic).
+            let topic = body["topic"].as_str().unwrap().to_string();
+            let cleared = h.realtime.take_cleared();
+            assert_eq!(cleared, if online { vec![] } else { vec![topic] });
         }
         "get-group" => {
             assert_eq!(body["result"]["uid"], GROUP);

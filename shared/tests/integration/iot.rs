@@ -2,10 +2,8 @@
 //! SQL shapes them) against moto's DynamoDB and SNS, with IoT Core's data plane replaced by a
 //! recording endpoint on loopback (moto keeps its publishes in-process): every client publish
 //! of REALTIME.md's table runs its operation and the server publishes its outbound table. Also
-//! the deliver step with a failing broker, and the IoT publishes each operation costs.
-//!
-//! The IoT policy evaluator the authorizer's policies are checked with lives here too
-//! (`policy_allows`); `events_files.rs` uses it on the sample authorizer events.
+//! the deliver step with a failing broker, the retained wills a disconnect clears, and the IoT
+//! publishes each operation costs. (The authorizer's policies: `iot_policy.rs`.)
 
 use std::sync::Arc;
 
@@ -20,311 +18,6 @@ use chat21::realtime::{aws, rule};
 use serde_json::{Value, json};
 
 use crate::common::{self, APP, Recorder, StreamReader, api_on, call, token};
-
-// ---------------------------------------------------------------- the IoT policy evaluator
-
-/// IoT policy matching of one resource pattern: `*` any run of characters (`/` included), `?`
-/// exactly one, and the special-character variables `${*}`, `${?}`, `${$}` the literal
-/// characters. Any other `${…}` is a policy variable, which the authorizer never emits: it
-/// matches nothing here, so a stray one fails the test.
-pub fn iot_pattern_matches(pattern: &str, resource: &str) -> bool {
-    #[derive(Debug, PartialEq)]
-    enum Token {
-        Any,
-        One,
-        Char(char),
-        Variable,
-    }
-    let mut tokens = Vec::new();
-    let mut rest = pattern;
-    while let Some(c) = rest.chars().next() {
-        if let Some(var) = rest.strip_prefix("${") {
-            let end = var.find('}').map_or(var.len(), |e| e + 1);
-            tokens.push(match &var[..end] {
-                "*}" => Token::Char('*'),
-                "?}" => Token::Char('?'),
-                "$}" => Token::Char('$'),
-                _ => Token::Variable,
-            });
-            rest = &var[end..];
-            continue;
-        }
-        tokens.push(match c {
-            '*' => Token::Any,
-            '?' => Token::One,
-            c => Token::Char(c),
-        });
-        rest = &rest[c.len_utf8()..];
-    }
-    let text: Vec<char> = resource.chars().collect();
-    // matched[j]: the tokens so far match the first j characters.
-    let mut matched = vec![false; text.len() + 1];
-    matched[0] = true;
-    for token in &tokens {
-        let mut next = vec![false; text.len() + 1];
-        for j in 0..=text.len() {
-            match token {
-                Token::Any => next[j] = matched[j] || (j > 0 && next[j - 1]),
-                Token::One => next[j] = j > 0 && matched[j - 1],
-                Token::Char(c) => next[j] = j > 0 && matched[j - 1] && text[j - 1] == *c,
-                Token::Variable => next[j] = false,
-            }
-        }
-        matched = next;
-    }
-    matched[text.len()]
-}
-
-fn strings(value: &Value) -> Vec<&str> {
-    match value {
-        Value::String(s) => vec![s.as_str()],
-        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Whether the policy documents of an authorizer response allow `action` on `resource`
-/// (Allow statements only; there is no Deny to weigh).
-pub fn policy_allows(documents: &[Value], action: &str, resource: &str) -> bool {
-    documents
-        .iter()
-        .flat_map(|d| d["Statement"].as_array().cloned().unwrap_or_default())
-        .filter(|s| s["Effect"] == "Allow")
-        .filter(|s| strings(&s["Action"]).contains(&action))
-        .any(|s| {
-            strings(&s["Resource"])
-                .iter()
-                .any(|p| iot_pattern_matches(p, resource))
-        })
-}
-
-/// REALTIME.md's table, checked on the policy of a connection of `me` in `app` with client
-/// id `client`: what it may do, and a sample of what it may not.
-pub fn check_policy_against_realtime_table(
-    documents: &[Value],
-    arn: &str,
-    app: &str,
-    me: &str,
-    client: &str,
-) {
-    let topic = |t: &str| format!("{arn}topic/{t}");
-    let filter = |t: &str| format!("{arn}topicfilter/{t}");
-    let tree = format!("apps/{app}/users/{me}");
-    let other_app = format!("{app}x");
-    let allowed = [
-        ("iot:Connect", format!("{arn}client/{client}")),
-        ("iot:Subscribe", filter(&format!("{tree}/#"))),
-        (
-            "iot:Subscribe",
-            filter(&format!("{tree}/messages/+/clientadded")),
-        ),
-        (
-            "iot:Subscribe",
-            filter(&format!("{tree}/groups/g1/clientupdated")),
-        ),
-        (
-            "iot:Receive",
-            topic(&format!("{tree}/messages/u2/clientadded")),
-        ),
-        (
-            "iot:Receive",
-            topic(&format!("{tree}/messages/u2/m1/clientupdated")),
-        ),
-        (
-            "iot:Receive",
-            topic(&format!("{tree}/conversations/u2/clientupdated")),
-        ),
-        (
-            "iot:Receive",
-            topic(&format!("{tree}/archived_conversations/u2/clientadded")),
-        ),
-        (
-            "iot:Receive",
-            topic(&format!("{tree}/groups/g1/clientupdated")),
-        ),
-        ("iot:Receive", topic(&format!("{tree}/presence/c2"))),
-        (
-            "iot:Publish",
-            topic(&format!(
-                "apps/{app}/outgoing/users/{me}/messages/u2/outgoing"
-            )),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!("{tree}/messages/u2/m1/update")),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!("{tree}/conversations/u2/update")),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!("{tree}/conversations/u2/archive")),
-        ),
-        ("iot:Publish", topic(&format!("{tree}/presence/{client}"))),
-        (
-            "iot:RetainPublish",
-            topic(&format!("{tree}/presence/{client}")),
-        ),
-    ];
-    for (action, resource) in &allowed {
-        assert!(
-            policy_allows(documents, action, resource),
-            "{me} may not {action} {resource}"
-        );
-    }
-    let denied = [
-        ("iot:Connect", format!("{arn}client/{client}x")),
-        ("iot:Subscribe", filter("#")),
-        ("iot:Subscribe", filter("apps/#")),
-        ("iot:Subscribe", filter(&format!("apps/{app}/users/#"))),
-        ("iot:Subscribe", filter(&format!("apps/{app}/users/+/#"))),
-        (
-            "iot:Subscribe",
-            filter(&format!("apps/{app}/users/{me}x/#")),
-        ),
-        (
-            "iot:Subscribe",
-            filter(&format!("apps/{other_app}/users/{me}/#")),
-        ),
-        (
-            "iot:Subscribe",
-            filter(&format!("apps/{app}/outgoing/users/{me}/#")),
-        ),
-        (
-            "iot:Receive",
-            topic(&format!("apps/{app}/users/u2/messages/{me}/clientadded")),
-        ),
-        (
-            "iot:Receive",
-            topic(&format!(
-                "apps/{other_app}/users/{me}/messages/u2/clientadded"
-            )),
-        ),
-        // Server events, even into one's own tree.
-        (
-            "iot:Publish",
-            topic(&format!("{tree}/messages/u2/clientadded")),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!("{tree}/messages/u2/m1/clientupdated")),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!("{tree}/conversations/u2/clientupdated")),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!("{tree}/conversations/u2/clientdeleted")),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!("{tree}/archived_conversations/u2/clientadded")),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!("{tree}/groups/g1/clientupdated")),
-        ),
-        // Someone else's tree, another tenant.
-        (
-            "iot:Publish",
-            topic(&format!(
-                "apps/{app}/outgoing/users/u2/messages/{me}/outgoing"
-            )),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!("apps/{app}/users/u2/conversations/{me}/update")),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!("apps/{app}/users/u2/presence/c2")),
-        ),
-        (
-            "iot:Publish",
-            topic(&format!(
-                "apps/{other_app}/users/{me}/conversations/u2/archive"
-            )),
-        ),
-        // Retained messages elsewhere than presence.
-        (
-            "iot:RetainPublish",
-            topic(&format!("{tree}/conversations/u2/update")),
-        ),
-        (
-            "iot:RetainPublish",
-            topic(&format!("apps/{app}/users/u2/presence/c2")),
-        ),
-    ];
-    for (action, resource) in &denied {
-        assert!(
-            !policy_allows(documents, action, resource),
-            "{me} may {action} {resource}"
-        );
-    }
-}
-
-#[test]
-fn the_evaluator_knows_iot_wildcards() {
-    assert!(iot_pattern_matches("a/*", "a/b/c"));
-    assert!(iot_pattern_matches("a/*", "a/"));
-    assert!(!iot_pattern_matches("a/*", "a"));
-    assert!(iot_pattern_matches("a/?/c", "a/b/c"));
-    assert!(!iot_pattern_matches("a/?/c", "a/bb/c"));
-    assert!(iot_pattern_matches("a/${*}", "a/*"));
-    assert!(!iot_pattern_matches("a/${*}", "a/b"));
-    assert!(iot_pattern_matches("a${$}b${?}", "a$b?"));
-    assert!(!iot_pattern_matches("a/${iot:ClientId}", "a/x"));
-    assert!(iot_pattern_matches("a/#", "a/#"));
-    assert!(!iot_pattern_matches("a/+", "a/b"));
-}
-
-/// The authorizer's policies, through the function's own entry point, for ids that stretch
-/// the policy: the longest ids, and ids made of the characters a policy must escape.
-#[test]
-fn authorizer_policies_grant_exactly_the_table_for_any_id() {
-    let verifier = chat21::auth::JwtVerifier::hs256(common::KEY).unwrap();
-    let function = "arn:aws:lambda:eu-west-1:123456789012:function:chat21-authorizer";
-    let arn = "arn:aws:iot:eu-west-1:123456789012:";
-    let now = jsonwebtoken::get_current_timestamp();
-    for (app, me, client) in [
-        (
-            "tilechat".to_string(),
-            "user-1".to_string(),
-            "c-1".to_string(),
-        ),
-        ("a".repeat(128), "u".repeat(128), "c".repeat(128)),
-        ("$app{x}".into(), "${iot:ClientId}".into(), "*".into()),
-        ("app".into(), "jane@example$ü".into(), "?client*".into()),
-    ] {
-        let token = jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &json!({"sub": me, "app_id": app, "exp": now + 7_200}),
-            &jsonwebtoken::EncodingKey::from_secret(common::KEY),
-        )
-        .unwrap();
-        let password = base64::engine::general_purpose::STANDARD.encode(&token);
-        let event = json!({"protocols": ["tls", "mqtt"], "protocolData": {"mqtt": {
-            "username": "JWT", "password": password, "clientId": client}}});
-        let response = aws::authorizer_response(&verifier, function, now, &event);
-        assert_eq!(response["isAuthenticated"], true, "{me}: {response}");
-        let principal = response["principalId"].as_str().unwrap();
-        assert!((1..=128).contains(&principal.len()));
-        assert!(principal.chars().all(|c| c.is_ascii_alphanumeric()));
-        let documents = response["policyDocuments"].as_array().unwrap();
-        let sizes: Vec<usize> = documents.iter().map(|d| d.to_string().len()).collect();
-        println!(
-            "policy of {} + {} chars of ids: {sizes:?} characters",
-            app.len(),
-            me.len()
-        );
-        assert!(documents.len() <= 10 && sizes.iter().all(|s| *s <= 2_048));
-        let disconnect = response["disconnectAfterInSeconds"].as_u64().unwrap();
-        assert!((300..=7_200).contains(&disconnect));
-        check_policy_against_realtime_table(documents, arn, &app, &me, &client);
-    }
-}
 
 // ---------------------------------------------------------------- the inbound path on moto
 
@@ -403,14 +96,38 @@ impl Aws {
             .collect()
     }
 
-    /// What the IoT data plane received: (topic, payload), in order, and only QoS 1 publishes.
-    fn pushes(&self) -> Vec<(String, Value)> {
-        let requests = self.iot.take();
-        for r in &requests {
+    /// What the IoT data plane received: the pushes (topic, payload), in order, all QoS 1 and
+    /// not retained, and the topics whose retained message was cleared (an empty retained
+    /// QoS 1 publish), in order.
+    fn publishes(&self) -> (Vec<(String, Value)>, Vec<String>) {
+        let (mut pushes, mut cleared) = (Vec::new(), Vec::new());
+        for r in self.iot.take() {
             assert_eq!(r.method, "POST", "{r:?}");
-            assert_eq!(r.query, "qos=1", "{r:?}");
+            let mut query: Vec<&str> = r.query.split('&').collect();
+            query.sort_unstable();
+            let (topic, payload) = r
+                .as_push()
+                .unwrap_or_else(|| panic!("not a Publish: {r:?}"));
+            match query.as_slice() {
+                ["qos=1"] => pushes.push((topic, payload)),
+                ["qos=1", "retain=true"] => {
+                    assert!(
+                        r.body.is_empty(),
+                        "a retained publish with a payload: {r:?}"
+                    );
+                    cleared.push(topic);
+                }
+                _ => panic!("unexpected publish: {r:?}"),
+            }
         }
-        requests.iter().filter_map(|r| r.as_push()).collect()
+        (pushes, cleared)
+    }
+
+    /// The pushes (see [`Aws::publishes`]); no retained message was cleared.
+    fn pushes(&self) -> Vec<(String, Value)> {
+        let (pushes, cleared) = self.publishes();
+        assert_eq!(cleared, Vec::<String>::new(), "retained messages cleared");
+        pushes
     }
 }
 
@@ -646,6 +363,94 @@ async fn refused_publishes_change_nothing_and_outages_are_retried() {
         "9b6f3c7e-1d2a-4b5c-8d9e-0f1a2b3c4d5e",
     );
     assert!(rule::handle(&broken, &send).await.is_err());
+}
+
+/// Chat21's will (`{"disconnected":true}`) is retained, on a topic named by the client's random
+/// id: IoT Core would keep one per unclean disconnect for years. A `disconnected` clears its
+/// topic's retained message (an empty retained publish there); a `connected` clears nothing;
+/// the clear, handed back by the presence rule (an empty payload), does nothing, so nothing
+/// loops; a broker outage fails the invocation before the event, and its retry does both.
+#[tokio::test]
+async fn a_disconnect_clears_its_retained_will() {
+    let aws = setup().await;
+    let deps = &aws.deps;
+    let topic = format!("apps/{APP}/users/u2/presence/5f2c9a1e-3b7d-4c6e-9f0a-1d2e3f4a5b6c");
+    let presence_of = |events: &[Event]| -> Vec<(String, String)> {
+        events
+            .iter()
+            .filter(|e| e.event_type() == EventType::PresenceChange)
+            .map(|e| {
+                let p = e.presence.as_ref().expect("a presence-change's fields");
+                (p.user_id.to_string(), format!("{:?}", p.presence))
+            })
+            .collect()
+    };
+
+    let connected = rule_event(
+        &topic,
+        OWN_TREE,
+        br#"{"connected": true}"#,
+        "4c6f3c7e-1d2a-4b5c-8d9e-0f1a2b3c4d5e",
+    );
+    rule::handle(deps, &connected).await.unwrap();
+    assert_eq!(
+        aws.publishes(),
+        (vec![], vec![]),
+        "a connect clears nothing"
+    );
+    assert_eq!(
+        presence_of(&aws.events().await),
+        [("u2".to_string(), "Online".to_string())]
+    );
+
+    let will = rule_event(
+        &topic,
+        OWN_TREE,
+        br#"{"disconnected":true}"#,
+        "5c6f3c7e-1d2a-4b5c-8d9e-0f1a2b3c4d5e",
+    );
+    rule::handle(deps, &will).await.unwrap();
+    assert_eq!(aws.publishes(), (vec![], vec![topic.clone()]));
+    assert_eq!(
+        presence_of(&aws.events().await),
+        [("u2".to_string(), "Offline".to_string())]
+    );
+
+    // The clear itself reaches the presence rule: an empty payload, nothing to do.
+    let clear = rule_event(
+        &topic,
+        OWN_TREE,
+        b"",
+        "6c6f3c7e-1d2a-4b5c-8d9e-0f1a2b3c4d5e",
+    );
+    rule::handle(deps, &clear).await.unwrap();
+    assert_eq!(
+        aws.publishes(),
+        (vec![], vec![]),
+        "the clear came back: a loop"
+    );
+    assert_eq!(presence_of(&aws.events().await), []);
+
+    // The broker is down: the invocation fails (Lambda retries it) and no event went out;
+    // the retry clears (again: nothing changes if it had) and sends the event.
+    aws.iot.fail(true);
+    assert!(rule::handle(deps, &will).await.is_err());
+    assert_eq!(presence_of(&aws.events().await), []);
+    aws.iot.fail(false);
+    rule::handle(deps, &will).await.unwrap();
+    assert_eq!(aws.publishes(), (vec![], vec![topic.clone()]));
+    assert_eq!(
+        presence_of(&aws.events().await),
+        [("u2".to_string(), "Offline".to_string())]
+    );
+
+    // Only the publisher's own topic is ever cleared: a will naming another user's presence
+    // topic is refused before anything is published.
+    let mut forged = will.clone();
+    forged["user_id"] = json!("u3");
+    rule::handle(deps, &forged).await.unwrap();
+    assert_eq!(aws.publishes(), (vec![], vec![]));
+    assert_eq!(presence_of(&aws.events().await), []);
 }
 
 /// The deliver step's writes come before its publishes: a broker outage fails the stream

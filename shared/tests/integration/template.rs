@@ -17,41 +17,42 @@ use chat21::ports::{Origin, Streamed, Written};
 use chat21::routes::ROUTES;
 use serde_json::{Value, json};
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn template() -> String {
+pub(crate) fn template() -> String {
     let path = workspace().join("template.yaml");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 /// One resource of the template: its logical id and its lines (comments dropped, trimmed,
-/// list dashes removed), in order.
-struct Resource {
-    id: String,
-    lines: Vec<String>,
+/// list dashes removed), in order; and the same lines as written (indented, with their dashes).
+pub(crate) struct Resource {
+    pub(crate) id: String,
+    pub(crate) lines: Vec<String>,
+    pub(crate) raw: Vec<String>,
 }
 
 impl Resource {
     /// The value of the first `key: value` line.
-    fn value(&self, key: &str) -> Option<&str> {
+    pub(crate) fn value(&self, key: &str) -> Option<&str> {
         self.lines.iter().find_map(|l| value_of(l, key))
     }
 
-    fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.lines.iter().filter_map(move |l| value_of(l, key))
     }
 
     /// Whether `lines` appear in this order, one right after the other.
-    fn has_run(&self, run: &[&str]) -> bool {
+    pub(crate) fn has_run(&self, run: &[&str]) -> bool {
         self.lines
             .windows(run.len())
             .any(|w| w.iter().zip(run).all(|(a, b)| a == b))
     }
 }
 
-fn value_of<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn value_of<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let rest = line.strip_prefix(key)?.strip_prefix(':')?.trim();
     Some(rest.trim_matches('"').trim_matches('\''))
 }
@@ -66,7 +67,7 @@ fn strip_comment(line: &str) -> &str {
 }
 
 /// The resources under `Resources:` (two-space indented logical ids).
-fn resources(text: &str) -> Vec<Resource> {
+pub(crate) fn resources(text: &str) -> Vec<Resource> {
     let mut out: Vec<Resource> = Vec::new();
     let mut in_resources = false;
     for raw in text.lines() {
@@ -87,15 +88,15 @@ fn resources(text: &str) -> Vec<Resource> {
             out.push(Resource {
                 id,
                 lines: Vec::new(),
+                raw: Vec::new(),
             });
             continue;
         }
         let content = line.trim();
         let content = content.strip_prefix("- ").unwrap_or(content).to_string();
-        out.last_mut()
-            .expect("a resource line before any resource")
-            .lines
-            .push(content);
+        let resource = out.last_mut().expect("a resource line before any resource");
+        resource.lines.push(content);
+        resource.raw.push(line.to_string());
     }
     out
 }
@@ -131,7 +132,7 @@ fn dynamodb_actions(resource: &Resource) -> BTreeSet<String> {
         .collect()
 }
 
-fn functions_in_template(text: &str) -> Vec<Resource> {
+pub(crate) fn functions_in_template(text: &str) -> Vec<Resource> {
     resources(text)
         .into_iter()
         .filter(|r| r.value("Type") == Some("AWS::Serverless::Function"))
@@ -139,7 +140,7 @@ fn functions_in_template(text: &str) -> Vec<Resource> {
 }
 
 /// The function package a template function is built from (`CodeUri: functions/<name>`).
-fn package_of(function: &Resource) -> String {
+pub(crate) fn package_of(function: &Resource) -> String {
     let uri = function
         .value("CodeUri")
         .unwrap_or_else(|| panic!("{} has no CodeUri", function.id));
@@ -669,351 +670,4 @@ fn cfn_lint_passes() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-// ---------------------------------------------------------------- real time (IoT Core)
-
-/// A topic rule of the template: its SQL's topic filter, the topic level it takes the user
-/// from, the names it selects, and the function it invokes.
-struct TopicRule {
-    id: String,
-    filter: String,
-    user_level: usize,
-    selected: Vec<String>,
-    function: String,
-    has_error_action: bool,
-}
-
-fn topic_rules(text: &str) -> Vec<TopicRule> {
-    resources(text)
-        .into_iter()
-        .filter(|r| r.value("Type") == Some("AWS::IoT::TopicRule"))
-        .map(|r| {
-            let sql = r
-                .value("Sql")
-                .unwrap_or_else(|| panic!("{} has no Sql", r.id));
-            let filter = sql
-                .split_once(" FROM '")
-                .map(|(_, f)| f.trim_end_matches('\'').to_string())
-                .unwrap_or_else(|| panic!("{}: no FROM '<topic filter>' in {sql}", r.id));
-            let selected: Vec<String> = sql
-                .split(" AS ")
-                .skip(1)
-                .map(|rest| {
-                    rest.split([',', ' '])
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                })
-                .collect();
-            let user_level = sql
-                .split("topic(")
-                .skip(1)
-                .find_map(|rest| {
-                    let (n, after) = rest.split_once(')')?;
-                    after.starts_with(" AS user_id").then(|| n.parse().ok())?
-                })
-                .unwrap_or_else(|| panic!("{}: no topic(n) AS user_id", r.id));
-            TopicRule {
-                function: r.value("FunctionArn").unwrap_or_default().to_string(),
-                has_error_action: r.lines.iter().any(|l| l == "ErrorAction:"),
-                id: r.id,
-                filter,
-                user_level,
-                selected,
-            }
-        })
-        .collect()
-}
-
-/// One rule per client-published topic kind of REALTIME.md, each handing the topic's user to
-/// mqtt-inbound with what `chat21::realtime::rule::RulePublish` reads; no rule matches any
-/// topic the server publishes (whatever the ids, even ids named like topic keywords), so the
-/// functions' own publishes never come back to them.
-#[test]
-fn topic_rules_take_every_client_topic_and_no_server_topic() {
-    use chat21::realtime::topics::{self, ClientTopic, is_valid_filter, matches};
-    let text = template();
-    let rules = topic_rules(&text);
-    assert_eq!(rules.len(), 5, "one rule per client topic kind");
-    let fields = [
-        "payload",
-        "topic",
-        "app_id",
-        "user_id",
-        "principal",
-        "client_id",
-        "received_at",
-        "publish_id",
-    ];
-    for rule in &rules {
-        assert!(
-            is_valid_filter(&rule.filter),
-            "{}: {}",
-            rule.id,
-            rule.filter
-        );
-        assert_eq!(rule.selected, fields, "{}: what RulePublish reads", rule.id);
-        assert_eq!(
-            rule.function, "!GetAtt MqttInboundFunction.Arn",
-            "{}",
-            rule.id
-        );
-        assert!(
-            rule.has_error_action,
-            "{}: failed invocations must go somewhere",
-            rule.id
-        );
-        // IoT Core may invoke the function for this rule, and only through its ARN.
-        let permission = resources(&text)
-            .into_iter()
-            .find(|r| r.value("SourceArn") == Some(&format!("!GetAtt {}.Arn", rule.id)))
-            .unwrap_or_else(|| panic!("no Lambda permission for {}", rule.id));
-        assert_eq!(permission.value("Principal"), Some("iot.amazonaws.com"));
-        assert_eq!(
-            permission.value("FunctionName"),
-            Some("!GetAtt MqttInboundFunction.Arn")
-        );
-    }
-    let ids = [
-        "u1",
-        "user-2",
-        "update",
-        "archive",
-        "outgoing",
-        "presence",
-        "messages",
-        "conversations",
-        "users",
-        "apps",
-        "clientadded",
-        "clientupdated",
-        "clientdeleted",
-        "groups",
-        "archived_conversations",
-    ];
-    let mut client_topics = 0;
-    for app in ["app1", "users"] {
-        for me in ids {
-            let caller = chat21::model::Caller {
-                user_id: chat21::ids::Id::parse("id", me).unwrap(),
-                app_id: chat21::ids::Id::parse("id", app).unwrap(),
-                admin: false,
-            };
-            for x in ids {
-                for y in ["m1", "update", "outgoing"] {
-                    let published = [
-                        format!("apps/{app}/outgoing/users/{me}/messages/{x}/outgoing"),
-                        format!("apps/{app}/users/{me}/messages/{x}/{y}/update"),
-                        format!("apps/{app}/users/{me}/conversations/{x}/update"),
-                        format!("apps/{app}/users/{me}/conversations/{x}/archive"),
-                        format!("apps/{app}/users/{me}/presence/{x}"),
-                    ];
-                    for topic in &published {
-                        assert!(ClientTopic::parse(topic, &caller).is_some(), "{topic}");
-                        let taken: Vec<&TopicRule> =
-                            rules.iter().filter(|r| matches(&r.filter, topic)).collect();
-                        assert_eq!(taken.len(), 1, "{topic} is taken by {} rules", taken.len());
-                        let levels: Vec<&str> = topic.split('/').collect();
-                        // topic(n) counts from 1.
-                        assert_eq!(levels[taken[0].user_level - 1], me, "{topic}");
-                        assert_eq!(levels[1], app, "{topic}");
-                        client_topics += 1;
-                    }
-                    let server = [
-                        topics::message_added(app, me, x),
-                        topics::message_updated(app, me, x, y),
-                        topics::conversation_updated(app, me, x),
-                        topics::conversation_deleted(app, me, x),
-                        topics::archived_added(app, me, x),
-                        topics::archived_deleted(app, me, x),
-                        topics::group_updated(app, me, x),
-                    ];
-                    for topic in &server {
-                        for rule in &rules {
-                            assert!(
-                                !matches(&rule.filter, topic),
-                                "{} ({}) matches the server topic {topic}: a loop",
-                                rule.id,
-                                rule.filter
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-    assert!(client_topics > 1000);
-}
-
-/// Real time's wiring: the functions that push (and only those) know the data endpoint and
-/// may publish, to users' topics only; the authorizer is the default of the clients' domain,
-/// unsigned (the JWT is the password), callable by IoT Core, and may do nothing else.
-#[test]
-fn realtime_is_wired_with_least_privilege() {
-    let text = template();
-    let endpoint = "IOT_DATA_ENDPOINT: !GetAtt IotEndpoints.DataEndpoint";
-    let pushing: BTreeSet<String> = functions_in_template(&text)
-        .iter()
-        .filter(|f| f.lines.iter().any(|l| l == endpoint))
-        .map(package_of)
-        .collect();
-    let expected: BTreeSet<String> = [
-        "send-message",
-        "delete-conversation",
-        "read-conversation",
-        "deliver",
-        "mqtt-inbound",
-    ]
-    .map(String::from)
-    .into();
-    assert_eq!(pushing, expected, "functions given IOT_DATA_ENDPOINT");
-    let users_topics =
-        "!Sub \"arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:topic/apps/*/users/*\"";
-    let mut publishers = BTreeSet::new();
-    for resource in resources(&text) {
-        for (i, line) in resource.lines.iter().enumerate() {
-            if line == "Action: iot:Publish" || line == "iot:Publish" {
-                assert_eq!(
-                    value_of(&resource.lines[i + 1], "Resource"),
-                    Some(users_topics.trim_matches('"')),
-                    "{}: iot:Publish beyond users' topics",
-                    resource.id
-                );
-                publishers.insert(resource.id.clone());
-            }
-        }
-    }
-    let expected_publishers: BTreeSet<String> = [
-        "SendMessageFunction",
-        "DeleteConversationFunction",
-        "ReadConversationFunction",
-        "DeliverRole",
-        "MqttInboundFunction",
-    ]
-    .map(String::from)
-    .into();
-    assert_eq!(publishers, expected_publishers);
-
-    let all = resources(&text);
-    let find = |id: &str| {
-        all.iter()
-            .find(|r| r.id == id)
-            .unwrap_or_else(|| panic!("no {id}"))
-    };
-    let authorizer = find("MqttAuthorizer");
-    assert_eq!(authorizer.value("SigningDisabled"), Some("true"));
-    assert_eq!(
-        authorizer.value("AuthorizerFunctionArn"),
-        Some("!GetAtt AuthorizerFunction.Arn")
-    );
-    let function = find("AuthorizerFunction");
-    assert_eq!(package_of(function), "authorizer");
-    assert!(
-        !function.lines.iter().any(|l| l == "Policies:"),
-        "the authorizer needs no permissions"
-    );
-    let timeout: u64 = function.value("Timeout").unwrap().parse().unwrap();
-    assert!(timeout <= 5, "IoT Core waits 5 s for an authorizer");
-    let permission = find("AuthorizerInvokePermission");
-    assert_eq!(permission.value("Principal"), Some("iot.amazonaws.com"));
-    assert_eq!(
-        permission.value("SourceArn"),
-        Some("!GetAtt MqttAuthorizer.Arn")
-    );
-    let domain = find("MqttDomain");
-    assert!(domain.has_run(&[
-        "AuthorizerConfig:",
-        "DefaultAuthorizerName: !Ref MqttAuthorizer",
-        "AllowAuthorizerOverride: false",
-    ]));
-    assert_eq!(domain.value("ApplicationProtocol"), Some("MQTT_WSS"));
-    assert_eq!(domain.value("AuthenticationType"), Some("CUSTOM_AUTH"));
-    assert!(
-        domain.value("DomainName").is_none(),
-        "an AWS-managed domain"
-    );
-    assert!(text.contains("Value: !Sub \"wss://${IotEndpoints.MqttDomain}/mqtt\""));
-}
-
-/// The inline code of the endpoints custom resource, run with Python against moto (its IoT
-/// control plane) and a recorder standing in for CloudFormation's response URL.
-#[tokio::test]
-async fn the_endpoints_custom_resource_answers_cloudformation() {
-    crate::common::aws_config().await;
-    let text = template();
-    let start = text
-        .lines()
-        .position(|l| l.trim() == "ZipFile: |")
-        .expect("no inline ZipFile code");
-    let lines: Vec<&str> = text.lines().skip(start + 1).collect();
-    let indent = lines[0].len() - lines[0].trim_start().len();
-    let code: String = lines
-        .iter()
-        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
-        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
-        .collect();
-    let dir = std::env::temp_dir().join(crate::common::unique("iot-endpoints"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.py"), code).unwrap();
-    let responses = crate::common::Recorder::start().await;
-    let domain = crate::common::unique("chat21-mqtt");
-    let runner = r#"
-import importlib.util, sys, boto3
-spec = importlib.util.spec_from_file_location("index", sys.argv[1])
-index = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(index)
-name, url = sys.argv[2], sys.argv[3]
-# AWS names an AWS-managed domain itself; moto keeps the name it is given.
-boto3.client("iot").create_domain_configuration(
-    domainConfigurationName=name, domainName="abc123-ats.iot.us-east-1.amazonaws.com", serviceType="DATA")
-for kind, domain in [("Create", name), ("Update", name), ("Create", "missing"), ("Delete", name)]:
-    index.handler({"RequestType": kind, "ResponseURL": url + "/cfn", "StackId": "stack", "RequestId": kind,
-                   "LogicalResourceId": "IotEndpoints", "ResourceProperties": {"DomainConfigurationName": domain}}, None)
-"#;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(runner)
-        .arg(dir.join("index.py"))
-        .arg(&domain)
-        .arg(&responses.url)
-        .output()
-        .await
-        .expect("run python3");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let answers: Vec<Value> = responses
-        .take()
-        .iter()
-        .map(|r| {
-            assert_eq!((r.method.as_str(), r.path.as_str()), ("PUT", "/cfn"));
-            serde_json::from_slice(&r.body).unwrap()
-        })
-        .collect();
-    assert_eq!(answers.len(), 4, "{answers:?}");
-    for created in &answers[..2] {
-        assert_eq!(created["Status"], "SUCCESS", "{created}");
-        assert_eq!(created["LogicalResourceId"], "IotEndpoints");
-        assert_eq!(
-            created["Data"]["MqttDomain"],
-            "abc123-ats.iot.us-east-1.amazonaws.com"
-        );
-        let data_endpoint = created["Data"]["DataEndpoint"].as_str().unwrap();
-        assert!(data_endpoint.contains("-ats.iot."), "{data_endpoint}");
-    }
-    assert_eq!(
-        answers[2]["Status"], "FAILED",
-        "a missing domain must fail the stack"
-    );
-    assert_eq!(
-        answers[3]["Status"], "SUCCESS",
-        "deleting never blocks the stack"
-    );
-    assert_eq!(answers[3]["Data"], json!({}));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,5 @@
-//! A recording stand-in for the MQTT broker: keeps every publish (tests read them), and can be
-//! told to fail.
+//! A recording stand-in for the MQTT broker: keeps every publish and every retained message
+//! cleared (tests read them), and can be told to fail.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -12,6 +12,8 @@ use crate::realtime::{Push, Realtime};
 #[derive(Default)]
 pub struct RecordingRealtime {
     published: Mutex<Vec<Push>>,
+    /// The topics whose retained message was cleared, in order.
+    cleared: Mutex<Vec<String>>,
     failures: AtomicUsize,
     /// The most pushes one `publish` call carried (what a caller held in memory at once).
     largest: AtomicUsize,
@@ -22,7 +24,7 @@ impl RecordingRealtime {
         RecordingRealtime::default()
     }
 
-    /// Makes the next `n` publish calls fail as an unreachable broker would.
+    /// Makes the next `n` calls (publish or clear) fail as an unreachable broker would.
     pub fn fail_next(&self, n: usize) {
         self.failures.store(n, Ordering::SeqCst);
     }
@@ -30,6 +32,11 @@ impl RecordingRealtime {
     /// Everything published so far, and forgets it.
     pub fn take(&self) -> Vec<Push> {
         std::mem::take(&mut *self.lock())
+    }
+
+    /// The topics whose retained message was cleared so far, and forgets them.
+    pub fn take_cleared(&self) -> Vec<String> {
+        std::mem::take(&mut *self.cleared.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The most pushes a single `publish` call has carried so far.
@@ -40,11 +47,8 @@ impl RecordingRealtime {
     fn lock(&self) -> MutexGuard<'_, Vec<Push>> {
         self.published.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-#[async_trait]
-impl Realtime for RecordingRealtime {
-    async fn publish(&self, pushes: &[Push]) -> Result<()> {
+    fn failing(&self) -> Result<()> {
         let failing = self
             .failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -52,8 +56,25 @@ impl Realtime for RecordingRealtime {
         if failing {
             return Err(Error::unavailable("broker unavailable (injected failure)"));
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Realtime for RecordingRealtime {
+    async fn publish(&self, pushes: &[Push]) -> Result<()> {
+        self.failing()?;
         self.largest.fetch_max(pushes.len(), Ordering::SeqCst);
         self.lock().extend(pushes.iter().cloned());
+        Ok(())
+    }
+
+    async fn clear_retained(&self, topic: &str) -> Result<()> {
+        self.failing()?;
+        self.cleared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(topic.to_string());
         Ok(())
     }
 }
