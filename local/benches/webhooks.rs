@@ -107,7 +107,7 @@ async fn main() {
     let verifier = JwtVerifier::hs256(KEY.as_bytes()).expect("key");
     let embedded = chat21_local::embedded_api(
         verifier,
-        Arc::new(chat21::realtime::NoRealtime),
+        Arc::new(chat21::ports::NoRealtime),
         Settings::default(),
     );
     let api = embedded.api;

@@ -20,8 +20,8 @@ use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::ops::webhooks::delivery::POST_TIMEOUT;
 use chat21::ops::webhooks::{WebhookConfig, Webhooks};
 use chat21::ops::{Deps, Settings, deliver};
-use chat21::ports::{Streamed, WebhookStore};
-use chat21::realtime::Realtime;
+use chat21::ports::{Realtime, Streamed, WebhookStore};
+
 use chat21::routes::{self, Match};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};

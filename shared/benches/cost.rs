@@ -1126,7 +1126,7 @@ pub mod rig {
     use chat21::api::Api;
     use chat21::lambda::handle_stream;
     use chat21::ops::Deps;
-    use chat21::realtime::NoRealtime;
+    use chat21::ports::NoRealtime;
     use chat21::routes::{self, Match};
     use serde_json::{Value, json};
 

@@ -22,7 +22,7 @@ fn api() -> Api {
         deps: Deps {
             store: Arc::new(EmbeddedStore::new()),
             events: Arc::new(EmbeddedEvents::with_sink(sink)),
-            realtime: std::sync::Arc::new(chat21::realtime::NoRealtime),
+            realtime: std::sync::Arc::new(chat21::ports::NoRealtime),
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidIds),
             settings: Settings::default(),

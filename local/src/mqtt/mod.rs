@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chat21::api::Api;
 use chat21::error::Result;
-use chat21::realtime::{Push, Realtime};
+use chat21::ports::{Push, Realtime};
 use rmqtt_codec::types::QoS;
 use tokio::net::TcpListener;
 use tracing::debug;

@@ -14,7 +14,8 @@ use futures_util::future::join_all;
 use tracing::warn;
 
 use crate::error::{Error, Result};
-use crate::realtime::{Push, Realtime, topics};
+use crate::ports::{Push, Realtime};
+use crate::realtime::topics;
 
 /// Users whose publishes are in flight at once.
 const CONCURRENT_OWNERS: usize = 16;

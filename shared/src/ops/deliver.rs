@@ -14,8 +14,8 @@ use crate::keys;
 use crate::model::Message;
 use crate::ops::Deps;
 use crate::ops::groups;
-use crate::ports::{Applied, ConversationKind, Origin, RowUpdate, Streamed, Written};
-use crate::realtime::{Push, push};
+use crate::ports::{Applied, ConversationKind, Origin, Push, RowUpdate, Streamed, Written};
+use crate::realtime::push;
 
 /// Conversation updates in flight at once during a group's fan-out.
 const FAN_OUT_CONCURRENCY: usize = 16;

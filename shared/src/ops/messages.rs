@@ -9,8 +9,8 @@ use crate::input::Fields;
 use crate::keys;
 use crate::model::{Caller, ChannelType, Message, status};
 use crate::ops::Deps;
-use crate::ports::{Applied, ConversationKind, Origin, RowUpdate, Written};
-use crate::realtime::{Push, push, topics};
+use crate::ports::{Applied, ConversationKind, Origin, Push, RowUpdate, Written};
+use crate::realtime::{push, topics};
 
 /// Largest `text`, in bytes.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;

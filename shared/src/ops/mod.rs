@@ -8,8 +8,7 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
-use crate::ports::{Clock, EventPublisher, IdSource, Store};
-use crate::realtime::Realtime;
+use crate::ports::{Clock, EventPublisher, IdSource, Realtime, Store};
 
 /// What every operation runs against, built once per process (per cold start on Lambda).
 #[derive(Clone)]

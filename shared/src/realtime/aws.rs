@@ -8,12 +8,12 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::authorizer::{self, IotArns};
-use super::{NoRealtime, Realtime, rule};
+use super::rule;
 use crate::adapters::iot::IotRealtime;
 use crate::adapters::system::SystemClock;
 use crate::config;
 use crate::lambda::{Error, aws_deps, init_tracing};
-use crate::ports::Clock;
+use crate::ports::{Clock, NoRealtime, Realtime};
 
 /// The real-time port of a function: IoT Core's data plane at `IOT_DATA_ENDPOINT` (the
 /// account's `iot:Data-ATS` endpoint, a host name, or a URL), or nothing if it is unset.

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Push, topics};
+use super::topics;
 use crate::model::{Conversation, Group, Message};
+use crate::ports::Push;
 
 fn to_value<T: serde::Serialize>(data: &T) -> Value {
     // Our own plain data types (string keys, derived impls) always serialize.

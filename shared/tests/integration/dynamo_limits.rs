@@ -219,7 +219,7 @@ async fn spied() -> Spied {
     let deps = Deps {
         store: store.clone(),
         events: Arc::new(EmbeddedEvents::new()),
-        realtime: std::sync::Arc::new(chat21::realtime::NoRealtime),
+        realtime: std::sync::Arc::new(chat21::ports::NoRealtime),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UuidIds),
         settings: Settings {

@@ -54,7 +54,7 @@ fn api_with_topic(config: &aws_config::SdkConfig, store: Arc<DynamoStore>, topic
     crate::common::api_on(Deps {
         store,
         events: Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(config), topic_arn)),
-        realtime: Arc::new(chat21::realtime::NoRealtime),
+        realtime: Arc::new(chat21::ports::NoRealtime),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UuidIds),
         settings: Settings::default(),

@@ -946,7 +946,7 @@ async fn the_topic_reaches_a_tiledesk_style_receiver() {
     let api = crate::common::api_on(chat21::ops::Deps {
         store: store.clone(),
         events: Arc::new(chat21::adapters::sns::SnsEvents::new(sns.clone(), topic)),
-        realtime: Arc::new(chat21::realtime::NoRealtime),
+        realtime: Arc::new(chat21::ports::NoRealtime),
         clock: Arc::new(chat21::adapters::system::SystemClock),
         ids: Arc::new(chat21::adapters::system::UuidIds),
         settings: Default::default(),

@@ -13,8 +13,8 @@ use crate::error::Result;
 use crate::keys;
 use crate::model::{GroupChange, Message};
 use crate::ops::{Deps, deliver};
-use crate::ports::{Applied, ConversationKind, RowUpdate};
-use crate::realtime::{Push, push};
+use crate::ports::{Applied, ConversationKind, Push, RowUpdate};
+use crate::realtime::push;
 
 /// How many group messages a joiner receives (the newest ones before the join).
 pub const HISTORY_ON_JOIN: usize = 200;
