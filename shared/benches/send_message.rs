@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
 use chat21::adapters::system::{SystemClock, UuidIds};
-use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
+use chat21::entry::http::{Api, handle};
 use chat21::lambda_http::{Body, RequestExt};
 use chat21::ops::{Deps, Settings};
 use chat21::routes::Route;
@@ -76,7 +76,7 @@ fn send_message(c: &mut Criterion) {
             let started = std::time::Instant::now();
             for i in 0..iterations as usize {
                 let request = requests[i % requests.len()].clone();
-                let response = runtime.block_on(api::handle(&api, Route::SendMessage, request));
+                let response = runtime.block_on(handle(&api, Route::SendMessage, request));
                 assert_eq!(response.status(), 200);
             }
             started.elapsed()

@@ -1,22 +1,21 @@
 //! The shared crate of the serverless Chat21: everything the Lambda functions and the local
 //! server do, written once.
 //!
-//! - [`api`] — HTTP glue: auth, parsing, the JSON envelope (every route enters here).
+//! - [`entry`] — every entry point: HTTP glue (auth, parsing, the JSON envelope), the Lambda
+//!   wiring, the stream and queue consumers, MQTT inbound, the IoT authorizer.
 //! - [`ops`] — the behaviour of API.md, against the [`ports`].
 //! - [`adapters`] — DynamoDB + SNS (production) and embedded (local server, tests).
-//! - [`lambda`] — what each function's `main` calls.
 
 pub mod adapters;
-pub mod api;
 pub mod auth;
 pub mod config;
 pub mod cors;
+pub mod entry;
 pub mod error;
 pub mod events;
 pub mod ids;
 pub mod input;
 pub mod keys;
-pub mod lambda;
 pub mod model;
 pub mod ops;
 pub mod ports;

@@ -87,7 +87,7 @@ pub fn moto_endpoint() -> String {
 pub async fn aws_config() -> aws_config::SdkConfig {
     moto_endpoint();
     // The functions' own configuration (and HTTP client).
-    chat21::lambda::sdk_config().await
+    chat21::adapters::aws::sdk_config().await
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -561,8 +561,8 @@ pub fn token(sub: &str) -> String {
     token_for(sub, APP, false)
 }
 
-pub fn api_on(deps: Deps) -> chat21::api::Api {
-    chat21::api::Api {
+pub fn api_on(deps: Deps) -> chat21::entry::http::Api {
+    chat21::entry::http::Api {
         deps,
         verifier: chat21::auth::JwtVerifier::hs256(KEY).unwrap(),
     }
@@ -571,7 +571,7 @@ pub fn api_on(deps: Deps) -> chat21::api::Api {
 /// Calls the API as API Gateway would: the route table picks the route and path parameters,
 /// the query string becomes query parameters. Returns the status and the JSON body.
 pub async fn call(
-    api: &chat21::api::Api,
+    api: &chat21::entry::http::Api,
     method: &str,
     path_and_query: &str,
     token: Option<&str>,
@@ -593,7 +593,7 @@ pub async fn call(
 /// function also serves API Gateway's catch-all route). Returns the status, the
 /// Content-Type and the body text.
 pub async fn call_raw(
-    api: &chat21::api::Api,
+    api: &chat21::entry::http::Api,
     route: Option<chat21::routes::Route>,
     method: &str,
     path_and_query: &str,
@@ -621,7 +621,7 @@ pub async fn call_raw(
         .unwrap()
         .with_path_parameters(params)
         .with_query_string_parameters(query);
-    let response = chat21::api::handle(api, route, request).await;
+    let response = chat21::entry::http::handle(api, route, request).await;
     let status = response.status().as_u16();
     let content_type = response
         .headers()

@@ -262,7 +262,7 @@ fn topic_rules(text: &str) -> Vec<TopicRule> {
 }
 
 /// One rule per client-published topic kind of REALTIME.md, each handing the topic's user to
-/// mqtt-inbound with what `chat21::realtime::rule::RulePublish` reads; no rule matches any
+/// mqtt-inbound with what `chat21::entry::rule::RulePublish` reads; no rule matches any
 /// topic the server publishes (whatever the ids, even ids named like topic keywords), so the
 /// functions' own publishes never come back to them.
 #[test]

@@ -13,8 +13,8 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chat21::adapters::embedded::MemoryRetries;
 use chat21::adapters::http::HttpClient;
 use chat21::adapters::sqs::SqsRetries;
+use chat21::entry::webhooks::handle_webhooks;
 use chat21::events::{Event, EventType};
-use chat21::lambda::handle_webhooks;
 use chat21::model::{Caller, Webhook};
 use chat21::ops::webhooks::delivery::{BACKOFF_SECS, MAX_ATTEMPTS, Retry, Target};
 use chat21::ops::webhooks::{AllowedHosts, Secret, WebhookConfig, Webhooks};
@@ -983,7 +983,7 @@ async fn the_topic_reaches_a_tiledesk_style_receiver() {
         if event.records.is_empty() {
             break;
         }
-        let response = chat21::lambda::handle_stream(&api.deps, event).await;
+        let response = chat21::entry::stream::handle_stream(&api.deps, event).await;
         assert!(response.batch_item_failures.is_empty());
     }
     let records = q.take(&q.queue).await;
