@@ -25,7 +25,7 @@ pub use conversations::{
 pub use groups::{Added, Created, GroupHead, GroupStore, MembersSet, Removed, Updated};
 pub use messages::{MessageStore, Origin, Timeline, Written};
 pub use realtime::{NoRealtime, Push, Realtime};
-pub use webhooks::{PostOutcome, RetryQueue, WebhookClient, WebhookPut, WebhookStore};
+pub use webhooks::{PostOutcome, RetryQueue, Target, WebhookClient, WebhookPut, WebhookStore};
 
 /// A page request: at most `limit` items after `after` (newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]

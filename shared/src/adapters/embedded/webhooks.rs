@@ -14,8 +14,7 @@ use super::EmbeddedStore;
 use crate::error::{Error, Result};
 use crate::model::Webhook;
 use crate::ops::webhooks::Webhooks;
-use crate::ops::webhooks::delivery::Target;
-use crate::ports::{Clock, RetryQueue, WebhookPut, WebhookStore};
+use crate::ports::{Clock, RetryQueue, Target, WebhookPut, WebhookStore};
 
 #[async_trait]
 impl WebhookStore for EmbeddedStore {
@@ -318,7 +317,7 @@ impl RetryQueue for MemoryRetries {
 mod tests {
     use super::*;
     use crate::adapters::system::SystemClock;
-    use crate::ops::webhooks::delivery::Retry;
+    use crate::ops::webhooks::records::Retry;
     use serde_json::value::RawValue;
 
     fn retry(app: &str, target: Target) -> (String, Duration) {
