@@ -123,7 +123,10 @@ async fn main() {
     };
     let (webhooks, retries) =
         chat21_local::local_webhooks(api.deps.store.clone(), config).expect("webhooks");
-    tokio::spawn(retries.run(webhooks.clone()));
+    tokio::spawn(chat21::entry::webhooks::run_memory_retries(
+        retries,
+        webhooks.clone(),
+    ));
     tokio::spawn(chat21_local::deliver_webhooks(webhooks, embedded.events));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

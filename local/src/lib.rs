@@ -82,7 +82,7 @@ pub const RETRY_BOUNDS: RetryBounds = RetryBounds {
 
 /// The webhooks consumer of the local server: the tenants' endpoints in `store`, the real HTTP
 /// client, retries in memory (they live as long as the process). Its retry queue must be run
-/// ([`MemoryRetries::run`]).
+/// (`chat21::entry::webhooks::run_memory_retries`).
 pub fn local_webhooks(
     store: Arc<dyn WebhookStore>,
     config: WebhookConfig,

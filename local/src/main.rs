@@ -87,7 +87,10 @@ async fn run() -> Result<(), String> {
     ));
     let endpoints = webhook_config.endpoints.len();
     let (webhooks, retries) = chat21_local::local_webhooks(api.deps.store.clone(), webhook_config)?;
-    tokio::spawn(retries.run(webhooks.clone()));
+    tokio::spawn(chat21::entry::webhooks::run_memory_retries(
+        retries,
+        webhooks.clone(),
+    ));
     tokio::spawn(chat21_local::deliver_webhooks(webhooks, embedded.events));
     let broker = Arc::new(Broker {
         router,

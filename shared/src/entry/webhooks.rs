@@ -7,10 +7,11 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures_util::future::join_all;
 use lambda_http::service_fn;
 use lambda_runtime::LambdaEvent;
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::adapters::aws::sdk_config;
 use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::embedded::MemoryRetries;
 use crate::adapters::http::HttpClient;
 use crate::adapters::sqs::SqsRetries;
 use crate::adapters::system::SystemClock;
@@ -79,4 +80,19 @@ pub async fn handle_webhooks(webhooks: &Webhooks, event: SqsEvent) -> SqsBatchRe
         }
     }
     response
+}
+
+/// The in-process retry queue's consumer (`chat21-local`, and tests): hands each retry to the
+/// webhooks consumer when it is due, each in its own task, until the process ends.
+pub async fn run_memory_retries(retries: Arc<MemoryRetries>, webhooks: Arc<Webhooks>) {
+    loop {
+        for message in retries.due().await {
+            let webhooks = webhooks.clone();
+            tokio::spawn(async move {
+                if let Err(e) = webhooks.handle_record(&message).await {
+                    error!(error = %e, "a webhook retry failed and is dropped");
+                }
+            });
+        }
+    }
 }

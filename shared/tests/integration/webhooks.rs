@@ -1054,7 +1054,10 @@ async fn the_in_memory_queue_hands_retries_back_in_real_time() {
         clock.clone(),
         config(&receiver, &["/later"], &EventType::ALL),
     ));
-    tokio::spawn(retries.clone().run(webhooks.clone()));
+    tokio::spawn(chat21::entry::webhooks::run_memory_retries(
+        retries.clone(),
+        webhooks.clone(),
+    ));
     let retry = |text: &str, wait_ms: u64| {
         let event = message_sent(APP, "u2", text);
         let retry = Retry {
