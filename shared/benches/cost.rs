@@ -1166,8 +1166,8 @@ pub mod rig {
                 .topic_arn
                 .expect("a topic ARN");
             // As deployed: DELIVERED_EVENTS from the environment, default true.
-            let settings = chat21::config::settings_from_lookup(chat21::config::env)
-                .expect("DELIVERED_EVENTS");
+            let settings =
+                chat21::ops::Settings::from_lookup(chat21::config::env).expect("DELIVERED_EVENTS");
             Env {
                 recorder,
                 model,

@@ -14,7 +14,7 @@ use crate::adapters::system::{SystemClock, UuidIds};
 use crate::config::{self, AwsConfig};
 use crate::entry::http::{Api, handle};
 use crate::events::Event;
-use crate::ops::Deps;
+use crate::ops::{Deps, Settings};
 use crate::ports::EventPublisher;
 use crate::routes::Route;
 
@@ -40,7 +40,7 @@ pub async fn aws_deps(
     publishes_events: bool,
 ) -> Result<Deps, Error> {
     let aws = AwsConfig::from_lookup(&lookup, publishes_events)?;
-    let settings = config::settings_from_lookup(&lookup)?;
+    let settings = Settings::from_lookup(&lookup)?;
     let shared = sdk_config().await;
     let clock = Arc::new(SystemClock);
     let events: Arc<dyn EventPublisher> = match aws.topic_arn {

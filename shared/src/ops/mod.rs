@@ -9,6 +9,7 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use crate::ports::{Clock, EventPublisher, IdSource, Realtime, Store};
+use webhooks::AllowedHosts;
 
 /// What every operation runs against, built once per process (per cold start on Lambda).
 #[derive(Clone)]
@@ -39,8 +40,52 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// `DELIVERED_EVENTS` (`true` by default): publish `message-delivered` per recipient copy;
+    /// `WEBHOOK_ALLOWED_HOSTS` (any host by default): where tenants' webhooks may point.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        let delivered_events = match get("DELIVERED_EVENTS").as_deref().map(str::trim) {
+            None | Some("") | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(format!(
+                    "DELIVERED_EVENTS must be true or false, not {other:?}"
+                ));
+            }
+        };
+        let webhook_hosts = AllowedHosts::parse(&get("WEBHOOK_ALLOWED_HOSTS").unwrap_or_default())
+            .map_err(|e| format!("WEBHOOK_ALLOWED_HOSTS: {e}"))?;
+        Ok(Settings {
+            delivered_events,
+            webhook_hosts,
+        })
+    }
+}
+
 impl Deps {
     pub fn now(&self) -> u64 {
         self.clock.now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::lookup;
+
+    #[test]
+    fn settings() {
+        assert!(Settings::from_lookup(lookup(&[])).unwrap().delivered_events);
+        assert!(
+            !Settings::from_lookup(lookup(&[("DELIVERED_EVENTS", "false")]))
+                .unwrap()
+                .delivered_events
+        );
+        assert!(Settings::from_lookup(lookup(&[("DELIVERED_EVENTS", "maybe")])).is_err());
+        let hosts = Settings::from_lookup(lookup(&[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")]))
+            .unwrap()
+            .webhook_hosts;
+        assert!(hosts.allows("http://127.0.0.1:1/") && !hosts.allows("http://example.com/"));
+        assert!(Settings::from_lookup(lookup(&[("WEBHOOK_ALLOWED_HOSTS", "a b")])).is_err());
     }
 }
