@@ -117,7 +117,7 @@ async fn main() {
     ));
     let config = WebhookConfig {
         endpoints: vec![format!("{hooks}/tiledesk")],
-        events: chat21::events::EventType::ALL.to_vec(),
+        events: chat21::model::EventType::ALL.to_vec(),
         secret: Some(Secret::parse("secret", SECRET).expect("secret")),
         allowed_hosts: AllowedHosts::any(),
     };

@@ -144,7 +144,7 @@ fn main() {
                     id: format!("tenant-{t}"),
                     app_id: "bench".into(),
                     url: format!("{base}/tenant-{t}"),
-                    events: chat21::events::EventType::ALL.to_vec(),
+                    events: chat21::model::EventType::ALL.to_vec(),
                     secret: SECRET.into(),
                     created_at: 1,
                     updated_at: 1,
@@ -159,7 +159,7 @@ fn main() {
                 clock,
                 WebhookConfig {
                     endpoints: vec![format!("{base}/global")],
-                    events: chat21::events::EventType::ALL.to_vec(),
+                    events: chat21::model::EventType::ALL.to_vec(),
                     secret: Some(Secret::parse("secret", SECRET).expect("secret")),
                     allowed_hosts: AllowedHosts::any(),
                 },

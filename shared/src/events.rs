@@ -7,62 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Id;
-use crate::model::{Conversation, Group, Message};
-
-/// The event types, as names (subscription filters, message attributes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EventType {
-    MessageSent,
-    MessageDelivered,
-    MessageReturnReceipt,
-    ConversationArchived,
-    ConversationUnarchived,
-    ConversationDeleted,
-    GroupCreated,
-    GroupUpdated,
-    JoinMember,
-    LeaveMember,
-    PresenceChange,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::MessageSent => "message-sent",
-            EventType::MessageDelivered => "message-delivered",
-            EventType::MessageReturnReceipt => "message-return-receipt",
-            EventType::ConversationArchived => "conversation-archived",
-            EventType::ConversationUnarchived => "conversation-unarchived",
-            EventType::ConversationDeleted => "conversation-deleted",
-            EventType::GroupCreated => "group-created",
-            EventType::GroupUpdated => "group-updated",
-            EventType::JoinMember => "join-member",
-            EventType::LeaveMember => "leave-member",
-            EventType::PresenceChange => "presence-change",
-        }
-    }
-
-    /// Every event type, in the order of [`EventType`].
-    pub const ALL: [EventType; 11] = [
-        EventType::MessageSent,
-        EventType::MessageDelivered,
-        EventType::MessageReturnReceipt,
-        EventType::ConversationArchived,
-        EventType::ConversationUnarchived,
-        EventType::ConversationDeleted,
-        EventType::GroupCreated,
-        EventType::GroupUpdated,
-        EventType::JoinMember,
-        EventType::LeaveMember,
-        EventType::PresenceChange,
-    ];
-
-    /// The type of a name (`message-sent`, ...).
-    pub fn parse(name: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-}
+use crate::model::{Conversation, EventType, Group, Message};
 
 /// Largest `data` of a group event (SNS messages are at most 256 KiB).
 const MAX_GROUP_EVENT_DATA: usize = 192 * 1024;
@@ -273,12 +218,12 @@ impl Event {
 
     pub fn group_created(group: &Group, at: u64) -> Event {
         let data = EventData::GroupCreated(GroupData::of(group));
-        Event::new(data, &group.app_id, &group.uid, at)
+        Event::new(data, &group.info.app_id, &group.info.uid, at)
     }
 
     pub fn group_updated(group: &Group, at: u64) -> Event {
         let data = EventData::GroupUpdated(GroupData::of(group));
-        Event::new(data, &group.app_id, &group.uid, at)
+        Event::new(data, &group.info.app_id, &group.info.uid, at)
     }
 
     pub fn member_joined(app_id: &str, change: MemberChange, at: u64) -> Event {
@@ -308,7 +253,7 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelType, status};
+    use crate::model::{ChannelType, GroupInfo, status};
     use serde_json::json;
     use std::collections::BTreeMap;
 
@@ -356,27 +301,52 @@ mod tests {
     }
 
     #[test]
-    fn every_type_is_listed_once_and_parses_back() {
-        // Exhaustive: a new variant fails to compile here until it is placed in `ALL`.
-        let place = |t: EventType| match t {
-            EventType::MessageSent => 0,
-            EventType::MessageDelivered => 1,
-            EventType::MessageReturnReceipt => 2,
-            EventType::ConversationArchived => 3,
-            EventType::ConversationUnarchived => 4,
-            EventType::ConversationDeleted => 5,
-            EventType::GroupCreated => 6,
-            EventType::GroupUpdated => 7,
-            EventType::JoinMember => 8,
-            EventType::LeaveMember => 9,
-            EventType::PresenceChange => 10,
+    fn every_type_has_its_data_named_alike_on_the_wire() {
+        let member = || MemberChange {
+            member_id: Id::parse("m", "u2").unwrap(),
+            group_id: Id::parse("g", "g").unwrap(),
+            group_name: "G".into(),
+            message: None,
         };
-        for (i, t) in EventType::ALL.into_iter().enumerate() {
-            assert_eq!(place(t), i);
-            assert_eq!(EventType::parse(t.as_str()), Some(t));
-            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
+        let group = GroupData {
+            group: Group {
+                info: GroupInfo {
+                    uid: "g".into(),
+                    name: "G".into(),
+                    owner: "o".into(),
+                    attributes: Default::default(),
+                    created_on: 1,
+                    updated_on: 1,
+                    app_id: "a".into(),
+                },
+                members: Default::default(),
+            },
+            members_omitted: false,
+        };
+        let row = Conversation::from_last(&message(), false);
+        for t in EventType::ALL {
+            // Exhaustive: a new type fails to compile here until it has its data.
+            let data = match t {
+                EventType::MessageSent => EventData::MessageSent(message()),
+                EventType::MessageDelivered => EventData::MessageDelivered(message()),
+                EventType::MessageReturnReceipt => EventData::MessageReturnReceipt(message()),
+                EventType::ConversationArchived => EventData::ConversationArchived(row.clone()),
+                EventType::ConversationUnarchived => EventData::ConversationUnarchived(row.clone()),
+                EventType::ConversationDeleted => EventData::ConversationDeleted(row.clone()),
+                EventType::GroupCreated => EventData::GroupCreated(group.clone()),
+                EventType::GroupUpdated => EventData::GroupUpdated(group.clone()),
+                EventType::JoinMember => EventData::JoinMember(member()),
+                EventType::LeaveMember => EventData::LeaveMember(member()),
+                EventType::PresenceChange => EventData::PresenceChange(Presence {
+                    user_id: Id::parse("u", "u1").unwrap(),
+                    client_id: Id::parse("c", "c1").unwrap(),
+                    presence: PresenceState::Online,
+                }),
+            };
+            assert_eq!(data.event_type(), t);
+            let wire = serde_json::to_value(&data).unwrap();
+            assert_eq!(wire["event_type"], json!(t.as_str()));
         }
-        assert_eq!(EventType::parse("message_sent"), None);
     }
 
     #[test]
@@ -415,14 +385,16 @@ mod tests {
         let members: BTreeMap<String, u8> =
             (0..20_000).map(|i| (format!("user-{i:08}"), 1)).collect();
         let group = Group {
-            uid: "g".into(),
-            name: "G".into(),
-            owner: "o".into(),
+            info: GroupInfo {
+                uid: "g".into(),
+                name: "G".into(),
+                owner: "o".into(),
+                attributes: Default::default(),
+                created_on: 1,
+                updated_on: 1,
+                app_id: "a".into(),
+            },
             members,
-            attributes: Default::default(),
-            created_on: 1,
-            updated_on: 1,
-            app_id: "a".into(),
         };
         let EventData::GroupCreated(data) = Event::group_created(&group, 1).data else {
             panic!("not a group event");

@@ -115,7 +115,7 @@ pub fn group_updated(
     let payload = Arc::new(payload);
     to.iter()
         .map(|member| Push {
-            topic: topics::group_updated(&group.app_id, member, &group.uid),
+            topic: topics::group_updated(&group.info.app_id, member, &group.info.uid),
             payload: payload.clone(),
         })
         .collect()

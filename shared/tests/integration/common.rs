@@ -13,8 +13,9 @@ use aws_sdk_dynamodb::types::{
 use chat21::adapters::dynamo::stream::streamed_of;
 use chat21::adapters::dynamo::{DynamoStore, ORDER_INDEX};
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, RecordingRealtime};
-use chat21::events::{Event, EventType};
+use chat21::events::Event;
 use chat21::ids::Id;
+use chat21::model::EventType;
 use chat21::model::{Caller, Conversation, Message};
 use chat21::ops::messages::SendMessage;
 use chat21::ops::{Deps, Settings, conversations, deliver, messages};

@@ -15,8 +15,9 @@ use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::auth::JwtVerifier;
 use chat21::entry::http::Api;
 use chat21::entry::{authorizer, http, rule, stream, webhooks};
-use chat21::events::{EventType, PresenceState};
+use chat21::events::PresenceState;
 use chat21::lambda_http::{self, Body, RequestExt};
+use chat21::model::EventType;
 use chat21::model::{Message, status};
 use chat21::ops::webhooks::{Secret, WebhookConfig, Webhooks};
 use chat21::ops::{Deps, Settings, conversations};
@@ -657,12 +658,12 @@ async fn check(h: &Harness, stem: &str, body: &Value) {
         }
         "update-group" => {
             let head = h.store.group_head(APP, GROUP).await.unwrap().unwrap();
-            assert_eq!(head.meta.name, "Events demo (renamed)");
+            assert_eq!(head.meta.info.name, "Events demo (renamed)");
         }
         "update-group-attributes" => {
             let head = h.store.group_head(APP, GROUP).await.unwrap().unwrap();
-            assert_eq!(head.meta.attributes["topic"], "sample events");
-            assert_eq!(head.meta.attributes["allow_self_join"], false);
+            assert_eq!(head.meta.info.attributes["topic"], "sample events");
+            assert_eq!(head.meta.info.attributes["allow_self_join"], false);
         }
         "join-group" => {
             assert_eq!(h.members().await, ["user-1", "user-2", "user-3"]);

@@ -14,7 +14,8 @@ use chat21::adapters::sns::SnsEvents;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::entry::rule;
 use chat21::entry::stream::handle_stream;
-use chat21::events::{Event, EventType};
+use chat21::events::Event;
+use chat21::model::EventType;
 use chat21::ops::{Deps, Settings};
 use serde_json::{Value, json};
 

@@ -53,8 +53,8 @@ fn system_message(
         message_id: format!("{}-{index:04}", change.id),
         sender: SYSTEM_SENDER.to_string(),
         sender_fullname: "System".to_string(),
-        recipient: meta.uid.clone(),
-        recipient_fullname: meta.name.clone(),
+        recipient: meta.info.uid.clone(),
+        recipient_fullname: meta.info.name.clone(),
         text,
         kind: "text".to_string(),
         channel_type: ChannelType::Group,
@@ -62,9 +62,9 @@ fn system_message(
         metadata: None,
         timestamp: change.at,
         status: status::SENT,
-        app_id: meta.app_id.clone(),
-        timeline_of: meta.uid.clone(),
-        convers_with: meta.uid.clone(),
+        app_id: meta.info.app_id.clone(),
+        timeline_of: meta.info.uid.clone(),
+        convers_with: meta.info.uid.clone(),
     }
 }
 
@@ -76,8 +76,8 @@ fn member_change(
 ) -> Result<MemberChange> {
     Ok(MemberChange {
         member_id: Id::parse("member_id", member)?,
-        group_id: Id::parse("group_id", meta.uid.as_str())?,
-        group_name: meta.name.clone(),
+        group_id: Id::parse("group_id", meta.info.uid.as_str())?,
+        group_name: meta.info.name.clone(),
         message: message.cloned(),
     })
 }
@@ -107,7 +107,7 @@ fn compose(meta: &GroupMeta, change: &GroupChange) -> Result<(Vec<Message>, Vec<
         );
         if change.kind != ChangeKind::Created {
             let data = member_change(meta, member, Some(&message))?;
-            member_events.push(Event::member_joined(&meta.app_id, data, change.at));
+            member_events.push(Event::member_joined(&meta.info.app_id, data, change.at));
         }
         messages.push(message);
     }
@@ -121,7 +121,7 @@ fn compose(meta: &GroupMeta, change: &GroupChange) -> Result<(Vec<Message>, Vec<
             json!({ "member_id": member }),
         );
         let data = member_change(meta, member, Some(&message))?;
-        member_events.push(Event::member_left(&meta.app_id, data, change.at));
+        member_events.push(Event::member_left(&meta.info.app_id, data, change.at));
         messages.push(message);
     }
     let mut events: Vec<Event> = messages
@@ -144,7 +144,7 @@ async fn place(
     if messages.is_empty() {
         return Ok(Vec::new());
     }
-    let (app, group) = (&meta.app_id, &meta.uid);
+    let (app, group) = (&meta.info.app_id, &meta.info.uid);
     let first = match change.places_from {
         Some(first) => first,
         None => {
@@ -166,7 +166,7 @@ async fn place(
 /// leavers' views closed on their goodbye, its events, then hands the change to the deliver
 /// step (which delivers it to every member, see [`deliver`]). Safe to run more than once.
 pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Result<()> {
-    let (app, group) = (&meta.app_id, &meta.uid);
+    let (app, group) = (&meta.info.app_id, &meta.info.uid);
     let (messages, mut events) = compose(meta, change)?;
     let placed = place(deps, meta, change, messages).await?;
     deps.store.put_system_messages(&placed).await?;
@@ -198,7 +198,7 @@ pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Resu
         places_from: placed.first().map(|(_, seq)| *seq),
         ..change.clone()
     };
-    deps.store.mark_settled(app, &meta.uid, &settled).await
+    deps.store.mark_settled(app, &meta.info.uid, &settled).await
 }
 
 /// Delivers a settled change (the deliver step), together with every other settled change of
@@ -270,7 +270,7 @@ pub async fn announce(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Re
         warn!(error = %e, change = %change.id, "group change left for the next call to announce");
         if let Err(mark) = deps
             .store
-            .mark_stalled(&meta.app_id, &meta.uid, &change.id)
+            .mark_stalled(&meta.info.app_id, &meta.info.uid, &change.id)
             .await
         {
             warn!(error = %mark, change = %change.id, "could not mark the change stalled");

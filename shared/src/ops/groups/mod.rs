@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::ids::Id;
 use crate::input::Fields;
-use crate::model::{Caller, ChangeKind, Group, GroupChange, GroupMeta};
+use crate::model::{Caller, ChangeKind, Group, GroupChange, GroupInfo, GroupMeta};
 use crate::ops::Deps;
 use crate::ports::{Added, Created, MembersSet, Removed, Updated};
 use announce::{abandoned, announce, settle};
@@ -113,7 +113,7 @@ fn not_found(group: &str) -> Error {
 }
 
 fn owner_or_admin(caller: &Caller, meta: &GroupMeta) -> Result<()> {
-    if caller.admin || caller.user_id == meta.owner {
+    if caller.admin || caller.user_id == meta.info.owner {
         return Ok(());
     }
     Err(Error::forbidden(
@@ -157,13 +157,15 @@ pub async fn create(deps: &Deps, caller: &Caller, input: CreateGroup) -> Result<
     let app = &caller.app_id;
     let now = deps.now();
     let meta = GroupMeta {
-        uid: uid.clone(),
-        name: input.name,
-        owner: owner.to_string(),
-        attributes: input.attributes,
-        created_on: now,
-        updated_on: now,
-        app_id: app.to_string(),
+        info: GroupInfo {
+            uid: uid.clone(),
+            name: input.name,
+            owner: owner.to_string(),
+            attributes: input.attributes,
+            created_on: now,
+            updated_on: now,
+            app_id: app.to_string(),
+        },
         version: 1,
         seq: 0,
     };
@@ -227,19 +229,16 @@ async fn update_meta(
     let change = new_change(deps, caller, kind, Vec::new(), Vec::new());
     match deps.store.update_meta(&meta, &change).await? {
         Updated::Updated => announce(deps, &meta, &change).await,
-        Updated::NoGroup => Err(not_found(&meta.uid)),
+        Updated::NoGroup => Err(not_found(&meta.info.uid)),
     }
 }
 
 /// Renames a group (owner or admin).
 pub async fn rename(deps: &Deps, caller: &Caller, group: &Id, name: String) -> Result<()> {
-    let meta = load(deps, caller, group).await?;
+    let mut meta = load(deps, caller, group).await?;
     owner_or_admin(caller, &meta)?;
-    let meta = GroupMeta {
-        name,
-        updated_on: deps.now(),
-        ..meta
-    };
+    meta.info.name = name;
+    meta.info.updated_on = deps.now();
     update_meta(deps, caller, meta, ChangeKind::Renamed).await
 }
 
@@ -250,13 +249,10 @@ pub async fn set_attributes(
     group: &Id,
     attributes: Map<String, Value>,
 ) -> Result<()> {
-    let meta = load(deps, caller, group).await?;
+    let mut meta = load(deps, caller, group).await?;
     owner_or_admin(caller, &meta)?;
-    let meta = GroupMeta {
-        attributes,
-        updated_on: deps.now(),
-        ..meta
-    };
+    meta.info.attributes = attributes;
+    meta.info.updated_on = deps.now();
     update_meta(deps, caller, meta, ChangeKind::AttributesSet).await
 }
 

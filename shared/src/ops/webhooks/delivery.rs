@@ -10,8 +10,8 @@ use serde_json::value::RawValue;
 use tracing::{debug, error, info, warn};
 
 use crate::error::{Error, Result};
-use crate::events::EventType;
 use crate::ids;
+use crate::model::EventType;
 use crate::ops::webhooks::lanes::Lanes;
 use crate::ops::webhooks::records::{
     Record, Retry, Unreadable, UnreadableBody, head_of, read_record,

@@ -49,9 +49,9 @@ pub mod targets;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::events::EventType;
 use crate::ids::Id;
 use crate::input::Fields;
+use crate::model::EventType;
 use crate::model::{Caller, Webhook};
 use crate::ops::Deps;
 use crate::ports::WebhookPut;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::events::EventType;
+use crate::model::EventType;
 use crate::ports::Target;
 
 /// One endpoint's next attempt at one event: a message on the retry queue.
