@@ -4,11 +4,14 @@ pub mod conversations;
 pub mod deliver;
 pub mod groups;
 pub mod messages;
+pub mod rows;
 pub mod webhooks;
 
 use std::sync::Arc;
 
-use crate::ports::{Clock, EventPublisher, IdSource, Realtime, Store};
+use tracing::warn;
+
+use crate::ports::{Clock, EventPublisher, IdSource, Push, Realtime, Store};
 use webhooks::AllowedHosts;
 
 /// What every operation runs against, built once per process (per cold start on Lambda).
@@ -65,6 +68,17 @@ impl Settings {
 impl Deps {
     pub fn now(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// Real-time publishes made by an HTTP or MQTT call after its writes: a failure is logged,
+    /// not answered (the writes are done, and clients reload over HTTP when they reconnect).
+    pub(crate) async fn publish_quietly(&self, pushes: &[Push]) {
+        if pushes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.realtime.publish(pushes).await {
+            warn!(error = %e, count = pushes.len(), "real-time publishes failed");
+        }
     }
 }
 

@@ -46,23 +46,15 @@ pub enum Timeline {
 
 #[async_trait]
 pub trait MessageStore: Send + Sync {
-    /// A direct or inline-group send: writes the message into its sender's timeline with the
-    /// recipient unless the sender already sent this `message_id` there (then returns that
-    /// earlier message and writes nothing). The write is the event: the store's change stream
-    /// hands it to the deliver step.
-    async fn put_sent(&self, written: &Written) -> Result<Option<Message>>;
+    /// A new message's one write, where its `origin` says: a direct message into the timeline
+    /// its two users share, an inline group's into its sender's own, a member's into the
+    /// group's history at its place. Unless its sender already sent this `message_id` there:
+    /// then returns that earlier message and writes nothing. The write is the event: the
+    /// store's change stream hands it to the deliver step.
+    async fn put_message(&self, written: &Written) -> Result<Option<Message>>;
     /// The next `count` places of a group's history (for a message): returns the first.
     /// `None` if the group does not exist.
     async fn next_seq(&self, app: &str, group: &str, count: u64) -> Result<Option<u64>>;
-    /// A member's message into the group's history at `seq`, written at `written_at`, unless
-    /// the sender already sent this `message_id` to the group (then returns it). Streamed to
-    /// the deliver step.
-    async fn put_group_message(
-        &self,
-        message: &Message,
-        seq: u64,
-        written_at: u64,
-    ) -> Result<Option<Message>>;
     /// A change's system messages into the group's history at their places (idempotent). Not
     /// streamed: the change's own follow-up delivers them.
     async fn put_system_messages(&self, messages: &[(Message, u64)]) -> Result<()>;

@@ -74,6 +74,7 @@ mod event_identity;
 mod group_pushes;
 mod inline_groups;
 mod read_races;
+mod unarchiving;
 
 async fn direct_message_reaches_both_sides(h: &Harness) {
     let sent = h.send(&user("u1"), "u2", "hi").await.unwrap();

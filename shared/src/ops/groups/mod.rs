@@ -5,7 +5,7 @@
 //! finished by the next call.
 
 mod announce;
-mod fan_out;
+pub mod delivery;
 
 use serde_json::{Map, Value};
 
@@ -16,8 +16,6 @@ use crate::model::{Caller, ChangeKind, Group, GroupChange, GroupInfo, GroupMeta}
 use crate::ops::Deps;
 use crate::ports::{Added, Created, MembersSet, Removed, Updated};
 use announce::{abandoned, announce, settle};
-
-pub use announce::deliver as deliver_change;
 
 /// Member changes one call may make: one DynamoDB transaction holds 100 writes, two of which
 /// are the group meta and the change record.
