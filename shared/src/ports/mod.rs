@@ -1,5 +1,16 @@
-//! What the operations need from the outside world, as small traits. Each has a production
-//! adapter (DynamoDB, SNS, system clock) and an embedded one (local server and tests).
+//! What the operations need from the outside world, as small traits, one file per family.
+//! Their adapters:
+//!
+//! - the stores ([`MessageStore`], [`ConversationStore`], [`GroupStore`], [`WebhookStore`]):
+//!   DynamoDB (`adapters::dynamo`) and embedded (`adapters::embedded`), one behaviour suite
+//!   running on both;
+//! - [`EventPublisher`]: SNS (`adapters::sns`) and embedded (`EmbeddedEvents`, the local
+//!   server's event bus);
+//! - [`Realtime`]: IoT Core's data plane (`adapters::iot`) and `chat21-local`'s MQTT broker;
+//!   `RecordingRealtime` for tests, [`NoRealtime`] where a function has no endpoint;
+//! - [`RetryQueue`]: SQS (`adapters::sqs`) and in memory (`MemoryRetries`);
+//! - [`WebhookClient`]: the HTTP client (`adapters::http`) only;
+//! - [`Clock`], [`IdSource`]: the system's (`adapters::system`) only; tests bring their own.
 //!
 //! How messages are kept (see `keys` for the layout): a direct conversation's messages once, in
 //! a timeline the two users share; a group's messages once, in the group's history; each user

@@ -1,8 +1,9 @@
 //! Groups: create, read, rename, attributes, join, leave, set members.
 //!
 //! Every change is committed atomically together with a [`GroupChange`] record, then
-//! announced (system messages, events); see [`announce`] for how a failed announcement is
-//! finished by the next call.
+//! announced in its call (system messages, events; `announce.rs`, which also says how a failed
+//! announcement is finished by the next call), then delivered to every member by the deliver
+//! step ([`delivery`]).
 
 mod announce;
 pub mod delivery;
