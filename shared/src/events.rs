@@ -159,61 +159,52 @@ impl Event {
         attrs
     }
 
-    pub fn message_sent(message: &Message, at: u64) -> Event {
+    /// An event about a message (`data` holds that copy): for its recipient, naming it.
+    fn about_message(data: fn(Message) -> EventData, copy: &Message, at: u64) -> Event {
         Event {
-            message_id: Some(message.message_id.clone()),
-            ..Event::new(
-                EventData::MessageSent(message.clone()),
-                &message.app_id,
-                &message.recipient,
-                at,
-            )
+            message_id: Some(copy.message_id.clone()),
+            ..Event::new(data(copy.clone()), &copy.app_id, &copy.recipient, at)
         }
+    }
+
+    /// An event about `user`'s conversation (`data` holds it as it is now).
+    fn about_conversation(
+        data: fn(Conversation) -> EventData,
+        user: &str,
+        conversation: &Conversation,
+        at: u64,
+    ) -> Event {
+        let app = conversation.last.app_id.clone();
+        Event::new(data(conversation.clone()), &app, user, at)
+    }
+
+    pub fn message_sent(message: &Message, at: u64) -> Event {
+        Event::about_message(EventData::MessageSent, message, at)
     }
 
     pub fn message_delivered(copy: &Message, at: u64) -> Event {
         Event {
-            message_id: Some(copy.message_id.clone()),
             delivered_to: Some(copy.timeline_of.clone()),
-            ..Event::new(
-                EventData::MessageDelivered(copy.clone()),
-                &copy.app_id,
-                &copy.recipient,
-                at,
-            )
+            ..Event::about_message(EventData::MessageDelivered, copy, at)
         }
     }
 
     pub fn conversation_archived(user: &str, conversation: &Conversation, at: u64) -> Event {
-        let app = conversation.last.app_id.clone();
-        let data = EventData::ConversationArchived(conversation.clone());
-        Event::new(data, &app, user, at)
+        Event::about_conversation(EventData::ConversationArchived, user, conversation, at)
     }
 
     /// The sender's copy of a direct message (`timelineOf` = sender, status 250) once its
     /// recipient has read it: Chat21's `message-return-receipt`.
     pub fn message_return_receipt(copy: &Message, at: u64) -> Event {
-        Event {
-            message_id: Some(copy.message_id.clone()),
-            ..Event::new(
-                EventData::MessageReturnReceipt(copy.clone()),
-                &copy.app_id,
-                &copy.recipient,
-                at,
-            )
-        }
+        Event::about_message(EventData::MessageReturnReceipt, copy, at)
     }
 
     pub fn conversation_unarchived(user: &str, conversation: &Conversation, at: u64) -> Event {
-        let app = conversation.last.app_id.clone();
-        let data = EventData::ConversationUnarchived(conversation.clone());
-        Event::new(data, &app, user, at)
+        Event::about_conversation(EventData::ConversationUnarchived, user, conversation, at)
     }
 
     pub fn conversation_deleted(user: &str, conversation: &Conversation, at: u64) -> Event {
-        let app = conversation.last.app_id.clone();
-        let data = EventData::ConversationDeleted(conversation.clone());
-        Event::new(data, &app, user, at)
+        Event::about_conversation(EventData::ConversationDeleted, user, conversation, at)
     }
 
     pub fn group_created(group: &Group, at: u64) -> Event {
@@ -253,29 +244,10 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelType, GroupInfo, status};
+    use crate::model::GroupInfo;
+    use crate::model::tests::message;
     use serde_json::json;
     use std::collections::BTreeMap;
-
-    fn message() -> Message {
-        Message {
-            message_id: "m1".into(),
-            sender: "u1".into(),
-            sender_fullname: "U1".into(),
-            recipient: "u2".into(),
-            recipient_fullname: "U2".into(),
-            text: "hi".into(),
-            kind: "text".into(),
-            channel_type: ChannelType::Direct,
-            attributes: Default::default(),
-            metadata: None,
-            timestamp: 5,
-            status: status::SENT,
-            app_id: "a".into(),
-            timeline_of: "u1".into(),
-            convers_with: "u2".into(),
-        }
-    }
 
     #[test]
     fn the_wire_form_is_chat21s_envelope() {

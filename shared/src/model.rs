@@ -365,9 +365,30 @@ impl Caller {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A direct message of u1 to u2 as stored (the sender's copy), for the unit tests.
+    pub(crate) fn message() -> Message {
+        Message {
+            message_id: "m1".into(),
+            sender: "u1".into(),
+            sender_fullname: "U1".into(),
+            recipient: "u2".into(),
+            recipient_fullname: "U2".into(),
+            text: "hi".into(),
+            kind: "text".into(),
+            channel_type: ChannelType::Direct,
+            attributes: None,
+            metadata: None,
+            timestamp: 5,
+            status: status::SENT,
+            app_id: "a".into(),
+            timeline_of: "u1".into(),
+            convers_with: "u2".into(),
+        }
+    }
 
     #[test]
     fn every_type_is_listed_once_and_parses_back() {

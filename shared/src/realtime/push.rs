@@ -124,26 +124,11 @@ pub fn group_updated(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelType, status};
+    use crate::model::tests::message;
 
+    /// u2's copy of u1's message.
     fn copy() -> Message {
-        Message {
-            message_id: "m1".into(),
-            sender: "u1".into(),
-            sender_fullname: "U1".into(),
-            recipient: "u2".into(),
-            recipient_fullname: "U2".into(),
-            text: "hi".into(),
-            kind: "text".into(),
-            channel_type: ChannelType::Direct,
-            attributes: None,
-            metadata: None,
-            timestamp: 5,
-            status: status::DELIVERED,
-            app_id: "a".into(),
-            timeline_of: "u2".into(),
-            convers_with: "u1".into(),
-        }
+        message().view_for("u2")
     }
 
     #[test]
