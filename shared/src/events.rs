@@ -249,6 +249,18 @@ mod tests {
     use serde_json::json;
     use std::collections::BTreeMap;
 
+    fn group_info() -> GroupInfo {
+        GroupInfo {
+            uid: "g".into(),
+            name: "G".into(),
+            owner: "o".into(),
+            attributes: Default::default(),
+            created_on: 1,
+            updated_on: 1,
+            app_id: "a".into(),
+        }
+    }
+
     #[test]
     fn the_wire_form_is_chat21s_envelope() {
         let event = Event::message_sent(&message(), 9);
@@ -282,15 +294,7 @@ mod tests {
         };
         let group = GroupData {
             group: Group {
-                info: GroupInfo {
-                    uid: "g".into(),
-                    name: "G".into(),
-                    owner: "o".into(),
-                    attributes: Default::default(),
-                    created_on: 1,
-                    updated_on: 1,
-                    app_id: "a".into(),
-                },
+                info: group_info(),
                 members: Default::default(),
             },
             members_omitted: false,
@@ -357,15 +361,7 @@ mod tests {
         let members: BTreeMap<String, u8> =
             (0..20_000).map(|i| (format!("user-{i:08}"), 1)).collect();
         let group = Group {
-            info: GroupInfo {
-                uid: "g".into(),
-                name: "G".into(),
-                owner: "o".into(),
-                attributes: Default::default(),
-                created_on: 1,
-                updated_on: 1,
-                app_id: "a".into(),
-            },
+            info: group_info(),
             members,
         };
         let EventData::GroupCreated(data) = Event::group_created(&group, 1).data else {
