@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Page, PageRequest};
+use super::common::{Page, PageRequest};
 use crate::error::Result;
 use crate::model::{Conversation, Message};
 

@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 
-use super::{Page, PageRequest, Window};
+use super::common::{Page, PageRequest};
+use super::conversations::Window;
 use crate::error::Result;
 use crate::model::Message;
 
