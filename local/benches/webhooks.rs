@@ -107,7 +107,7 @@ async fn main() {
     let verifier = JwtVerifier::hs256(KEY.as_bytes()).expect("key");
     let embedded = chat21_local::embedded_api(
         verifier,
-        Arc::new(chat21::realtime::NoRealtime),
+        Arc::new(chat21::ports::NoRealtime),
         Settings::default(),
     );
     let api = embedded.api;
@@ -117,13 +117,16 @@ async fn main() {
     ));
     let config = WebhookConfig {
         endpoints: vec![format!("{hooks}/tiledesk")],
-        events: chat21::events::EventType::ALL.to_vec(),
+        events: chat21::model::EventType::ALL.to_vec(),
         secret: Some(Secret::parse("secret", SECRET).expect("secret")),
         allowed_hosts: AllowedHosts::any(),
     };
     let (webhooks, retries) =
         chat21_local::local_webhooks(api.deps.store.clone(), config).expect("webhooks");
-    tokio::spawn(retries.run(webhooks.clone()));
+    tokio::spawn(chat21::entry::webhooks::run_memory_retries(
+        retries,
+        webhooks.clone(),
+    ));
     tokio::spawn(chat21_local::deliver_webhooks(webhooks, embedded.events));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -10,9 +10,9 @@ use std::time::Duration;
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries, RetryBounds};
 use chat21::adapters::http::HttpClient;
 use chat21::adapters::system::{SystemClock, UuidIds};
-use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
 use chat21::cors::Cors;
+use chat21::entry::http::{self, Api};
 use chat21::error::Error;
 use chat21::events::Event;
 use chat21::input::MAX_BODY_BYTES;
@@ -20,8 +20,8 @@ use chat21::lambda_http::{self, Body, RequestExt};
 use chat21::ops::webhooks::delivery::POST_TIMEOUT;
 use chat21::ops::webhooks::{WebhookConfig, Webhooks};
 use chat21::ops::{Deps, Settings, deliver};
-use chat21::ports::{Streamed, WebhookStore};
-use chat21::realtime::Realtime;
+use chat21::ports::{Realtime, Streamed, WebhookStore};
+
 use chat21::routes::{self, Match};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -82,7 +82,7 @@ pub const RETRY_BOUNDS: RetryBounds = RetryBounds {
 
 /// The webhooks consumer of the local server: the tenants' endpoints in `store`, the real HTTP
 /// client, retries in memory (they live as long as the process). Its retry queue must be run
-/// ([`MemoryRetries::run`]).
+/// (`chat21::entry::webhooks::run_memory_retries`).
 pub fn local_webhooks(
     store: Arc<dyn WebhookStore>,
     config: WebhookConfig,
@@ -211,7 +211,7 @@ fn to_hyper(response: lambda_http::Response<Body>) -> hyper::Response<Full<Bytes
 }
 
 fn error(e: &Error) -> hyper::Response<Full<Bytes>> {
-    to_hyper(api::error_response(e))
+    to_hyper(http::error_response(e))
 }
 
 /// Answers CORS preflights (as API Gateway does for every path), and adds the CORS headers to
@@ -285,5 +285,5 @@ async fn route(local: &Local, request: hyper::Request<Incoming>) -> hyper::Respo
     let request = lambda_http::Request::from_parts(parts, body)
         .with_path_parameters(params)
         .with_query_string_parameters(query);
-    to_hyper(api::handle(&local.api, route, request).await)
+    to_hyper(http::handle(&local.api, route, request).await)
 }

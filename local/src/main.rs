@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chat21::auth::JwtVerifier;
 use chat21::config;
 use chat21::cors::Cors;
+use chat21::ops::Settings;
 use chat21::ops::webhooks::WebhookConfig;
 use chat21_local::console::Console;
 use chat21_local::mqtt::{self, Broker, BrokerRealtime, Listener, Router};
@@ -73,7 +74,7 @@ async fn run() -> Result<(), String> {
         None => Cors::default(),
         Some(list) => Cors::from_list(&list).map_err(|e| format!("CORS_ALLOW_ORIGINS: {e}"))?,
     };
-    let settings = config::settings_from_lookup(config::env)?;
+    let settings = Settings::from_lookup(config::env)?;
     let limits = Limits::from_lookup(config::env)?;
     let broker_settings = mqtt::Settings::from_lookup(&limits, config::env)?;
     let webhook_config = WebhookConfig::from_lookup(config::env)?;
@@ -87,7 +88,10 @@ async fn run() -> Result<(), String> {
     ));
     let endpoints = webhook_config.endpoints.len();
     let (webhooks, retries) = chat21_local::local_webhooks(api.deps.store.clone(), webhook_config)?;
-    tokio::spawn(retries.run(webhooks.clone()));
+    tokio::spawn(chat21::entry::webhooks::run_memory_retries(
+        retries,
+        webhooks.clone(),
+    ));
     tokio::spawn(chat21_local::deliver_webhooks(webhooks, embedded.events));
     let broker = Arc::new(Broker {
         router,

@@ -1,6 +1,6 @@
 //! What each API operation costs on AWS, counted on the wire.
 //!
-//! Runs the Lambda path as deployed — `chat21::api::handle` on DynamoDB and the real SNS
+//! Runs the Lambda path as deployed — `chat21::entry::http::handle` on DynamoDB and the real SNS
 //! adapter, then what the table's stream → `deliver` does with the items it wrote — against
 //! moto's server: `scripts/with-moto cargo bench -p chat21 --bench cost`. An SDK interceptor
 //! records every DynamoDB and SNS request with its response; small models turn them into
@@ -1123,10 +1123,10 @@ pub mod rig {
     use chat21::adapters::dynamo::stream::{ORIGIN, streamed_of};
     use chat21::adapters::sns::SnsEvents;
     use chat21::adapters::system::{SystemClock, UuidIds};
-    use chat21::api::Api;
-    use chat21::lambda::handle_stream;
+    use chat21::entry::http::Api;
+    use chat21::entry::stream::handle_stream;
     use chat21::ops::Deps;
-    use chat21::realtime::NoRealtime;
+    use chat21::ports::NoRealtime;
     use chat21::routes::{self, Match};
     use serde_json::{Value, json};
 
@@ -1166,8 +1166,8 @@ pub mod rig {
                 .topic_arn
                 .expect("a topic ARN");
             // As deployed: DELIVERED_EVENTS from the environment, default true.
-            let settings = chat21::config::settings_from_lookup(chat21::config::env)
-                .expect("DELIVERED_EVENTS");
+            let settings =
+                chat21::ops::Settings::from_lookup(chat21::config::env).expect("DELIVERED_EVENTS");
             Env {
                 recorder,
                 model,
@@ -1186,7 +1186,7 @@ pub mod rig {
     }
 
     /// One fresh table with the production schema (its stream on, new images), the API on it
-    /// as `lambda::aws_deps` builds it (DynamoDB store, SNS events, no real-time endpoint,
+    /// as `entry::lambda::aws_deps` builds it (DynamoDB store, SNS events, no real-time endpoint,
     /// system clock, UUIDs), and the table's stream as deliver's event source reads it. The
     /// stream is read by a client of its own, not recorded: Lambda's reads of a stream that
     /// triggers it are free.
@@ -1226,7 +1226,7 @@ pub mod rig {
         (event == Some("INSERT") && new_message) || (event == Some("MODIFY") && settled)
     }
 
-    /// Whether deliver acts on a record (what `lambda::handle_stream` reads from it).
+    /// Whether deliver acts on a record (what `entry::stream::handle_stream` reads from it).
     fn deliver_acts_on(record: &Record) -> bool {
         let Some(image) = record.dynamodb().and_then(|d| d.new_image()) else {
             return false;
@@ -1368,7 +1368,7 @@ pub mod rig {
 
         /// The table's stream → deliver, as the event source mapping runs it: the records
         /// written since the last read, filtered, in batches, each batch one invocation of
-        /// `lambda::handle_stream`; again until the stream holds nothing new (deliver's own
+        /// `entry::stream::handle_stream`; again until the stream holds nothing new (deliver's own
         /// writes are records too, which the filter drops).
         async fn deliver(&self) -> (Vec<Invocation>, StreamCount) {
             let batch_size = self.env.model.source.batch_size;
@@ -2081,7 +2081,7 @@ strongly consistent reads 1 per 4 KB, eventually consistent 0.5 (the adapter's G
 - **The stream → deliver** (the table's DynamoDB stream, new images, is the outbox; no queue): the stream itself costs no write units, \
 and Lambda's GetRecords calls for a trigger are free. The event source mapping's FilterCriteria (template.yaml) pass only INSERTs of new \
 message items (`origin` direct, group or inline) and MODIFYs of group change records to `settled = true`; filtered-out records are free \
-(not invocations). The rest go to `lambda::handle_stream` in batches of up to {} records, one invocation each; an operation's records are \
+(not invocations). The rest go to `entry::stream::handle_stream` in batches of up to {} records, one invocation each; an operation's records are \
 taken as arriving together, so they fill one batch (with traffic spread over polls, or split by the mapping's ParallelizationFactor \
 across partition keys, at most one invocation per record; every operation here passes at most one record). Repeated until the stream \
 holds nothing new (deliver's own writes are records too, all filtered out). No SQS request is made per operation any more \

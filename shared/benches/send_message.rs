@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
 use chat21::adapters::system::{SystemClock, UuidIds};
-use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
+use chat21::entry::http::{Api, handle};
 use chat21::lambda_http::{Body, RequestExt};
 use chat21::ops::{Deps, Settings};
 use chat21::routes::Route;
@@ -22,7 +22,7 @@ fn api() -> Api {
         deps: Deps {
             store: Arc::new(EmbeddedStore::new()),
             events: Arc::new(EmbeddedEvents::with_sink(sink)),
-            realtime: std::sync::Arc::new(chat21::realtime::NoRealtime),
+            realtime: std::sync::Arc::new(chat21::ports::NoRealtime),
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidIds),
             settings: Settings::default(),
@@ -76,7 +76,7 @@ fn send_message(c: &mut Criterion) {
             let started = std::time::Instant::now();
             for i in 0..iterations as usize {
                 let request = requests[i % requests.len()].clone();
-                let response = runtime.block_on(api::handle(&api, Route::SendMessage, request));
+                let response = runtime.block_on(handle(&api, Route::SendMessage, request));
                 assert_eq!(response.status(), 200);
             }
             started.elapsed()

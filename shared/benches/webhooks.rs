@@ -1,5 +1,5 @@
 //! Throughput of one `webhooks` invocation: SQS batches of `message-sent` events handed to
-//! `chat21::lambda::handle_webhooks` (the function's handler, on a current-thread runtime as
+//! `chat21::entry::webhooks::handle_webhooks` (the function's handler, on a current-thread runtime as
 //! in the function), POSTed, signed, over the real HTTP client to a receiver on loopback that
 //! answers 200 at once (on its own thread). Reported, never asserted.
 //!
@@ -15,8 +15,8 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chat21::adapters::embedded::{EmbeddedStore, MemoryRetries};
 use chat21::adapters::http::HttpClient;
 use chat21::adapters::system::SystemClock;
+use chat21::entry::webhooks::handle_webhooks;
 use chat21::events::Event;
-use chat21::lambda::handle_webhooks;
 use chat21::model::{ChannelType, Message, Webhook, status};
 use chat21::ops::webhooks::{AllowedHosts, Secret, WebhookConfig, Webhooks};
 use chat21::ports::WebhookStore;
@@ -144,7 +144,7 @@ fn main() {
                     id: format!("tenant-{t}"),
                     app_id: "bench".into(),
                     url: format!("{base}/tenant-{t}"),
-                    events: chat21::events::EventType::ALL.to_vec(),
+                    events: chat21::model::EventType::ALL.to_vec(),
                     secret: SECRET.into(),
                     created_at: 1,
                     updated_at: 1,
@@ -159,7 +159,7 @@ fn main() {
                 clock,
                 WebhookConfig {
                     endpoints: vec![format!("{base}/global")],
-                    events: chat21::events::EventType::ALL.to_vec(),
+                    events: chat21::model::EventType::ALL.to_vec(),
                     secret: Some(Secret::parse("secret", SECRET).expect("secret")),
                     allowed_hosts: AllowedHosts::any(),
                 },

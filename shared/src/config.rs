@@ -1,9 +1,7 @@
-//! Configuration: environment variables only, read once at start-up (see the README).
+//! Configuration: environment variables only, read once at start-up (every variable: docs/configuration.md).
 
 use crate::auth::{DEFAULT_LEEWAY_SECS, JwtVerifier, MAX_LEEWAY_SECS};
 use crate::error::Error;
-use crate::ops::Settings;
-use crate::ops::webhooks::AllowedHosts;
 
 /// Where the production adapters point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,26 +35,6 @@ impl AwsConfig {
             },
         })
     }
-}
-
-/// `DELIVERED_EVENTS` (`true` by default): publish `message-delivered` per recipient copy;
-/// `WEBHOOK_ALLOWED_HOSTS` (any host by default): where tenants' webhooks may point.
-pub fn settings_from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
-    let delivered_events = match get("DELIVERED_EVENTS").as_deref().map(str::trim) {
-        None | Some("") | Some("true") => true,
-        Some("false") => false,
-        Some(other) => {
-            return Err(format!(
-                "DELIVERED_EVENTS must be true or false, not {other:?}"
-            ));
-        }
-    };
-    let webhook_hosts = AllowedHosts::parse(&get("WEBHOOK_ALLOWED_HOSTS").unwrap_or_default())
-        .map_err(|e| format!("WEBHOOK_ALLOWED_HOSTS: {e}"))?;
-    Ok(Settings {
-        delivered_events,
-        webhook_hosts,
-    })
 }
 
 /// The token verifier: `JWT_ALGORITHM` (`HS256` by default) with `JWT_KEY`, or `RS256` with
@@ -100,11 +78,12 @@ pub fn env(name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    /// A lookup of these variables only.
+    pub(crate) fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -152,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn aws_config_and_settings() {
+    fn aws_config() {
         assert!(AwsConfig::from_lookup(lookup(&[("TABLE_NAME", "t")]), true).is_err());
         let c = AwsConfig::from_lookup(lookup(&[("TABLE_NAME", "t"), ("TOPIC_ARN", "arn")]), true)
             .unwrap();
@@ -162,17 +141,5 @@ mod tests {
         let c = AwsConfig::from_lookup(lookup(&[("TABLE_NAME", "t")]), false).unwrap();
         assert_eq!(c.topic_arn, None);
         assert!(AwsConfig::from_lookup(lookup(&[("TOPIC_ARN", "arn")]), false).is_err());
-        assert!(settings_from_lookup(lookup(&[])).unwrap().delivered_events);
-        assert!(
-            !settings_from_lookup(lookup(&[("DELIVERED_EVENTS", "false")]))
-                .unwrap()
-                .delivered_events
-        );
-        assert!(settings_from_lookup(lookup(&[("DELIVERED_EVENTS", "maybe")])).is_err());
-        let hosts = settings_from_lookup(lookup(&[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")]))
-            .unwrap()
-            .webhook_hosts;
-        assert!(hosts.allows("http://127.0.0.1:1/") && !hosts.allows("http://example.com/"));
-        assert!(settings_from_lookup(lookup(&[("WEBHOOK_ALLOWED_HOSTS", "a b")])).is_err());
     }
 }

@@ -65,7 +65,7 @@ impl Error {
         }
     }
 
-    /// Stable machine-readable code, documented in the README.
+    /// Stable machine-readable code, documented in docs/api.md (errors).
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest(_) => "invalid_request",

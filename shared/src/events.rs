@@ -7,62 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Id;
-use crate::model::{Conversation, Group, Message};
-
-/// The event types, as names (subscription filters, message attributes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EventType {
-    MessageSent,
-    MessageDelivered,
-    MessageReturnReceipt,
-    ConversationArchived,
-    ConversationUnarchived,
-    ConversationDeleted,
-    GroupCreated,
-    GroupUpdated,
-    JoinMember,
-    LeaveMember,
-    PresenceChange,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::MessageSent => "message-sent",
-            EventType::MessageDelivered => "message-delivered",
-            EventType::MessageReturnReceipt => "message-return-receipt",
-            EventType::ConversationArchived => "conversation-archived",
-            EventType::ConversationUnarchived => "conversation-unarchived",
-            EventType::ConversationDeleted => "conversation-deleted",
-            EventType::GroupCreated => "group-created",
-            EventType::GroupUpdated => "group-updated",
-            EventType::JoinMember => "join-member",
-            EventType::LeaveMember => "leave-member",
-            EventType::PresenceChange => "presence-change",
-        }
-    }
-
-    /// Every event type, in the order of [`EventType`].
-    pub const ALL: [EventType; 11] = [
-        EventType::MessageSent,
-        EventType::MessageDelivered,
-        EventType::MessageReturnReceipt,
-        EventType::ConversationArchived,
-        EventType::ConversationUnarchived,
-        EventType::ConversationDeleted,
-        EventType::GroupCreated,
-        EventType::GroupUpdated,
-        EventType::JoinMember,
-        EventType::LeaveMember,
-        EventType::PresenceChange,
-    ];
-
-    /// The type of a name (`message-sent`, ...).
-    pub fn parse(name: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-}
+use crate::model::{Conversation, EventType, Group, Message};
 
 /// Largest `data` of a group event (SNS messages are at most 256 KiB).
 const MAX_GROUP_EVENT_DATA: usize = 192 * 1024;
@@ -214,71 +159,62 @@ impl Event {
         attrs
     }
 
-    pub fn message_sent(message: &Message, at: u64) -> Event {
+    /// An event about a message (`data` holds that copy): for its recipient, naming it.
+    fn about_message(data: fn(Message) -> EventData, copy: &Message, at: u64) -> Event {
         Event {
-            message_id: Some(message.message_id.clone()),
-            ..Event::new(
-                EventData::MessageSent(message.clone()),
-                &message.app_id,
-                &message.recipient,
-                at,
-            )
+            message_id: Some(copy.message_id.clone()),
+            ..Event::new(data(copy.clone()), &copy.app_id, &copy.recipient, at)
         }
+    }
+
+    /// An event about `user`'s conversation (`data` holds it as it is now).
+    fn about_conversation(
+        data: fn(Conversation) -> EventData,
+        user: &str,
+        conversation: &Conversation,
+        at: u64,
+    ) -> Event {
+        let app = conversation.last.app_id.clone();
+        Event::new(data(conversation.clone()), &app, user, at)
+    }
+
+    pub fn message_sent(message: &Message, at: u64) -> Event {
+        Event::about_message(EventData::MessageSent, message, at)
     }
 
     pub fn message_delivered(copy: &Message, at: u64) -> Event {
         Event {
-            message_id: Some(copy.message_id.clone()),
             delivered_to: Some(copy.timeline_of.clone()),
-            ..Event::new(
-                EventData::MessageDelivered(copy.clone()),
-                &copy.app_id,
-                &copy.recipient,
-                at,
-            )
+            ..Event::about_message(EventData::MessageDelivered, copy, at)
         }
     }
 
     pub fn conversation_archived(user: &str, conversation: &Conversation, at: u64) -> Event {
-        let app = conversation.last.app_id.clone();
-        let data = EventData::ConversationArchived(conversation.clone());
-        Event::new(data, &app, user, at)
+        Event::about_conversation(EventData::ConversationArchived, user, conversation, at)
     }
 
     /// The sender's copy of a direct message (`timelineOf` = sender, status 250) once its
     /// recipient has read it: Chat21's `message-return-receipt`.
     pub fn message_return_receipt(copy: &Message, at: u64) -> Event {
-        Event {
-            message_id: Some(copy.message_id.clone()),
-            ..Event::new(
-                EventData::MessageReturnReceipt(copy.clone()),
-                &copy.app_id,
-                &copy.recipient,
-                at,
-            )
-        }
+        Event::about_message(EventData::MessageReturnReceipt, copy, at)
     }
 
     pub fn conversation_unarchived(user: &str, conversation: &Conversation, at: u64) -> Event {
-        let app = conversation.last.app_id.clone();
-        let data = EventData::ConversationUnarchived(conversation.clone());
-        Event::new(data, &app, user, at)
+        Event::about_conversation(EventData::ConversationUnarchived, user, conversation, at)
     }
 
     pub fn conversation_deleted(user: &str, conversation: &Conversation, at: u64) -> Event {
-        let app = conversation.last.app_id.clone();
-        let data = EventData::ConversationDeleted(conversation.clone());
-        Event::new(data, &app, user, at)
+        Event::about_conversation(EventData::ConversationDeleted, user, conversation, at)
     }
 
     pub fn group_created(group: &Group, at: u64) -> Event {
         let data = EventData::GroupCreated(GroupData::of(group));
-        Event::new(data, &group.app_id, &group.uid, at)
+        Event::new(data, &group.info.app_id, &group.info.uid, at)
     }
 
     pub fn group_updated(group: &Group, at: u64) -> Event {
         let data = EventData::GroupUpdated(GroupData::of(group));
-        Event::new(data, &group.app_id, &group.uid, at)
+        Event::new(data, &group.info.app_id, &group.info.uid, at)
     }
 
     pub fn member_joined(app_id: &str, change: MemberChange, at: u64) -> Event {
@@ -308,27 +244,20 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelType, status};
+    use crate::model::GroupInfo;
+    use crate::model::tests::message;
     use serde_json::json;
     use std::collections::BTreeMap;
 
-    fn message() -> Message {
-        Message {
-            message_id: "m1".into(),
-            sender: "u1".into(),
-            sender_fullname: "U1".into(),
-            recipient: "u2".into(),
-            recipient_fullname: "U2".into(),
-            text: "hi".into(),
-            kind: "text".into(),
-            channel_type: ChannelType::Direct,
+    fn group_info() -> GroupInfo {
+        GroupInfo {
+            uid: "g".into(),
+            name: "G".into(),
+            owner: "o".into(),
             attributes: Default::default(),
-            metadata: None,
-            timestamp: 5,
-            status: status::SENT,
+            created_on: 1,
+            updated_on: 1,
             app_id: "a".into(),
-            timeline_of: "u1".into(),
-            convers_with: "u2".into(),
         }
     }
 
@@ -356,27 +285,44 @@ mod tests {
     }
 
     #[test]
-    fn every_type_is_listed_once_and_parses_back() {
-        // Exhaustive: a new variant fails to compile here until it is placed in `ALL`.
-        let place = |t: EventType| match t {
-            EventType::MessageSent => 0,
-            EventType::MessageDelivered => 1,
-            EventType::MessageReturnReceipt => 2,
-            EventType::ConversationArchived => 3,
-            EventType::ConversationUnarchived => 4,
-            EventType::ConversationDeleted => 5,
-            EventType::GroupCreated => 6,
-            EventType::GroupUpdated => 7,
-            EventType::JoinMember => 8,
-            EventType::LeaveMember => 9,
-            EventType::PresenceChange => 10,
+    fn every_type_has_its_data_named_alike_on_the_wire() {
+        let member = || MemberChange {
+            member_id: Id::parse("m", "u2").unwrap(),
+            group_id: Id::parse("g", "g").unwrap(),
+            group_name: "G".into(),
+            message: None,
         };
-        for (i, t) in EventType::ALL.into_iter().enumerate() {
-            assert_eq!(place(t), i);
-            assert_eq!(EventType::parse(t.as_str()), Some(t));
-            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
+        let group = GroupData {
+            group: Group {
+                info: group_info(),
+                members: Default::default(),
+            },
+            members_omitted: false,
+        };
+        let row = Conversation::from_last(&message(), false);
+        for t in EventType::ALL {
+            // Exhaustive: a new type fails to compile here until it has its data.
+            let data = match t {
+                EventType::MessageSent => EventData::MessageSent(message()),
+                EventType::MessageDelivered => EventData::MessageDelivered(message()),
+                EventType::MessageReturnReceipt => EventData::MessageReturnReceipt(message()),
+                EventType::ConversationArchived => EventData::ConversationArchived(row.clone()),
+                EventType::ConversationUnarchived => EventData::ConversationUnarchived(row.clone()),
+                EventType::ConversationDeleted => EventData::ConversationDeleted(row.clone()),
+                EventType::GroupCreated => EventData::GroupCreated(group.clone()),
+                EventType::GroupUpdated => EventData::GroupUpdated(group.clone()),
+                EventType::JoinMember => EventData::JoinMember(member()),
+                EventType::LeaveMember => EventData::LeaveMember(member()),
+                EventType::PresenceChange => EventData::PresenceChange(Presence {
+                    user_id: Id::parse("u", "u1").unwrap(),
+                    client_id: Id::parse("c", "c1").unwrap(),
+                    presence: PresenceState::Online,
+                }),
+            };
+            assert_eq!(data.event_type(), t);
+            let wire = serde_json::to_value(&data).unwrap();
+            assert_eq!(wire["event_type"], json!(t.as_str()));
         }
-        assert_eq!(EventType::parse("message_sent"), None);
     }
 
     #[test]
@@ -415,14 +361,8 @@ mod tests {
         let members: BTreeMap<String, u8> =
             (0..20_000).map(|i| (format!("user-{i:08}"), 1)).collect();
         let group = Group {
-            uid: "g".into(),
-            name: "G".into(),
-            owner: "o".into(),
+            info: group_info(),
             members,
-            attributes: Default::default(),
-            created_on: 1,
-            updated_on: 1,
-            app_id: "a".into(),
         };
         let EventData::GroupCreated(data) = Event::group_created(&group, 1).data else {
             panic!("not a group event");

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::events::EventType;
 use crate::ids::Id;
 
 /// Message status codes of Chat21.
@@ -33,6 +32,51 @@ impl ChannelType {
             ChannelType::Direct => "direct",
             ChannelType::Group => "group",
         }
+    }
+}
+
+/// Declares [`EventType`] from one list, each variant beside its name: the enum (serialized as
+/// the name), [`EventType::ALL`], [`EventType::as_str`] and [`EventType::parse`].
+macro_rules! event_types {
+    ($($variant:ident = $name:literal,)*) => {
+        /// The event types, as names (subscription filters, message attributes); each is a
+        /// variant of `events::EventData`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum EventType {
+            $(#[serde(rename = $name)] $variant,)*
+        }
+
+        impl EventType {
+            /// Every event type, in the order of [`EventType`].
+            pub const ALL: [EventType; [$($name),*].len()] = [$(EventType::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventType::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+event_types! {
+    MessageSent = "message-sent",
+    MessageDelivered = "message-delivered",
+    MessageReturnReceipt = "message-return-receipt",
+    ConversationArchived = "conversation-archived",
+    ConversationUnarchived = "conversation-unarchived",
+    ConversationDeleted = "conversation-deleted",
+    GroupCreated = "group-created",
+    GroupUpdated = "group-updated",
+    JoinMember = "join-member",
+    LeaveMember = "leave-member",
+    PresenceChange = "presence-change",
+}
+
+impl EventType {
+    /// The type of a name (`message-sent`, ...).
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 }
 
@@ -169,9 +213,9 @@ impl Conversation {
     }
 }
 
-/// What a group stores besides its members.
+/// A group as the API and events show it, but its members.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GroupMeta {
+pub struct GroupInfo {
     pub uid: String,
     pub name: String,
     pub owner: String,
@@ -183,6 +227,14 @@ pub struct GroupMeta {
     pub updated_on: u64,
     #[serde(rename = "appId")]
     pub app_id: String,
+}
+
+/// What a group stores besides its members: what the API shows, and its bookkeeping (never
+/// shown).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupMeta {
+    #[serde(flatten)]
+    pub info: GroupInfo,
     /// Bumped by every change to the member set as a whole (create, set members), so that two
     /// concurrent set-members cannot interleave.
     #[serde(default)]
@@ -195,54 +247,30 @@ pub struct GroupMeta {
 impl GroupMeta {
     /// Whether `other` defines the same group (a retried create): name, owner, attributes.
     pub fn same_definition(&self, other: &GroupMeta) -> bool {
-        (
-            &self.uid,
-            &self.app_id,
-            &self.name,
-            &self.owner,
-            &self.attributes,
-        ) == (
-            &other.uid,
-            &other.app_id,
-            &other.name,
-            &other.owner,
-            &other.attributes,
-        )
+        let (a, b) = (&self.info, &other.info);
+        (&a.uid, &a.app_id, &a.name, &a.owner, &a.attributes)
+            == (&b.uid, &b.app_id, &b.name, &b.owner, &b.attributes)
     }
 
     /// Chat21 never let members add themselves; a group may opt in with this attribute.
     pub fn allows_self_join(&self) -> bool {
-        self.attributes.get("allow_self_join") == Some(&Value::Bool(true))
+        self.info.attributes.get("allow_self_join") == Some(&Value::Bool(true))
     }
 }
 
 /// A group as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
-    pub uid: String,
-    pub name: String,
-    pub owner: String,
+    #[serde(flatten)]
+    pub info: GroupInfo,
     pub members: BTreeMap<String, u8>,
-    pub attributes: Map<String, Value>,
-    #[serde(rename = "createdOn")]
-    pub created_on: u64,
-    #[serde(rename = "updatedOn")]
-    pub updated_on: u64,
-    #[serde(rename = "appId")]
-    pub app_id: String,
 }
 
 impl Group {
     pub fn new(meta: &GroupMeta, members: impl IntoIterator<Item = String>) -> Group {
         Group {
-            uid: meta.uid.clone(),
-            name: meta.name.clone(),
-            owner: meta.owner.clone(),
+            info: meta.info.clone(),
             members: members.into_iter().map(|m| (m, 1)).collect(),
-            attributes: meta.attributes.clone(),
-            created_on: meta.created_on,
-            updated_on: meta.updated_on,
-            app_id: meta.app_id.clone(),
         }
     }
 }
@@ -333,5 +361,57 @@ impl Caller {
             Some(user) => Ok(user),
             None => Ok(self.user_id.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A direct message of u1 to u2 as stored (the sender's copy), for the unit tests.
+    pub(crate) fn message() -> Message {
+        Message {
+            message_id: "m1".into(),
+            sender: "u1".into(),
+            sender_fullname: "U1".into(),
+            recipient: "u2".into(),
+            recipient_fullname: "U2".into(),
+            text: "hi".into(),
+            kind: "text".into(),
+            channel_type: ChannelType::Direct,
+            attributes: None,
+            metadata: None,
+            timestamp: 5,
+            status: status::SENT,
+            app_id: "a".into(),
+            timeline_of: "u1".into(),
+            convers_with: "u2".into(),
+        }
+    }
+
+    #[test]
+    fn every_type_is_listed_once_and_parses_back() {
+        // Exhaustive: a new variant fails to compile here until it is given its place, which
+        // `ALL` (made from the same list as the enum) must hold once, in order.
+        let place = |t: EventType| match t {
+            EventType::MessageSent => 0,
+            EventType::MessageDelivered => 1,
+            EventType::MessageReturnReceipt => 2,
+            EventType::ConversationArchived => 3,
+            EventType::ConversationUnarchived => 4,
+            EventType::ConversationDeleted => 5,
+            EventType::GroupCreated => 6,
+            EventType::GroupUpdated => 7,
+            EventType::JoinMember => 8,
+            EventType::LeaveMember => 9,
+            EventType::PresenceChange => 10,
+        };
+        for (i, t) in EventType::ALL.into_iter().enumerate() {
+            assert_eq!(place(t), i);
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
+        }
+        assert_eq!(EventType::parse("message_sent"), None);
     }
 }

@@ -2,6 +2,6 @@
 //! Behaviour: `chat21::realtime::authorizer`.
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), chat21::lambda::Error> {
-    chat21::realtime::aws::serve_authorizer().await
+async fn main() -> Result<(), chat21::entry::lambda::Error> {
+    chat21::entry::authorizer::serve_authorizer().await
 }

@@ -1,7 +1,7 @@
 //! Clients' MQTT publishes, handed over by IoT Core's topic rules: sends, receipts, reads,
-//! archives, presence. Behaviour: `chat21::realtime::rule` and `chat21::realtime::inbound`.
+//! archives, presence. Behaviour: `chat21::entry::rule` and `chat21::entry::inbound`.
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), chat21::lambda::Error> {
-    chat21::realtime::aws::serve_mqtt_inbound().await
+async fn main() -> Result<(), chat21::entry::lambda::Error> {
+    chat21::entry::rule::serve_mqtt_inbound().await
 }

@@ -2,6 +2,6 @@
 //! Behaviour: `chat21::ops::messages`.
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), chat21::lambda::Error> {
-    chat21::lambda::serve_http(chat21::routes::Route::SendMessage).await
+async fn main() -> Result<(), chat21::entry::lambda::Error> {
+    chat21::entry::lambda::serve_http(chat21::routes::Route::SendMessage).await
 }

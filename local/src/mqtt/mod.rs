@@ -5,8 +5,8 @@
 //!
 //! Only the broker core lives here (connections, subscriptions, routing, retained messages);
 //! packets are `rmqtt-codec`'s, and what a topic may be, who may publish or subscribe where,
-//! and what a publish means are the shared crate's (`chat21::realtime`), so that IoT Core's
-//! authorizer and rules on AWS enforce exactly the same.
+//! and what a publish means are the shared crate's (`chat21::realtime`, `chat21::entry::inbound`),
+//! so that IoT Core's authorizer and rules on AWS enforce exactly the same.
 
 mod retained;
 mod router;
@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat21::api::Api;
+use chat21::entry::http::Api;
 use chat21::error::Result;
-use chat21::realtime::{Push, Realtime};
+use chat21::ports::{Push, Realtime};
 use rmqtt_codec::types::QoS;
 use tokio::net::TcpListener;
 use tracing::debug;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use chat21::entry::inbound;
 use chat21::model::Caller;
-use chat21::realtime::inbound;
 use chat21::realtime::topics::{self, ClientTopic};
 use rmqtt_codec::types::{Publish, QoS};
 use rmqtt_codec::v3::{Connect, ConnectAck, ConnectAckReason, Packet, SubscribeReturnCode};

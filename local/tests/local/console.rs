@@ -78,7 +78,7 @@ fn the_console_page_is_served_without_a_token_as_one_document() {
         html.contains("class MqttClient"),
         "the MQTT client is inlined"
     );
-    // The ids the README lists for automation are there.
+    // The ids docs/console.md lists for automation are there.
     for id in [
         "sign-in",
         "user-id",

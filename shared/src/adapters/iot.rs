@@ -5,6 +5,7 @@
 //! message is one `Publish` too: empty, retained (which IoT Core takes as "delete it").
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_iotdataplane::Client;
@@ -14,7 +15,8 @@ use futures_util::future::join_all;
 use tracing::warn;
 
 use crate::error::{Error, Result};
-use crate::realtime::{Push, Realtime, topics};
+use crate::ports::{NoRealtime, Push, Realtime};
+use crate::realtime::topics;
 
 /// Users whose publishes are in flight at once.
 const CONCURRENT_OWNERS: usize = 16;
@@ -95,6 +97,34 @@ impl Realtime for IotRealtime {
     /// mqtt-inbound, on presence topics only).
     async fn clear_retained(&self, topic: &str) -> Result<()> {
         self.send(topic, Vec::new(), true).await
+    }
+}
+
+/// The real-time port of a function: IoT Core's data plane at `IOT_DATA_ENDPOINT` (the
+/// account's `iot:Data-ATS` endpoint, a host name, or a URL), or nothing if it is unset.
+/// Builds a client without any network call.
+pub fn realtime_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+    shared: &aws_config::SdkConfig,
+) -> Arc<dyn Realtime> {
+    match lookup("IOT_DATA_ENDPOINT")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    {
+        None => Arc::new(NoRealtime),
+        Some(endpoint) => {
+            let url = if endpoint.contains("://") {
+                endpoint
+            } else {
+                format!("https://{endpoint}")
+            };
+            let config = aws_sdk_iotdataplane::config::Builder::from(shared)
+                .endpoint_url(url)
+                .build();
+            Arc::new(IotRealtime::new(aws_sdk_iotdataplane::Client::from_conf(
+                config,
+            )))
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use crate::events::Event;
 use crate::ids::{self, Id};
 use crate::model::{Caller, ChannelType, Conversation, Message, status};
 use crate::ops::Deps;
-use crate::ops::messages::publish_quietly;
 use crate::ports::{ConversationKind, Page, PageRequest, ReadMark, Timeline, TimelineView};
 use crate::realtime::push;
 
@@ -157,7 +156,7 @@ pub async fn archive(deps: &Deps, caller: &Caller, user_id: Option<Id>, with: &I
     // Published on every call, so a retry after a failed publish still announces it.
     let event = Event::conversation_archived(&user, &conversation, deps.now());
     deps.events.publish(&[event]).await?;
-    publish_quietly(deps, &push::archived(&conversation)).await;
+    deps.publish_quietly(&push::archived(&conversation)).await;
     Ok(())
 }
 
@@ -182,7 +181,7 @@ pub async fn delete(deps: &Deps, caller: &Caller, user_id: Option<Id>, with: &Id
     let event = Event::conversation_deleted(&user, &conversation, deps.now());
     deps.events.publish(&[event]).await?;
     store.delete_conversation(app, &user, with).await?;
-    publish_quietly(deps, &push::deleted(&conversation)).await;
+    deps.publish_quietly(&push::deleted(&conversation)).await;
     Ok(())
 }
 
@@ -207,7 +206,7 @@ pub async fn mark_read(deps: &Deps, caller: &Caller, user: Id, with: &Id) -> Res
             .await?;
         pushes.push(push::peer_read(app, with, &user, at));
     }
-    publish_quietly(deps, &pushes).await;
+    deps.publish_quietly(&pushes).await;
     Ok(())
 }
 
@@ -248,7 +247,8 @@ pub async fn read_message(deps: &Deps, caller: &Caller, with: &Id, message_id: &
         deps.store
             .raise_read_mark(app, with, me, ReadMark::Peer, at)
             .await?;
-        publish_quietly(deps, &[push::receipt(app, with, me, message_id)]).await;
+        deps.publish_quietly(&[push::receipt(app, with, me, message_id)])
+            .await;
         // The sender's copy, as they see it now: read (Chat21's return receipt).
         let mut copy = message.view_for(with);
         copy.status = status::RETURN_RECEIPT;

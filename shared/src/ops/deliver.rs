@@ -2,8 +2,8 @@
 //! channel in `chat21-local`) and delivers it: the recipients' conversations, the connected
 //! clients (a `clientadded` per copy, the sender's own too), and the `message-sent` event for
 //! the other consumers (webhooks). Settled group changes come the same way, to be delivered to
-//! every member (see `ops::groups`). Every write is idempotent, so a redelivered message changes
-//! nothing; its publishes go out again (real time is at least once).
+//! every member (`ops::groups::delivery`). Every write is idempotent, so a redelivered message
+//! changes nothing; its publishes go out again (real time is at least once).
 
 use futures_util::future::join_all;
 
@@ -12,13 +12,10 @@ use crate::events::Event;
 use crate::ids;
 use crate::keys;
 use crate::model::Message;
-use crate::ops::Deps;
-use crate::ops::groups;
-use crate::ports::{Applied, ConversationKind, Origin, RowUpdate, Streamed, Written};
-use crate::realtime::{Push, push};
-
-/// Conversation updates in flight at once during a group's fan-out.
-const FAN_OUT_CONCURRENCY: usize = 16;
+use crate::ops::rows::{self, FAN_OUT_CONCURRENCY};
+use crate::ops::{Deps, groups};
+use crate::ports::{Applied, ConversationKind, Origin, Push, Streamed, Written};
+use crate::realtime::push;
 
 /// Anything from the stream is checked before it is trusted: a well-formed canonical message.
 fn check(written: &Written) -> Result<()> {
@@ -63,7 +60,7 @@ pub async fn handle(deps: &Deps, streamed: &Streamed) -> Result<()> {
             if !ids::is_valid(app) || !ids::is_valid(group) {
                 return Err(Error::bad_request("an invalid group change to deliver"));
             }
-            groups::deliver_change(deps, app, group, change).await
+            groups::delivery::deliver(deps, app, group, change).await
         }
     }
 }
@@ -104,20 +101,9 @@ async fn apply(
 ) -> Result<bool> {
     let (owner, with) = (&view.timeline_of, &view.convers_with);
     if view.updates_conversation() {
-        let update = RowUpdate {
-            last: view.clone(),
-            kind,
-            orders: vec![order.to_string()],
-            unread: view.sender != *owner,
-            opens_window: true,
-            newest_at: view.timestamp,
-        };
-        match deps.store.apply(owner, with, &update).await? {
-            Applied::Refused => return Ok(false),
-            Applied::Newer { unarchived: true } => {
-                pushes.push(unarchived(deps, &view.app_id, owner, with, at).await?);
-            }
-            _ => {}
+        let update = rows::one_message(view, kind, order.to_string());
+        if rows::apply(deps, owner, with, &update, at, pushes).await? == Applied::Refused {
+            return Ok(false);
         }
     } else if kind == ConversationKind::Inline && is_real(deps, &view.app_id, owner, with).await? {
         return Ok(false);
@@ -131,24 +117,6 @@ async fn apply(
 async fn is_real(deps: &Deps, app: &str, owner: &str, with: &str) -> Result<bool> {
     let view = deps.store.timeline_view(app, owner, with).await?;
     Ok(view.is_some_and(|v| v.kind != ConversationKind::Inline))
-}
-
-/// A conversation a new message brought back from the archive: a `conversation-unarchived`
-/// event (dated `at`, the time of the write that brought it back) with the conversation as it
-/// is now, and the push that tells its owner's clients. Published when the write un-archives
-/// it (a redelivery finds it active and says nothing).
-pub(crate) async fn unarchived(
-    deps: &Deps,
-    app: &str,
-    owner: &str,
-    with: &str,
-    at: u64,
-) -> Result<Push> {
-    if let Some(conversation) = deps.store.get_conversation(app, owner, with).await? {
-        let event = Event::conversation_unarchived(owner, &conversation.with_receipt(), at);
-        deps.events.publish(&[event]).await?;
-    }
-    Ok(push::unarchived(app, owner, with))
 }
 
 /// [`apply`] on its own, for running several at once.

@@ -8,9 +8,9 @@ use crate::ids::{self, Id};
 use crate::input::Fields;
 use crate::keys;
 use crate::model::{Caller, ChannelType, Message, status};
-use crate::ops::Deps;
-use crate::ports::{Applied, ConversationKind, Origin, RowUpdate, Written};
-use crate::realtime::{Push, push, topics};
+use crate::ops::{Deps, rows};
+use crate::ports::{ConversationKind, Origin, Written};
+use crate::realtime::topics;
 
 /// Largest `text`, in bytes.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
@@ -242,8 +242,13 @@ pub async fn send_message(deps: &Deps, caller: &Caller, input: SendMessage) -> R
                 .next_seq(app, to, 1)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("group {to} not found")))?;
-            let earlier = deps.store.put_group_message(&message, seq, now).await?;
-            Ok(earlier.unwrap_or(message))
+            let written = Written {
+                message,
+                origin: Origin::Group { seq },
+                written_at: now,
+            };
+            let earlier = deps.store.put_message(&written).await?;
+            Ok(earlier.unwrap_or(written.message))
         }
     }
 }
@@ -266,37 +271,20 @@ async fn send_one(
         origin,
         written_at,
     };
-    if let Some(earlier) = deps.store.put_sent(&written).await? {
+    if let Some(earlier) = deps.store.put_message(&written).await? {
         return Ok(earlier);
     }
     let message = written.message;
     if message.updates_conversation() {
         let (sender, to) = (&message.sender, &message.recipient);
-        let update = RowUpdate {
-            last: message.view_for(sender),
-            kind,
-            orders: vec![keys::order_of(&message)],
-            unread: false,
-            opens_window: true,
-            newest_at: message.timestamp,
-        };
-        match deps.store.apply(sender, to, &update).await {
-            Ok(Applied::Newer { unarchived: true }) => {
-                publish_quietly(deps, &[push::unarchived(&message.app_id, sender, to)]).await;
-            }
-            Ok(_) => {}
+        let update = rows::one_message(&message.view_for(sender), kind, keys::order_of(&message));
+        let mut pushes = Vec::new();
+        match rows::apply(deps, sender, to, &update, written_at, &mut pushes).await {
+            Ok(_) => deps.publish_quietly(&pushes).await,
             Err(e) => {
                 warn!(error = %e, message_id = %message.message_id, "sender conversation left to deliver");
             }
         }
     }
     Ok(message)
-}
-
-/// Real-time publishes made by an HTTP or MQTT call after its writes: a failure is logged, not
-/// answered (the writes are done, and clients reload over HTTP when they reconnect).
-pub(crate) async fn publish_quietly(deps: &Deps, pushes: &[Push]) {
-    if let Err(e) = deps.realtime.publish(pushes).await {
-        warn!(error = %e, count = pushes.len(), "real-time publishes failed");
-    }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::model::Webhook;
@@ -69,4 +70,49 @@ pub trait RetryQueue: Send + Sync {
     /// Keeps messages nobody could deliver (their last attempt failed, or they cannot be
     /// read) for an operator: the dead-letter queue.
     async fn dead_letter(&self, messages: &[String]) -> Result<()>;
+}
+
+/// Which endpoint a retry is for. A tenant's endpoint is named, not copied: its current URL,
+/// filter and secret are read at each attempt (no secret ever waits in a queue), and a
+/// deleted endpoint gets nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Target {
+    /// One of `WEBHOOK_ENDPOINTS`.
+    Global { url: String },
+    /// A tenant's endpoint.
+    Tenant { app_id: String, webhook_id: String },
+}
+
+impl std::fmt::Display for Target {
+    /// For logs: a global endpoint's scheme and host (its path or query may hold a token), a
+    /// tenant's endpoint by its app and id.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Global { url } => {
+                let shown = url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .and_then(|u| Some(format!("{}://{}", u.scheme_str()?, u.authority()?)))
+                    .unwrap_or_else(|| "?".into());
+                write!(f, "global endpoint {shown}")
+            }
+            Target::Tenant { app_id, webhook_id } => {
+                write!(f, "webhook {webhook_id} of app {app_id}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_never_show_a_global_endpoints_path() {
+        let t = Target::Global {
+            url: "https://hooks.example:8443/secret-token?x=1".into(),
+        };
+        assert_eq!(t.to_string(), "global endpoint https://hooks.example:8443");
+    }
 }

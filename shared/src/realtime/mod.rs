@@ -3,61 +3,16 @@
 //! - [`topics`]: the topics, who may publish or subscribe where, and their limits;
 //! - [`push`]: the server's publishes (a copy written, a receipt, a conversation read,
 //!   archived, deleted or un-archived, a group changed), built where the change happens;
-//! - [`inbound`]: a client's publish mapped to the operation it means (the same operations as
-//!   the HTTP routes).
-//! - On AWS: [`authorizer`] (IoT Core's custom authorizer: the JWT becomes a policy granting
-//!   the topics above), [`rule`] (a topic rule's invocation, run by [`inbound`]) and [`aws`]
-//!   (their Lambda wiring, and the publishing adapter's).
+//! - [`authorizer`]: IoT Core's custom authorizer on AWS, the JWT becomes a policy granting the
+//!   topics above.
 //!
-//! Publishing goes through the [`Realtime`] port: the embedded MQTT broker of `chat21-local`,
-//! or IoT Core's data plane on AWS (`adapters::iot`).
+//! Only the rules live here. A client's publish mapped to the operation it means is
+//! `entry::inbound` (run by `chat21-local`'s broker and by IoT Core's topic rules,
+//! `entry::rule`); the authorizer's Lambda glue is `entry::authorizer`.
+//!
+//! Publishing goes through the [`Realtime`](crate::ports::Realtime) port: the embedded MQTT
+//! broker of `chat21-local`, or IoT Core's data plane on AWS (`adapters::iot`).
 
 pub mod authorizer;
-pub mod aws;
-pub mod inbound;
 pub mod push;
-pub mod rule;
 pub mod topics;
-
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use serde_json::Value;
-
-use crate::error::Result;
-
-/// One publish to connected clients (QoS 1, not retained). The payload is shared: a group
-/// change tells every member the same group, and a thousand copies of a thousand members'
-/// list would not be.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Push {
-    pub topic: String,
-    pub payload: Arc<Value>,
-}
-
-#[async_trait]
-pub trait Realtime: Send + Sync {
-    /// Publishes to whoever is connected and subscribed; nobody connected is not an error.
-    /// An error means some publishes may not have gone out (the caller decides whether that
-    /// fails its work: the deliver step retries, HTTP calls only log it).
-    async fn publish(&self, pushes: &[Push]) -> Result<()>;
-
-    /// Deletes the retained message of `topic` (on IoT Core: an empty retained publish, which
-    /// is how MQTT deletes one). Nothing retained there is not an error. For Chat21's retained
-    /// will messages, which IoT Core would otherwise keep for years (REALTIME.md, presence).
-    async fn clear_retained(&self, topic: &str) -> Result<()>;
-}
-
-/// For functions that have no real-time endpoint configured: publishes nothing.
-pub struct NoRealtime;
-
-#[async_trait]
-impl Realtime for NoRealtime {
-    async fn publish(&self, _: &[Push]) -> Result<()> {
-        Ok(())
-    }
-
-    async fn clear_retained(&self, _: &str) -> Result<()> {
-        Ok(())
-    }
-}

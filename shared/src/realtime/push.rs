@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Push, topics};
+use super::topics;
 use crate::model::{Conversation, Group, Message};
+use crate::ports::Push;
 
 fn to_value<T: serde::Serialize>(data: &T) -> Value {
     // Our own plain data types (string keys, derived impls) always serialize.
@@ -114,7 +115,7 @@ pub fn group_updated(
     let payload = Arc::new(payload);
     to.iter()
         .map(|member| Push {
-            topic: topics::group_updated(&group.app_id, member, &group.uid),
+            topic: topics::group_updated(&group.info.app_id, member, &group.info.uid),
             payload: payload.clone(),
         })
         .collect()
@@ -123,26 +124,11 @@ pub fn group_updated(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelType, status};
+    use crate::model::tests::message;
 
+    /// u2's copy of u1's message.
     fn copy() -> Message {
-        Message {
-            message_id: "m1".into(),
-            sender: "u1".into(),
-            sender_fullname: "U1".into(),
-            recipient: "u2".into(),
-            recipient_fullname: "U2".into(),
-            text: "hi".into(),
-            kind: "text".into(),
-            channel_type: ChannelType::Direct,
-            attributes: None,
-            metadata: None,
-            timestamp: 5,
-            status: status::DELIVERED,
-            app_id: "a".into(),
-            timeline_of: "u2".into(),
-            convers_with: "u1".into(),
-        }
+        message().view_for("u2")
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! (moto), so the two adapters cannot drift apart.
 
 use crate::common::{APP, Harness, admin, count, id, input, label, user};
-use chat21::events::{EventData, EventType};
+use chat21::events::EventData;
+use chat21::model::EventType;
 use chat21::model::{ChangeKind, ChannelType, status};
 use chat21::ops::groups::{self, CreateGroup};
 use chat21::ops::{conversations, deliver};
@@ -73,6 +74,7 @@ mod event_identity;
 mod group_pushes;
 mod inline_groups;
 mod read_races;
+mod unarchiving;
 
 async fn direct_message_reaches_both_sides(h: &Harness) {
     let sent = h.send(&user("u1"), "u2", "hi").await.unwrap();
@@ -597,7 +599,7 @@ async fn create_group_makes_owner_a_member_and_announces(h: &Harness) {
     )
     .await
     .unwrap();
-    assert_eq!(group.owner, "u1");
+    assert_eq!(group.info.owner, "u1");
     assert_eq!(
         group.members.keys().collect::<Vec<_>>(),
         vec!["u1", "u2", "u3"]
@@ -657,7 +659,7 @@ async fn create_group_makes_owner_a_member_and_announces(h: &Harness) {
     let generated = groups::create(&h.deps, &user("u1"), create_input("Gen", &[], None))
         .await
         .unwrap();
-    assert!(generated.uid.starts_with("group-"));
+    assert!(generated.info.uid.starts_with("group-"));
     // Only admins may create for someone else; the admin then is not a member.
     let refused = CreateGroup {
         owner: Some(id("u5")),
@@ -677,7 +679,7 @@ async fn create_group_makes_owner_a_member_and_announces(h: &Harness) {
     let g = groups::create(&h.deps, &admin("boss"), for_u5)
         .await
         .unwrap();
-    assert_eq!(g.owner, "u5");
+    assert_eq!(g.info.owner, "u5");
     assert_eq!(g.members.keys().collect::<Vec<_>>(), vec!["u5", "u6"]);
     let many = (0..98).map(|i| id(&format!("m{i}"))).collect();
     let too_big = CreateGroup {
@@ -706,7 +708,7 @@ async fn group_reads_and_refusals(h: &Harness) {
     let g = groups::get(&h.deps, &user("u2"), &id("group-r"))
         .await
         .unwrap();
-    assert_eq!(g.name, "Team");
+    assert_eq!(g.info.name, "Team");
     assert!(
         groups::get(&h.deps, &admin("boss"), &id("group-r"))
             .await
@@ -750,6 +752,7 @@ async fn group_reads_and_refusals(h: &Harness) {
         groups::get(&h.deps, &user("u2"), &id("group-r"))
             .await
             .unwrap()
+            .info
             .name,
         "Team",
         "refusals change nothing"
@@ -766,7 +769,7 @@ async fn group_reads_and_refusals(h: &Harness) {
         .await
         .unwrap();
     assert_eq!(
-        (g.name.as_str(), g.attributes["color"].as_str()),
+        (g.info.name.as_str(), g.info.attributes["color"].as_str()),
         ("Renamed", Some("blue"))
     );
     assert_eq!(g.members.len(), 2);
@@ -775,7 +778,7 @@ async fn group_reads_and_refusals(h: &Harness) {
     let EventData::GroupUpdated(last) = &events.last().unwrap().data else {
         panic!("the last event is not group-updated");
     };
-    assert_eq!(last.group.attributes["color"], "blue");
+    assert_eq!(last.group.info.attributes["color"], "blue");
 }
 
 async fn join_rules(h: &Harness) {
@@ -1346,7 +1349,7 @@ async fn only_a_stalled_create_with_the_same_body_is_finished_by_a_retry(h: &Har
     assert!(h.deliver_all().await.is_empty(), "nothing announced yet");
     // The same caller with the same body finishes it.
     let group = groups::create(&h.deps, &user("u1"), first).await.unwrap();
-    assert_eq!(group.name, "First");
+    assert_eq!(group.info.name, "First");
     assert_eq!(group.members.keys().collect::<Vec<_>>(), vec!["u1", "u2"]);
     assert_eq!(count(&h.deliver_all().await, EventType::GroupCreated), 1);
 }

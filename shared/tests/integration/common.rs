@@ -13,8 +13,9 @@ use aws_sdk_dynamodb::types::{
 use chat21::adapters::dynamo::stream::streamed_of;
 use chat21::adapters::dynamo::{DynamoStore, ORDER_INDEX};
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, RecordingRealtime};
-use chat21::events::{Event, EventType};
+use chat21::events::Event;
 use chat21::ids::Id;
+use chat21::model::EventType;
 use chat21::model::{Caller, Conversation, Message};
 use chat21::ops::messages::SendMessage;
 use chat21::ops::{Deps, Settings, conversations, deliver, messages};
@@ -87,7 +88,7 @@ pub fn moto_endpoint() -> String {
 pub async fn aws_config() -> aws_config::SdkConfig {
     moto_endpoint();
     // The functions' own configuration (and HTTP client).
-    chat21::lambda::sdk_config().await
+    chat21::adapters::aws::sdk_config().await
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -561,8 +562,8 @@ pub fn token(sub: &str) -> String {
     token_for(sub, APP, false)
 }
 
-pub fn api_on(deps: Deps) -> chat21::api::Api {
-    chat21::api::Api {
+pub fn api_on(deps: Deps) -> chat21::entry::http::Api {
+    chat21::entry::http::Api {
         deps,
         verifier: chat21::auth::JwtVerifier::hs256(KEY).unwrap(),
     }
@@ -571,7 +572,7 @@ pub fn api_on(deps: Deps) -> chat21::api::Api {
 /// Calls the API as API Gateway would: the route table picks the route and path parameters,
 /// the query string becomes query parameters. Returns the status and the JSON body.
 pub async fn call(
-    api: &chat21::api::Api,
+    api: &chat21::entry::http::Api,
     method: &str,
     path_and_query: &str,
     token: Option<&str>,
@@ -593,7 +594,7 @@ pub async fn call(
 /// function also serves API Gateway's catch-all route). Returns the status, the
 /// Content-Type and the body text.
 pub async fn call_raw(
-    api: &chat21::api::Api,
+    api: &chat21::entry::http::Api,
     route: Option<chat21::routes::Route>,
     method: &str,
     path_and_query: &str,
@@ -621,7 +622,7 @@ pub async fn call_raw(
         .unwrap()
         .with_path_parameters(params)
         .with_query_string_parameters(query);
-    let response = chat21::api::handle(api, route, request).await;
+    let response = chat21::entry::http::handle(api, route, request).await;
     let status = response.status().as_u16();
     let content_type = response
         .headers()

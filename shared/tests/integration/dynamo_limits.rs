@@ -219,7 +219,7 @@ async fn spied() -> Spied {
     let deps = Deps {
         store: store.clone(),
         events: Arc::new(EmbeddedEvents::new()),
-        realtime: std::sync::Arc::new(chat21::realtime::NoRealtime),
+        realtime: std::sync::Arc::new(chat21::ports::NoRealtime),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UuidIds),
         settings: Settings {
@@ -317,13 +317,15 @@ async fn transactions_cancelled_by_a_conflict_are_retried() {
         settled: false,
     };
     let meta = chat21::model::GroupMeta {
-        uid: "group-x".into(),
-        name: "X".into(),
-        owner: "owner".into(),
-        attributes: Default::default(),
-        created_on: 1,
-        updated_on: 1,
-        app_id: APP.into(),
+        info: chat21::model::GroupInfo {
+            uid: "group-x".into(),
+            name: "X".into(),
+            owner: "owner".into(),
+            attributes: Default::default(),
+            created_on: 1,
+            updated_on: 1,
+            app_id: APP.into(),
+        },
         version: 1,
         seq: 2,
     };

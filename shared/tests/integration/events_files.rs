@@ -12,11 +12,12 @@ use aws_lambda_events::event::dynamodb;
 use chat21::adapters::dynamo::stream::{image_of, streamed_of};
 use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries, RecordingRealtime};
 use chat21::adapters::system::{SystemClock, UuidIds};
-use chat21::api::{self, Api};
 use chat21::auth::JwtVerifier;
-use chat21::events::{EventType, PresenceState};
-use chat21::lambda;
+use chat21::entry::http::Api;
+use chat21::entry::{authorizer, http, rule, stream, webhooks};
+use chat21::events::PresenceState;
 use chat21::lambda_http::{self, Body, RequestExt};
+use chat21::model::EventType;
 use chat21::model::{Message, status};
 use chat21::ops::webhooks::{Secret, WebhookConfig, Webhooks};
 use chat21::ops::{Deps, Settings, conversations};
@@ -266,7 +267,7 @@ impl Harness {
                 .enumerate()
                 .map(|(i, w)| (image_of(&w).unwrap(), format!("{}", 1000 + i)))
                 .collect();
-            let response = lambda::handle_stream(&self.api.deps, stream_event(&images)).await;
+            let response = stream::handle_stream(&self.api.deps, stream_event(&images)).await;
             assert!(
                 response.batch_item_failures.is_empty(),
                 "deliver failed on new messages: {:?}",
@@ -357,7 +358,7 @@ async fn replay_http(h: &Harness, stem: &str, function: &str, json: &str) -> Val
         request.path_parameters_ref().is_some() || raw["pathParameters"].is_null(),
         "events/{stem}.json: path parameters lost"
     );
-    let response = api::handle(&h.api, route, request).await;
+    let response = http::handle(&h.api, route, request).await;
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -437,7 +438,7 @@ async fn replay_stream(h: &mut Harness, json: &str) {
         // This record is its delivery.
         h.pending.remove(at);
     }
-    let response = lambda::handle_stream(&h.api.deps, event).await;
+    let response = stream::handle_stream(&h.api.deps, event).await;
     assert!(
         response.batch_item_failures.is_empty(),
         "deliver reported failures: {:?}",
@@ -451,8 +452,7 @@ async fn replay_stream(h: &mut Harness, json: &str) {
 fn replay_authorizer(h: &Harness, stem: &str, json: &str) {
     let event: Value = serde_json::from_str(json).unwrap();
     let now = jsonwebtoken::get_current_timestamp();
-    let response =
-        chat21::realtime::aws::authorizer_response(&h.api.verifier, AUTHORIZER_ARN, now, &event);
+    let response = authorizer::authorizer_response(&h.api.verifier, AUTHORIZER_ARN, now, &event);
     let user = match stem {
         "authorizer" => Some("user-1"),
         "authorizer-mapped-id" => Some("jane_doe@acme$corp"),
@@ -503,7 +503,7 @@ async fn replay_queue(h: &Harness, json: &str) {
             );
         }
     }
-    let response = lambda::handle_webhooks(&h.webhooks, event).await;
+    let response = webhooks::handle_webhooks(&h.webhooks, event).await;
     assert!(
         response.batch_item_failures.is_empty(),
         "webhooks reported failures: {:?}",
@@ -584,8 +584,7 @@ async fn check(h: &Harness, stem: &str, body: &Value) {
                 .expect("user-1 did not get the MQTT send");
             assert_eq!(sent.sender, "user-2");
             // Its id, made from the rule's timestamp and UUID, is the one the receipt names.
-            let publish: chat21::realtime::rule::RulePublish =
-                serde_json::from_value(body.clone()).unwrap();
+            let publish: rule::RulePublish = serde_json::from_value(body.clone()).unwrap();
             assert_eq!(
                 Some(sent.message_id.clone()),
                 publish.message_id().map(String::from)
@@ -659,12 +658,12 @@ async fn check(h: &Harness, stem: &str, body: &Value) {
         }
         "update-group" => {
             let head = h.store.group_head(APP, GROUP).await.unwrap().unwrap();
-            assert_eq!(head.meta.name, "Events demo (renamed)");
+            assert_eq!(head.meta.info.name, "Events demo (renamed)");
         }
         "update-group-attributes" => {
             let head = h.store.group_head(APP, GROUP).await.unwrap().unwrap();
-            assert_eq!(head.meta.attributes["topic"], "sample events");
-            assert_eq!(head.meta.attributes["allow_self_join"], false);
+            assert_eq!(head.meta.info.attributes["topic"], "sample events");
+            assert_eq!(head.meta.info.attributes["allow_self_join"], false);
         }
         "join-group" => {
             assert_eq!(h.members().await, ["user-1", "user-2", "user-3"]);
@@ -759,7 +758,7 @@ async fn event_files_replay_in_order_against_one_store() {
         } else if function == MQTT_INBOUND {
             h.pump().await;
             let event: Value = serde_json::from_str(&json).unwrap();
-            chat21::realtime::rule::handle(&h.api.deps, &event)
+            rule::handle(&h.api.deps, &event)
                 .await
                 .unwrap_or_else(|e| panic!("events/{stem}.json failed: {e}"));
             h.pump().await;

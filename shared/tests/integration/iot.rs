@@ -9,12 +9,14 @@ use std::sync::Arc;
 
 use base64::Engine;
 use chat21::adapters::dynamo::DynamoStore;
+use chat21::adapters::iot::realtime_from_lookup;
 use chat21::adapters::sns::SnsEvents;
 use chat21::adapters::system::{SystemClock, UuidIds};
-use chat21::events::{Event, EventType};
-use chat21::lambda::handle_stream;
+use chat21::entry::rule;
+use chat21::entry::stream::handle_stream;
+use chat21::events::Event;
+use chat21::model::EventType;
 use chat21::ops::{Deps, Settings};
-use chat21::realtime::{aws, rule};
 use serde_json::{Value, json};
 
 use crate::common::{self, APP, Recorder, StreamReader, api_on, call, token};
@@ -43,7 +45,7 @@ async fn setup() -> Aws {
     common::subscribe_queue(&sns, &topic_arn, &sqs, &queue_url, None).await;
     let iot = Recorder::start().await;
     let endpoint = iot.url.clone();
-    let realtime = aws::realtime_from_lookup(
+    let realtime = realtime_from_lookup(
         move |name| (name == "IOT_DATA_ENDPOINT").then(|| endpoint.clone()),
         &config,
     );
@@ -507,7 +509,7 @@ async fn a_failed_publish_fails_the_record_and_its_retry_doubles_nothing() {
 }
 
 /// IoT Core messages per operation (billed per publish, per 5 KB of payload): the figures of
-/// the README's cost table.
+/// docs/realtime.md's cost table.
 #[tokio::test]
 async fn iot_publishes_per_operation() {
     let aws = setup().await;

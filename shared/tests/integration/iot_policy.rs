@@ -4,7 +4,7 @@
 //! on the functions' roles in `template.yaml` (`template_realtime.rs`).
 
 use base64::Engine;
-use chat21::realtime::aws;
+use chat21::entry::authorizer::authorizer_response;
 use serde_json::{Value, json};
 
 use crate::common;
@@ -381,7 +381,7 @@ fn authorizer_policies_grant_exactly_the_table_for_any_id() {
         let password = base64::engine::general_purpose::STANDARD.encode(&token);
         let event = json!({"protocols": ["tls", "mqtt"], "protocolData": {"mqtt": {
             "username": "JWT", "password": password, "clientId": client}}});
-        let response = aws::authorizer_response(&verifier, function, now, &event);
+        let response = authorizer_response(&verifier, function, now, &event);
         assert_eq!(response["isAuthenticated"], true, "{me}: {response}");
         let principal = response["principalId"].as_str().unwrap();
         assert!((1..=128).contains(&principal.len()));

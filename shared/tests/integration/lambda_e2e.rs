@@ -9,9 +9,10 @@ use chat21::adapters::dynamo::DynamoStore;
 use chat21::adapters::dynamo::stream::image_of;
 use chat21::adapters::sns::SnsEvents;
 use chat21::adapters::system::{SystemClock, UuidIds};
-use chat21::api::Api;
-use chat21::events::{Event, EventType};
-use chat21::lambda::handle_stream;
+use chat21::entry::http::Api;
+use chat21::entry::stream::handle_stream;
+use chat21::events::Event;
+use chat21::model::EventType;
 use chat21::model::status;
 use chat21::ops::{Deps, Settings};
 use chat21::ports::{ConversationStore, Origin, Streamed, Written};
@@ -54,7 +55,7 @@ fn api_with_topic(config: &aws_config::SdkConfig, store: Arc<DynamoStore>, topic
     crate::common::api_on(Deps {
         store,
         events: Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(config), topic_arn)),
-        realtime: Arc::new(chat21::realtime::NoRealtime),
+        realtime: Arc::new(chat21::ports::NoRealtime),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UuidIds),
         settings: Settings::default(),

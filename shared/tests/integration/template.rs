@@ -521,7 +521,7 @@ fn deliver_is_invoked_for_exactly_what_it_delivers() {
         id: "w1".into(),
         app_id: "app1".into(),
         url: "https://hooks.example/".into(),
-        events: chat21::events::EventType::ALL.to_vec(),
+        events: chat21::model::EventType::ALL.to_vec(),
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         created_at: 1,
         updated_at: 1,
@@ -641,7 +641,7 @@ fn webhooks_consume_their_own_queue() {
         .skip_while(|l| *l != "  WebhookEvents:")
         .find_map(|l| value_of(l.trim(), "Default"))
         .expect("WebhookEvents has no default");
-    let every: Vec<&str> = chat21::events::EventType::ALL
+    let every: Vec<&str> = chat21::model::EventType::ALL
         .iter()
         .map(|t| t.as_str())
         .collect();

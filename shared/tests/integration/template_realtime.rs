@@ -262,7 +262,7 @@ fn topic_rules(text: &str) -> Vec<TopicRule> {
 }
 
 /// One rule per client-published topic kind of REALTIME.md, each handing the topic's user to
-/// mqtt-inbound with what `chat21::realtime::rule::RulePublish` reads; no rule matches any
+/// mqtt-inbound with what `chat21::entry::rule::RulePublish` reads; no rule matches any
 /// topic the server publishes (whatever the ids, even ids named like topic keywords), so the
 /// functions' own publishes never come back to them.
 #[test]
@@ -653,7 +653,7 @@ fn only_mqtt_inbound_may_retain_and_only_on_presence_topics() {
 
 /// An AWS-managed domain configuration can be deleted only after 7 days disabled: a failed
 /// first deploy or `sam delete` would fail on it, and a fixed name would collide on the next
-/// deploy. So CloudFormation names it and leaves it behind (README: the clean-up).
+/// deploy. So CloudFormation names it and leaves it behind (docs/deploy.md: tearing down).
 #[test]
 fn the_mqtt_domain_is_left_behind_and_named_by_cloudformation() {
     let text = template();

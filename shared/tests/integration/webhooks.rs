@@ -13,12 +13,15 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chat21::adapters::embedded::MemoryRetries;
 use chat21::adapters::http::HttpClient;
 use chat21::adapters::sqs::SqsRetries;
-use chat21::events::{Event, EventType};
-use chat21::lambda::handle_webhooks;
+use chat21::entry::webhooks::handle_webhooks;
+use chat21::events::Event;
+use chat21::model::EventType;
 use chat21::model::{Caller, Webhook};
-use chat21::ops::webhooks::delivery::{BACKOFF_SECS, MAX_ATTEMPTS, Retry, Target};
+use chat21::ops::webhooks::delivery::{BACKOFF_SECS, MAX_ATTEMPTS};
+use chat21::ops::webhooks::records::Retry;
 use chat21::ops::webhooks::{AllowedHosts, Secret, WebhookConfig, Webhooks};
 use chat21::ops::{groups, messages};
+use chat21::ports::Target;
 use chat21::ports::{Clock, RetryQueue, WebhookStore};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -946,7 +949,7 @@ async fn the_topic_reaches_a_tiledesk_style_receiver() {
     let api = crate::common::api_on(chat21::ops::Deps {
         store: store.clone(),
         events: Arc::new(chat21::adapters::sns::SnsEvents::new(sns.clone(), topic)),
-        realtime: Arc::new(chat21::realtime::NoRealtime),
+        realtime: Arc::new(chat21::ports::NoRealtime),
         clock: Arc::new(chat21::adapters::system::SystemClock),
         ids: Arc::new(chat21::adapters::system::UuidIds),
         settings: Default::default(),
@@ -983,7 +986,7 @@ async fn the_topic_reaches_a_tiledesk_style_receiver() {
         if event.records.is_empty() {
             break;
         }
-        let response = chat21::lambda::handle_stream(&api.deps, event).await;
+        let response = chat21::entry::stream::handle_stream(&api.deps, event).await;
         assert!(response.batch_item_failures.is_empty());
     }
     let records = q.take(&q.queue).await;
@@ -1052,7 +1055,10 @@ async fn the_in_memory_queue_hands_retries_back_in_real_time() {
         clock.clone(),
         config(&receiver, &["/later"], &EventType::ALL),
     ));
-    tokio::spawn(retries.clone().run(webhooks.clone()));
+    tokio::spawn(chat21::entry::webhooks::run_memory_retries(
+        retries.clone(),
+        webhooks.clone(),
+    ));
     let retry = |text: &str, wait_ms: u64| {
         let event = message_sent(APP, "u2", text);
         let retry = Retry {

@@ -76,6 +76,33 @@ fn tag_set(tags: &BTreeSet<String>) -> AttributeValue {
     AttributeValue::Ss(tags.iter().cloned().collect())
 }
 
+/// A write planned from the row as read (`current`): the `SET` that moves the row to its next
+/// version, and the condition that it is still at the version it was read at.
+fn next_version(e: &mut Expr, current: &Item) -> (String, String) {
+    let version = e.name(VERSION);
+    let observed = number(current.get(VERSION));
+    let set = format!("{version} = {}", e.value(n(observed.unwrap_or(0) + 1)));
+    let condition = match observed {
+        Some(v) => format!("{version} = {}", e.value(n(v))),
+        None => format!(
+            "attribute_exists({}) AND attribute_not_exists({version})",
+            e.name(PK)
+        ),
+    };
+    (set, condition)
+}
+
+/// The tags a plan leaves the row remembering: each generation set, or removed when empty.
+fn remembered(e: &mut Expr, plan: &row::Plan, sets: &mut Vec<String>, removes: &mut Vec<String>) {
+    for (name, tags) in [(SEEN, &plan.current), (SEEN_BEFORE, &plan.previous)] {
+        if tags.is_empty() {
+            removes.push(e.name(name));
+        } else {
+            sets.push(format!("{} = {}", e.name(name), e.value(tag_set(tags))));
+        }
+    }
+}
+
 /// The `SET` clauses that make `update.last` the row's last message (`order` its order key).
 fn newest(e: &mut Expr, update: &RowUpdate, order: &str, first: &str) -> Result<Vec<String>> {
     let last = &update.last;
@@ -272,22 +299,12 @@ impl DynamoStore {
             (Some(first), Some(last)) => newest(&mut e, update, last, first)?,
             _ => Vec::new(),
         };
-        let version = e.name(VERSION);
-        let observed = number(current.get(VERSION));
-        sets.push(format!(
-            "{version} = {}",
-            e.value(n(observed.unwrap_or(0) + 1))
-        ));
+        let (next, condition) = next_version(&mut e, current);
+        sets.push(next);
         let newest = newest_of(current).map_or(update.newest_at, |n| n.max(update.newest_at));
         sets.push(format!("{} = {}", e.name(NEWEST_AT), e.value(n(newest))));
         let mut removes = Vec::new();
-        for (name, tags) in [(SEEN, &plan.current), (SEEN_BEFORE, &plan.previous)] {
-            if tags.is_empty() {
-                removes.push(e.name(name));
-            } else {
-                sets.push(format!("{} = {}", e.name(name), e.value(tag_set(tags))));
-            }
-        }
+        remembered(&mut e, plan, &mut sets, &mut removes);
         let unread = if update.unread { plan.counted() } else { 0 };
         let mut expression = format!(
             "SET {} ADD {} {}",
@@ -298,13 +315,6 @@ impl DynamoStore {
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
-        let condition = match observed {
-            Some(v) => format!("{version} = {}", e.value(n(v))),
-            None => format!(
-                "attribute_exists({}) AND attribute_not_exists({version})",
-                e.name(PK)
-            ),
-        };
         let key = conversation_key(&update.last.app_id, owner, with);
         let request = self.table.update(key, expression, condition, &e)?;
         Ok(match self.table.update_item(request).await? {
@@ -346,31 +356,14 @@ impl DynamoStore {
             e.name(NEWEST_AT),
             e.value(n(update.newest_at))
         ));
-        let version = e.name(VERSION);
-        let observed = number(current.get(VERSION));
-        sets.push(format!(
-            "{version} = {}",
-            e.value(n(observed.unwrap_or(0) + 1))
-        ));
+        let (next, condition) = next_version(&mut e, current);
+        sets.push(next);
         let mut removes: Vec<String> = ["read_at", "peer_read_at", "received_up_to", "cleared_to"]
             .into_iter()
             .map(|name| e.name(name))
             .collect();
-        for (name, tags) in [(SEEN, &plan.current), (SEEN_BEFORE, &plan.previous)] {
-            if tags.is_empty() {
-                removes.push(e.name(name));
-            } else {
-                sets.push(format!("{} = {}", e.name(name), e.value(tag_set(tags))));
-            }
-        }
+        remembered(&mut e, &plan, &mut sets, &mut removes);
         let expression = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
-        let condition = match observed {
-            Some(v) => format!("{version} = {}", e.value(n(v))),
-            None => format!(
-                "attribute_exists({}) AND attribute_not_exists({version})",
-                e.name(PK)
-            ),
-        };
         let key = conversation_key(&update.last.app_id, owner, with);
         let request = self.table.update(key, expression, condition, &e)?;
         Ok(self

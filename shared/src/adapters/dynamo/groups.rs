@@ -72,7 +72,7 @@ impl GroupStore for DynamoStore {
         members: &[String],
         change: &GroupChange,
     ) -> Result<Created> {
-        let (app, group) = (&meta.app_id, &meta.uid);
+        let (app, group) = (&meta.info.app_id, &meta.info.uid);
         let meta_item = item_of(meta, keys::group_pk(app, group), keys::GROUP_META_SK.into())?;
         let put_meta = self
             .table
@@ -134,7 +134,7 @@ impl GroupStore for DynamoStore {
     }
 
     async fn set_members(&self, meta: &GroupMeta, change: &GroupChange) -> Result<MembersSet> {
-        let (app, group) = (&meta.app_id, &meta.uid);
+        let (app, group) = (&meta.info.app_id, &meta.info.uid);
         let mut actions: Vec<TransactWriteItem> =
             meta_update(&self.table, app, group, Some(meta.version), change)?
                 .into_iter()
@@ -153,16 +153,16 @@ impl GroupStore for DynamoStore {
     }
 
     async fn update_meta(&self, meta: &GroupMeta, change: &GroupChange) -> Result<Updated> {
-        let (app, group) = (&meta.app_id, &meta.uid);
+        let (app, group) = (&meta.info.app_id, &meta.info.uid);
         let mut e = Expr::default();
         let update = format!(
             "SET {} = {}, {} = {}, {} = {}",
             e.name("name"),
-            e.value(s(meta.name.clone())),
+            e.value(s(meta.info.name.clone())),
             e.name("attributes"),
-            e.value(attribute(&meta.attributes)?),
+            e.value(attribute(&meta.info.attributes)?),
             e.name("updatedOn"),
-            e.value(n(meta.updated_on))
+            e.value(n(meta.info.updated_on))
         );
         let condition = format!("attribute_exists({})", e.name(PK));
         let set = self

@@ -18,7 +18,7 @@ use super::stream::{ORIGIN, item_of};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::Message;
-use crate::ports::{MessageStore, Origin, Page, PageRequest, Timeline, Window, Written};
+use crate::ports::{MessageStore, Page, PageRequest, Timeline, Window, Written};
 
 /// The spans of a member's windows, merged and oldest first (`to` inclusive; open = `None`).
 pub fn spans(windows: &[Window]) -> Vec<(String, Option<String>)> {
@@ -66,7 +66,7 @@ impl DynamoStore {
 
 #[async_trait]
 impl MessageStore for DynamoStore {
-    async fn put_sent(&self, written: &Written) -> Result<Option<Message>> {
+    async fn put_message(&self, written: &Written) -> Result<Option<Message>> {
         match self.table.put_if_absent(item_of(written)?).await? {
             None => Ok(None),
             Some(earlier) => parse(earlier).map(Some),
@@ -95,23 +95,6 @@ impl MessageStore for DynamoStore {
                 Ok(Some(seq + 1 - count))
             }
             _ => Err(Error::internal("the group seq was not returned")),
-        }
-    }
-
-    async fn put_group_message(
-        &self,
-        message: &Message,
-        seq: u64,
-        written_at: u64,
-    ) -> Result<Option<Message>> {
-        let written = Written {
-            message: message.clone(),
-            origin: Origin::Group { seq },
-            written_at,
-        };
-        match self.table.put_if_absent(item_of(&written)?).await? {
-            None => Ok(None),
-            Some(earlier) => parse(earlier).map(Some),
         }
     }
 

@@ -125,26 +125,13 @@ pub fn streamed_of(image: serde_dynamo::Item) -> Result<Option<Streamed>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChannelType, status};
+    use crate::model::tests::message;
 
     fn written() -> Written {
         Written {
             message: Message {
-                message_id: "m1".into(),
-                sender: "u1".into(),
-                sender_fullname: "U1".into(),
-                recipient: "u2".into(),
-                recipient_fullname: "U2".into(),
-                text: "hi".into(),
-                kind: "text".into(),
-                channel_type: ChannelType::Direct,
-                attributes: None,
-                metadata: None,
                 timestamp: 1_600_000_000_000,
-                status: status::SENT,
-                app_id: "a".into(),
-                timeline_of: "u1".into(),
-                convers_with: "u2".into(),
+                ..message()
             },
             origin: Origin::Direct,
             written_at: 1_700_000_000_123,

@@ -45,7 +45,7 @@ impl GroupStore for EmbeddedStore {
         change: &GroupChange,
     ) -> Result<Created> {
         let mut state = self.state();
-        let key = keys::group_pk(&meta.app_id, &meta.uid);
+        let key = keys::group_pk(&meta.info.app_id, &meta.info.uid);
         if state.groups.contains_key(&key) {
             return Ok(Created::Taken);
         }
@@ -106,7 +106,7 @@ impl GroupStore for EmbeddedStore {
         let mut state = self.state();
         let Some(g) = state
             .groups
-            .get_mut(&keys::group_pk(&meta.app_id, &meta.uid))
+            .get_mut(&keys::group_pk(&meta.info.app_id, &meta.info.uid))
         else {
             return Ok(MembersSet::Stale);
         };
@@ -129,13 +129,13 @@ impl GroupStore for EmbeddedStore {
         let mut state = self.state();
         let Some(g) = state
             .groups
-            .get_mut(&keys::group_pk(&meta.app_id, &meta.uid))
+            .get_mut(&keys::group_pk(&meta.info.app_id, &meta.info.uid))
         else {
             return Ok(Updated::NoGroup);
         };
-        g.meta.name = meta.name.clone();
-        g.meta.attributes = meta.attributes.clone();
-        g.meta.updated_on = meta.updated_on;
+        g.meta.info.name = meta.info.name.clone();
+        g.meta.info.attributes = meta.info.attributes.clone();
+        g.meta.info.updated_on = meta.info.updated_on;
         g.changes.insert(change.id.clone(), change.clone());
         Ok(Updated::Updated)
     }

@@ -19,11 +19,21 @@ pub(super) fn pk_of(timeline: &Timeline) -> String {
 
 #[async_trait]
 impl MessageStore for EmbeddedStore {
-    async fn put_sent(&self, written: &Written) -> Result<Option<Message>> {
+    async fn put_message(&self, written: &Written) -> Result<Option<Message>> {
         let m = &written.message;
-        let pk = match &written.origin {
-            Origin::Inline { .. } => keys::timeline_pk(&m.app_id, &m.sender, &m.recipient),
-            _ => keys::direct_pk(&m.app_id, &m.sender, &m.recipient),
+        let (pk, order) = match &written.origin {
+            Origin::Direct => (
+                keys::direct_pk(&m.app_id, &m.sender, &m.recipient),
+                keys::order_of(m),
+            ),
+            Origin::Inline { .. } => (
+                keys::timeline_pk(&m.app_id, &m.sender, &m.recipient),
+                keys::order_of(m),
+            ),
+            Origin::Group { seq } => (
+                keys::history_pk(&m.app_id, &m.recipient),
+                keys::group_order(*seq, m),
+            ),
         };
         let sk = keys::message_sk(&m.sender, &m.message_id);
         {
@@ -32,7 +42,7 @@ impl MessageStore for EmbeddedStore {
             if let Some(earlier) = timeline.get(&sk) {
                 return Ok(Some(earlier.clone()));
             }
-            timeline.put(sk, keys::order_of(m), m);
+            timeline.put(sk, order, m);
         }
         self.streamed(Streamed::Message(written.clone()));
         Ok(None)
@@ -44,30 +54,6 @@ impl MessageStore for EmbeddedStore {
             g.meta.seq += count;
             g.meta.seq - count + 1
         }))
-    }
-
-    async fn put_group_message(
-        &self,
-        message: &Message,
-        seq: u64,
-        written_at: u64,
-    ) -> Result<Option<Message>> {
-        let pk = keys::history_pk(&message.app_id, &message.recipient);
-        let sk = keys::message_sk(&message.sender, &message.message_id);
-        {
-            let mut state = self.state();
-            let history = state.timelines.entry(pk).or_default();
-            if let Some(earlier) = history.get(&sk) {
-                return Ok(Some(earlier.clone()));
-            }
-            history.put(sk, keys::group_order(seq, message), message);
-        }
-        self.streamed(Streamed::Message(Written {
-            message: message.clone(),
-            origin: Origin::Group { seq },
-            written_at,
-        }));
-        Ok(None)
     }
 
     async fn put_system_messages(&self, messages: &[(Message, u64)]) -> Result<()> {

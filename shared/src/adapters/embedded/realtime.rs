@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::realtime::{Push, Realtime};
+use crate::ports::{Push, Realtime};
 
 #[derive(Default)]
 pub struct RecordingRealtime {

@@ -8,14 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Notify;
-use tracing::error;
 
 use super::EmbeddedStore;
 use crate::error::{Error, Result};
 use crate::model::Webhook;
-use crate::ops::webhooks::Webhooks;
-use crate::ops::webhooks::delivery::Target;
-use crate::ports::{Clock, RetryQueue, WebhookPut, WebhookStore};
+use crate::ports::{Clock, RetryQueue, Target, WebhookPut, WebhookStore};
 
 #[async_trait]
 impl WebhookStore for EmbeddedStore {
@@ -182,8 +179,8 @@ impl Waiting {
 /// `clock`, as long as the process lives. Bounded ([`RetryBounds`]): a retry beyond a bound is
 /// refused (the webhook dropped, with an error in the log), the others of the same call kept.
 ///
-/// [`MemoryRetries::run`] drives it with real time (the local server); tests take the due
-/// messages themselves ([`MemoryRetries::take_due`]) after moving their clock.
+/// [`MemoryRetries::due`] hands them over with real time (the local server); tests take the
+/// due messages themselves ([`MemoryRetries::take_due`]) after moving their clock.
 pub struct MemoryRetries {
     state: Mutex<Waiting>,
     clock: Arc<dyn Clock>,
@@ -239,33 +236,24 @@ impl MemoryRetries {
         self.lock().dead.iter().cloned().collect()
     }
 
-    /// Hands each message to the webhooks consumer when it is due, until the process ends.
-    pub async fn run(self: Arc<Self>, webhooks: Arc<Webhooks>) {
+    /// Waits until messages are due (by the clock; a message queued meanwhile is considered
+    /// too), then takes them off the queue, oldest first: what the in-process consumer runs
+    /// on (`entry::webhooks::run_memory_retries`).
+    pub async fn due(&self) -> Vec<String> {
         loop {
             let wait = self
                 .next_due()
                 .map(|due| Duration::from_millis(due.saturating_sub(self.clock.now_ms())));
             let changed = self.changed.notified();
             match wait {
-                Some(wait) if wait.is_zero() => {}
+                Some(wait) if wait.is_zero() => return self.take_due(),
                 Some(wait) => {
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = changed => continue,
+                        _ = tokio::time::sleep(wait) => return self.take_due(),
+                        _ = changed => {}
                     }
                 }
-                None => {
-                    changed.await;
-                    continue;
-                }
-            }
-            for message in self.take_due() {
-                let webhooks = webhooks.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = webhooks.handle_record(&message).await {
-                        error!(error = %e, "a webhook retry failed and is dropped");
-                    }
-                });
+                None => changed.await,
             }
         }
     }
@@ -318,7 +306,7 @@ impl RetryQueue for MemoryRetries {
 mod tests {
     use super::*;
     use crate::adapters::system::SystemClock;
-    use crate::ops::webhooks::delivery::Retry;
+    use crate::ops::webhooks::records::Retry;
     use serde_json::value::RawValue;
 
     fn retry(app: &str, target: Target) -> (String, Duration) {

@@ -1,5 +1,6 @@
-//! A group change's follow-up: its system messages into the group's history and its events
-//! (in the call), then its delivery to every member (the deliver step).
+//! A group change's follow-up in its call: its system messages into the group's history and
+//! its events, then the change handed to the deliver step, which delivers it to every member
+//! ([`delivery`](super::delivery)).
 //!
 //! Every change is committed atomically together with a [`GroupChange`] record. The follow-up
 //! runs right after; if that fails the call answers 503 and the record stays (marked stalled),
@@ -13,15 +14,14 @@ use futures_util::future::join_all;
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
-use super::fan_out;
 use crate::error::{Error, Result};
 use crate::events::{Event, MemberChange};
 use crate::ids::Id;
+use crate::keys;
 use crate::model::{
     ChangeKind, ChannelType, Group, GroupChange, GroupMeta, Message, SYSTEM_SENDER, status,
 };
 use crate::ops::Deps;
-use crate::realtime::push;
 
 /// A pending change older than this is finished by any call on the group: well beyond the
 /// longest a function may run (its timeout), so its own call is surely over.
@@ -29,8 +29,6 @@ const ABANDONED_AFTER_MS: u64 = 60_000;
 /// A settled change still pending after this was not delivered (its stream record's retries
 /// ran out): the next call on the group hands it over again.
 const DELIVERY_ABANDONED_AFTER_MS: u64 = 15 * 60_000;
-/// At most this many settled changes are delivered together.
-const DELIVERY_BATCH: usize = 32;
 
 /// A system message of `change`, the `index`-th it produces (ids and order are deterministic,
 /// so finishing a change twice writes the same messages).
@@ -53,8 +51,8 @@ fn system_message(
         message_id: format!("{}-{index:04}", change.id),
         sender: SYSTEM_SENDER.to_string(),
         sender_fullname: "System".to_string(),
-        recipient: meta.uid.clone(),
-        recipient_fullname: meta.name.clone(),
+        recipient: meta.info.uid.clone(),
+        recipient_fullname: meta.info.name.clone(),
         text,
         kind: "text".to_string(),
         channel_type: ChannelType::Group,
@@ -62,10 +60,27 @@ fn system_message(
         metadata: None,
         timestamp: change.at,
         status: status::SENT,
-        app_id: meta.app_id.clone(),
-        timeline_of: meta.uid.clone(),
-        convers_with: meta.uid.clone(),
+        app_id: meta.info.app_id.clone(),
+        timeline_of: meta.info.uid.clone(),
+        convers_with: meta.info.uid.clone(),
     }
+}
+
+/// The member a `MEMBER_LEFT_GROUP` message is about.
+pub(super) fn left_member(message: &Message) -> Option<&str> {
+    let label = message.attribute("messagelabel")?;
+    (label.get("key")?.as_str()? == "MEMBER_LEFT_GROUP")
+        .then(|| label.get("parameters")?.get("member_id")?.as_str())
+        .flatten()
+}
+
+/// Each member a run's `MEMBER_LEFT_GROUP` messages are about, with that goodbye's order key:
+/// where their view of the history ends.
+pub fn goodbyes(placed: &[(Message, u64)]) -> Vec<(&str, String)> {
+    placed
+        .iter()
+        .filter_map(|(m, seq)| Some((left_member(m)?, keys::group_order(*seq, m))))
+        .collect()
 }
 
 /// `data` of a member event. Stored members and changes hold valid ids.
@@ -76,8 +91,8 @@ fn member_change(
 ) -> Result<MemberChange> {
     Ok(MemberChange {
         member_id: Id::parse("member_id", member)?,
-        group_id: Id::parse("group_id", meta.uid.as_str())?,
-        group_name: meta.name.clone(),
+        group_id: Id::parse("group_id", meta.info.uid.as_str())?,
+        group_name: meta.info.name.clone(),
         message: message.cloned(),
     })
 }
@@ -107,7 +122,7 @@ fn compose(meta: &GroupMeta, change: &GroupChange) -> Result<(Vec<Message>, Vec<
         );
         if change.kind != ChangeKind::Created {
             let data = member_change(meta, member, Some(&message))?;
-            member_events.push(Event::member_joined(&meta.app_id, data, change.at));
+            member_events.push(Event::member_joined(&meta.info.app_id, data, change.at));
         }
         messages.push(message);
     }
@@ -121,7 +136,7 @@ fn compose(meta: &GroupMeta, change: &GroupChange) -> Result<(Vec<Message>, Vec<
             json!({ "member_id": member }),
         );
         let data = member_change(meta, member, Some(&message))?;
-        member_events.push(Event::member_left(&meta.app_id, data, change.at));
+        member_events.push(Event::member_left(&meta.info.app_id, data, change.at));
         messages.push(message);
     }
     let mut events: Vec<Event> = messages
@@ -144,7 +159,7 @@ async fn place(
     if messages.is_empty() {
         return Ok(Vec::new());
     }
-    let (app, group) = (&meta.app_id, &meta.uid);
+    let (app, group) = (&meta.info.app_id, &meta.info.uid);
     let first = match change.places_from {
         Some(first) => first,
         None => {
@@ -164,15 +179,16 @@ async fn place(
 
 /// Runs a committed change's follow-up: its system messages into the group's history, the
 /// leavers' views closed on their goodbye, its events, then hands the change to the deliver
-/// step (which delivers it to every member, see [`deliver`]). Safe to run more than once.
+/// step (which delivers it to every member: [`delivery`](super::delivery)). Safe to run
+/// more than once.
 pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Result<()> {
-    let (app, group) = (&meta.app_id, &meta.uid);
+    let (app, group) = (&meta.info.app_id, &meta.info.uid);
     let (messages, mut events) = compose(meta, change)?;
     let placed = place(deps, meta, change, messages).await?;
     deps.store.put_system_messages(&placed).await?;
     // Leavers' views end on their goodbye now: nothing sent after it is theirs to read.
     let closes =
-        fan_out::goodbyes(&placed)
+        goodbyes(&placed)
             .into_iter()
             .map(|(leaver, order)| async move {
                 deps.store.close_window(app, leaver, group, &order).await
@@ -198,68 +214,7 @@ pub async fn settle(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Resu
         places_from: placed.first().map(|(_, seq)| *seq),
         ..change.clone()
     };
-    deps.store.mark_settled(app, &meta.uid, &settled).await
-}
-
-/// Delivers a settled change (the deliver step), together with every other settled change of
-/// the group still pending (a burst of joins costs one conversation update per member, not
-/// one per join and member): their system messages to every member's conversation (and to
-/// the members they removed), what their clients are told, then drops the changes' records.
-/// Safe to run more than once; a change delivered with an earlier batch is skipped.
-pub async fn deliver(deps: &Deps, app: &str, group: &str, change: &GroupChange) -> Result<()> {
-    let Some(head) = deps.store.group_head(app, group).await? else {
-        return Ok(());
-    };
-    if !head.pending.iter().any(|c| c.id == change.id) {
-        return Ok(());
-    }
-    let mut batch: Vec<&GroupChange> = head.pending.iter().filter(|c| c.settled).collect();
-    batch.sort_by_key(|c| (c.places_from.unwrap_or(0), c.id.clone()));
-    match batch.iter().position(|c| c.id == change.id) {
-        Some(at) => batch.truncate(DELIVERY_BATCH.max(at + 1)),
-        None => {
-            batch.truncate(DELIVERY_BATCH);
-            batch.push(change);
-        }
-    }
-    let mut runs = Vec::new();
-    for c in batch {
-        let run = match c.places_from {
-            Some(first) => {
-                deps.store
-                    .history_run(app, group, first, c.message_count())
-                    .await?
-            }
-            None => Vec::new(),
-        };
-        runs.push((c.clone(), run));
-    }
-    let members = deps.store.members(app, group).await?;
-    fan_out::deliver(deps, app, group, &runs, &members).await?;
-    let mut pushes = Vec::new();
-    let now = Group::new(&head.meta, members.iter().cloned());
-    for (c, _) in &runs {
-        // A creation pushes nothing on `groups/…` (REALTIME.md): the original server disabled
-        // that push, and Chat21 clients count the updates of a change (its own suite fails on
-        // one more). Members learn of the new group from its system messages' `clientadded`.
-        if c.kind == ChangeKind::Created {
-            continue;
-        }
-        // Every member now, and every member the change removed, hears of it.
-        let mut told = members.clone();
-        told.extend(c.left.iter().cloned());
-        let notification = match (c.kind, c.joined.first(), c.left.first()) {
-            (ChangeKind::Joined, Some(member), _) => Some(("MEMBER_JOINED_GROUP", member.as_str())),
-            (ChangeKind::Left, _, Some(member)) => Some(("MEMBER_LEFT_GROUP", member.as_str())),
-            _ => None,
-        };
-        pushes.extend(push::group_updated(&now, &told, notification));
-    }
-    deps.realtime.publish(&pushes).await?;
-    for (c, _) in &runs {
-        deps.store.finish_change(app, group, &c.id).await?;
-    }
-    Ok(())
+    deps.store.mark_settled(app, &meta.info.uid, &settled).await
 }
 
 /// Announces a change right after its commit. If that fails the change is marked stalled, so
@@ -270,7 +225,7 @@ pub async fn announce(deps: &Deps, meta: &GroupMeta, change: &GroupChange) -> Re
         warn!(error = %e, change = %change.id, "group change left for the next call to announce");
         if let Err(mark) = deps
             .store
-            .mark_stalled(&meta.app_id, &meta.uid, &change.id)
+            .mark_stalled(&meta.info.app_id, &meta.info.uid, &change.id)
             .await
         {
             warn!(error = %mark, change = %change.id, "could not mark the change stalled");

@@ -1,23 +1,22 @@
 //! Groups: create, read, rename, attributes, join, leave, set members.
 //!
 //! Every change is committed atomically together with a [`GroupChange`] record, then
-//! announced (system messages, events); see [`announce`] for how a failed announcement is
-//! finished by the next call.
+//! announced in its call (system messages, events; `announce.rs`, which also says how a failed
+//! announcement is finished by the next call), then delivered to every member by the deliver
+//! step ([`delivery`]).
 
 mod announce;
-mod fan_out;
+pub mod delivery;
 
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::ids::Id;
 use crate::input::Fields;
-use crate::model::{Caller, ChangeKind, Group, GroupChange, GroupMeta};
+use crate::model::{Caller, ChangeKind, Group, GroupChange, GroupInfo, GroupMeta};
 use crate::ops::Deps;
 use crate::ports::{Added, Created, MembersSet, Removed, Updated};
 use announce::{abandoned, announce, settle};
-
-pub use announce::deliver as deliver_change;
 
 /// Member changes one call may make: one DynamoDB transaction holds 100 writes, two of which
 /// are the group meta and the change record.
@@ -113,7 +112,7 @@ fn not_found(group: &str) -> Error {
 }
 
 fn owner_or_admin(caller: &Caller, meta: &GroupMeta) -> Result<()> {
-    if caller.admin || caller.user_id == meta.owner {
+    if caller.admin || caller.user_id == meta.info.owner {
         return Ok(());
     }
     Err(Error::forbidden(
@@ -157,13 +156,15 @@ pub async fn create(deps: &Deps, caller: &Caller, input: CreateGroup) -> Result<
     let app = &caller.app_id;
     let now = deps.now();
     let meta = GroupMeta {
-        uid: uid.clone(),
-        name: input.name,
-        owner: owner.to_string(),
-        attributes: input.attributes,
-        created_on: now,
-        updated_on: now,
-        app_id: app.to_string(),
+        info: GroupInfo {
+            uid: uid.clone(),
+            name: input.name,
+            owner: owner.to_string(),
+            attributes: input.attributes,
+            created_on: now,
+            updated_on: now,
+            app_id: app.to_string(),
+        },
         version: 1,
         seq: 0,
     };
@@ -227,19 +228,16 @@ async fn update_meta(
     let change = new_change(deps, caller, kind, Vec::new(), Vec::new());
     match deps.store.update_meta(&meta, &change).await? {
         Updated::Updated => announce(deps, &meta, &change).await,
-        Updated::NoGroup => Err(not_found(&meta.uid)),
+        Updated::NoGroup => Err(not_found(&meta.info.uid)),
     }
 }
 
 /// Renames a group (owner or admin).
 pub async fn rename(deps: &Deps, caller: &Caller, group: &Id, name: String) -> Result<()> {
-    let meta = load(deps, caller, group).await?;
+    let mut meta = load(deps, caller, group).await?;
     owner_or_admin(caller, &meta)?;
-    let meta = GroupMeta {
-        name,
-        updated_on: deps.now(),
-        ..meta
-    };
+    meta.info.name = name;
+    meta.info.updated_on = deps.now();
     update_meta(deps, caller, meta, ChangeKind::Renamed).await
 }
 
@@ -250,13 +248,10 @@ pub async fn set_attributes(
     group: &Id,
     attributes: Map<String, Value>,
 ) -> Result<()> {
-    let meta = load(deps, caller, group).await?;
+    let mut meta = load(deps, caller, group).await?;
     owner_or_admin(caller, &meta)?;
-    let meta = GroupMeta {
-        attributes,
-        updated_on: deps.now(),
-        ..meta
-    };
+    meta.info.attributes = attributes;
+    meta.info.updated_on = deps.now();
     update_meta(deps, caller, meta, ChangeKind::AttributesSet).await
 }
 

@@ -6,17 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::{debug, error, info, warn};
 
 use crate::error::{Error, Result};
-use crate::events::EventType;
 use crate::ids;
+use crate::model::EventType;
 use crate::ops::webhooks::lanes::Lanes;
+use crate::ops::webhooks::records::{
+    Record, Retry, Unreadable, UnreadableBody, head_of, read_record,
+};
 use crate::ops::webhooks::signing::{Secret, webhook_id};
 use crate::ops::webhooks::targets::WebhookConfig;
-use crate::ports::{Clock, PostOutcome, RetryQueue, WebhookClient, WebhookStore};
+use crate::ports::{Clock, PostOutcome, RetryQueue, Target, WebhookClient, WebhookStore};
 
 /// The waits between attempts: after the first failed attempt 1 minute, then 5 minutes,
 /// 30 minutes, 2 hours, 6 hours and 15 hours; the 7th attempt comes about 23.6 hours after the
@@ -68,127 +70,6 @@ impl Webhooks {
             lanes: Lanes::default(),
         }
     }
-}
-
-/// Which endpoint a retry is for. A tenant's endpoint is named, not copied: its current URL,
-/// filter and secret are read at each attempt (no secret ever waits in a queue), and a
-/// deleted endpoint gets nothing more.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Target {
-    /// One of `WEBHOOK_ENDPOINTS`.
-    Global { url: String },
-    /// A tenant's endpoint.
-    Tenant { app_id: String, webhook_id: String },
-}
-
-impl std::fmt::Display for Target {
-    /// For logs: a global endpoint's scheme and host (its path or query may hold a token), a
-    /// tenant's endpoint by its app and id.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Global { url } => {
-                let shown = url
-                    .parse::<http::Uri>()
-                    .ok()
-                    .and_then(|u| Some(format!("{}://{}", u.scheme_str()?, u.authority()?)))
-                    .unwrap_or_else(|| "?".into());
-                write!(f, "global endpoint {shown}")
-            }
-            Target::Tenant { app_id, webhook_id } => {
-                write!(f, "webhook {webhook_id} of app {app_id}")
-            }
-        }
-    }
-}
-
-/// One endpoint's next attempt at one event: a message on the retry queue.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Retry {
-    /// The `webhook-id` every attempt carries.
-    pub webhook_id: String,
-    pub target: Target,
-    /// Attempts made so far (0: the first was not made, its endpoint's lane being full).
-    pub attempts: u32,
-    /// When the next attempt is due (ms since the epoch).
-    pub due: u64,
-    /// Why the last attempt failed.
-    pub last_error: String,
-    /// The event exactly as first received: the body of every attempt, byte for byte.
-    pub event: Box<RawValue>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct RetryMessage {
-    webhook_retry: Retry,
-}
-
-impl Retry {
-    /// The queue message: `{"webhook_retry": {...}}` (events never have that key).
-    pub fn to_message(&self) -> String {
-        serde_json::to_string(&RetryMessage {
-            webhook_retry: self.clone(),
-        })
-        .unwrap_or_default()
-    }
-}
-
-/// The dead-letter message of a record that cannot be read.
-#[derive(Serialize)]
-struct Unreadable<'a> {
-    webhook_unreadable: UnreadableBody<'a>,
-}
-
-#[derive(Serialize)]
-struct UnreadableBody<'a> {
-    reason: &'a str,
-    body: &'a str,
-}
-
-/// What the consumer needs to know of an event to route it.
-#[derive(Deserialize)]
-struct Head {
-    event_type: String,
-    app_id: String,
-}
-
-fn head_of(event: &RawValue) -> std::result::Result<(EventType, String), String> {
-    let head: Head =
-        serde_json::from_str(event.get()).map_err(|e| format!("not an event envelope: {e}"))?;
-    let kind = EventType::parse(&head.event_type)
-        .ok_or_else(|| format!("unknown event type {:?}", head.event_type))?;
-    Ok((kind, head.app_id))
-}
-
-/// One record of the webhooks queue.
-enum Record {
-    /// A new event: to every endpoint that wants it.
-    Event(Box<RawValue>),
-    /// One endpoint's next attempt.
-    Retry(Retry),
-}
-
-/// A record is a retry (`{"webhook_retry": …}`), an event as the topic delivers it raw, or
-/// an SNS notification around one.
-fn read_record(body: &str) -> std::result::Result<Record, String> {
-    #[derive(Deserialize)]
-    struct Top {
-        webhook_retry: Option<Retry>,
-        #[serde(rename = "Type")]
-        kind: Option<String>,
-        #[serde(rename = "Message")]
-        message: Option<String>,
-    }
-    let top: Top = serde_json::from_str(body).map_err(|e| format!("not a JSON object: {e}"))?;
-    if let Some(retry) = top.webhook_retry {
-        return Ok(Record::Retry(retry));
-    }
-    let event = match (top.kind.as_deref(), top.message) {
-        (Some("Notification"), Some(message)) => RawValue::from_string(message)
-            .map_err(|e| format!("the notification's Message is not JSON: {e}"))?,
-        _ => RawValue::from_string(body.trim().to_string()).map_err(|e| e.to_string())?,
-    };
-    Ok(Record::Event(event))
 }
 
 /// A resolved endpoint.
@@ -441,37 +322,6 @@ mod tests {
     }
 
     #[test]
-    fn records_are_events_notifications_or_retries() {
-        let event = r#"{"event_type":"message-sent","app_id":"a"}"#;
-        assert!(matches!(read_record(event), Ok(Record::Event(e)) if e.get() == event));
-        let notification = serde_json::json!({"Type": "Notification", "Message": event});
-        assert!(
-            matches!(read_record(&notification.to_string()), Ok(Record::Event(e)) if e.get() == event)
-        );
-        let retry = Retry {
-            webhook_id: "msg_1".into(),
-            target: Target::Tenant {
-                app_id: "a".into(),
-                webhook_id: "w".into(),
-            },
-            attempts: 2,
-            due: 5,
-            last_error: "answered 503".into(),
-            event: RawValue::from_string(event.into()).unwrap(),
-        };
-        match read_record(&retry.to_message()) {
-            Ok(Record::Retry(back)) => {
-                assert_eq!(back.event.get(), event, "the body is kept byte for byte");
-                assert_eq!(back.target, retry.target);
-                assert_eq!(back.attempts, 2);
-            }
-            _ => panic!("not read back as a retry"),
-        }
-        assert!(read_record("nope").is_err());
-        assert!(read_record("[1]").is_err());
-    }
-
-    #[test]
     fn statuses_map_to_outcomes() {
         assert_eq!(PostOutcome::of_status(204), PostOutcome::Delivered(204));
         for retried in [429, 500, 502, 503, 504] {
@@ -486,13 +336,5 @@ mod tests {
                 PostOutcome::Refused(_)
             ));
         }
-    }
-
-    #[test]
-    fn logs_never_show_a_global_endpoints_path() {
-        let t = Target::Global {
-            url: "https://hooks.example:8443/secret-token?x=1".into(),
-        };
-        assert_eq!(t.to_string(), "global endpoint https://hooks.example:8443");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
-use super::delivery::Target;
+use crate::ports::Target;
 
 /// POSTs one endpoint has in flight at once: at least the webhooks function's SQS batch
 /// (`BatchSize: 10` in `template.yaml`), so that on AWS every record of a batch reaches every

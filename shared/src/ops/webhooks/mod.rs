@@ -18,7 +18,7 @@
 //! that hangs holds up only its own POSTs, never another endpoint's or another tenant's. A POST
 //! that finds its lane full is retried later, without counting as an attempt.
 //!
-//! A retry message (`{"webhook_retry": {…}}`, [`delivery::Retry`]) names the endpoint (a
+//! A retry message (`{"webhook_retry": {…}}`, [`records::Retry`]) names the endpoint (a
 //! global URL, or a tenant's endpoint by id: its current URL, filter and secret are read at
 //! each attempt, so no secret waits in a queue and a deleted endpoint gets nothing more),
 //! carries the event, the `webhook-id`, the attempts made and when the next one is due.
@@ -42,15 +42,16 @@
 
 pub mod delivery;
 pub mod lanes;
+pub mod records;
 pub mod signing;
 pub mod targets;
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::events::EventType;
 use crate::ids::Id;
 use crate::input::Fields;
+use crate::model::EventType;
 use crate::model::{Caller, Webhook};
 use crate::ops::Deps;
 use crate::ports::WebhookPut;

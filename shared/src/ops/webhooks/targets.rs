@@ -3,7 +3,7 @@
 //! deployment-wide configuration.
 
 use crate::error::{Error, Result};
-use crate::events::EventType;
+use crate::model::EventType;
 use crate::ops::webhooks::signing::Secret;
 
 /// Longest endpoint URL.

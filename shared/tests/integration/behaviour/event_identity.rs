@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::make_group;
 use crate::common::{Harness, RecordingClient, id, input, user};
 use chat21::adapters::embedded::MemoryRetries;
-use chat21::events::{Event, EventType};
+use chat21::events::Event;
+use chat21::model::EventType;
 use chat21::ops::messages::SendMessage;
 use chat21::ops::webhooks::{WebhookConfig, Webhooks};
 use chat21::ops::{conversations, deliver};
@@ -105,7 +106,7 @@ async fn a_redelivered_record_publishes_the_same_events(h: &Harness) {
             assert_ne!(w.written_at, w.message.timestamp);
             assert_eq!(unarchived(&first), 1, "the write brought u2's back");
         }
-        // Only the first delivery's write un-archived (README, known limits): the others
+        // Only the first delivery's write un-archived (docs/limits.md): the others
         // publish the rest, byte for byte.
         let repeatable: Vec<Event> = first
             .iter()

@@ -6,7 +6,7 @@
 use super::{create_input, make_group};
 use crate::common::{APP, Harness, id, user};
 use chat21::ops::groups;
-use chat21::realtime::Push;
+use chat21::ports::Push;
 
 on_both_stores!(
     a_creation_pushes_nothing_on_groups,

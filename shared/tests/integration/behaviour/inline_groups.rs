@@ -6,8 +6,8 @@
 
 use super::create_input;
 use crate::common::{APP, Harness, count, id, input, user};
-use chat21::events::EventType;
 use chat21::keys;
+use chat21::model::EventType;
 use chat21::model::{ChannelType, Message};
 use chat21::ops::messages::SendMessage;
 use chat21::ops::{conversations, deliver, groups};

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::common::{APP, Harness, KEY, api_on, call, token, token_for};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chat21::api::Api;
+use chat21::entry::http::Api;
 use chat21::ops::groups::MAX_MEMBER_CHANGES;
 use chat21::ports::PageRequest;
 use chat21::routes::Route;

@@ -14,10 +14,10 @@ async fn the_banner_is_only_get_slash() {
         "the banner is text"
     );
     assert!(text.starts_with("Chat21"), "{text:?}");
-    assert_eq!(text, chat21::api::BANNER);
+    assert_eq!(text, chat21::entry::http::BANNER);
     // Through `common::call` too, with or without a token.
     let (status, body) = w.call("GET", "/", Some(&token("u1")), None).await;
-    assert_eq!((status, body), (200, json!(chat21::api::BANNER)));
+    assert_eq!((status, body), (200, json!(chat21::entry::http::BANNER)));
 
     for (what, route, method, path) in [
         (

@@ -407,7 +407,7 @@ async fn webhooks_answer_what_they_store() {
     assert_eq!(hook["id"], "w1");
     assert_eq!(hook["app_id"], APP);
     assert_eq!(hook["url"], URL);
-    let every: Vec<&str> = chat21::events::EventType::ALL
+    let every: Vec<&str> = chat21::model::EventType::ALL
         .iter()
         .map(|t| t.as_str())
         .collect();

@@ -4,7 +4,6 @@
 
 use serde_json::Value;
 
-use super::topics::{self, ClientTopic};
 use crate::error::{Error, Result};
 use crate::events::{Event, Presence, PresenceState};
 use crate::ids::Id;
@@ -12,6 +11,7 @@ use crate::input::Fields;
 use crate::model::Caller;
 use crate::ops::messages::SendMessage;
 use crate::ops::{Deps, conversations, messages};
+use crate::realtime::topics::{self, ClientTopic};
 
 /// Runs what `caller`'s publish on `topic` means. Anything refused or invalid is an error (the
 /// broker logs and drops it: MQTT has no reply channel), and changes nothing.

@@ -8,16 +8,19 @@
 //! logged (and the principal compared with the authorizer's mapping of that user).
 
 use base64::Engine;
+use lambda_runtime::{LambdaEvent, service_fn};
 use serde::Deserialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::authorizer::principal_id;
 use super::inbound;
+use crate::config;
+use crate::entry::lambda::{self, aws_deps, init_tracing};
 use crate::error::{Error, Result};
 use crate::ids::Id;
 use crate::model::Caller;
 use crate::ops::Deps;
+use crate::realtime::authorizer::principal_id;
 
 /// What a rule's SQL selects (template.yaml):
 /// `SELECT encode(*, 'base64') AS payload, topic() AS topic, topic(2) AS app_id,
@@ -106,6 +109,19 @@ async fn run(deps: &Deps, publish: &RulePublish) -> Result<()> {
         &payload,
         publish.message_id(),
     )
+    .await
+}
+
+/// Runs the function IoT Core's topic rules invoke with clients' publishes.
+pub async fn serve_mqtt_inbound() -> Result<(), lambda::Error> {
+    init_tracing();
+    let deps = aws_deps(config::env, true).await?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(deps, &event.payload)
+            .await
+            .map_err(lambda::Error::from)
+    }))
     .await
 }
 
