@@ -14,6 +14,17 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock stopped at one instant: an operation run "as of" a moment that a retry must see
+/// again (IoT Core's receipt time of a client's publish), so that the events and timestamps it
+/// makes are the same however often it is handed over.
+pub struct FixedClock(pub u64);
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Time-ordered UUIDs (v7), monotonic within the process: messages sent in the same
 /// millisecond still sort (their order key ends with the id) in the order they were sent.
 pub struct UuidIds;

@@ -7,6 +7,8 @@
 //! token's; the rule also passes the connection's `principal()` and client id, which are
 //! logged (and the principal compared with the authorizer's mapping of that user).
 
+use std::sync::Arc;
+
 use base64::Engine;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::Deserialize;
@@ -14,6 +16,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::inbound;
+use crate::adapters::system::FixedClock;
 use crate::config;
 use crate::entry::lambda::{self, aws_deps, init_tracing};
 use crate::error::{Error, Result};
@@ -102,6 +105,19 @@ async fn run(deps: &Deps, publish: &RulePublish) -> Result<()> {
     let payload = base64::engine::general_purpose::STANDARD
         .decode(publish.payload.trim())
         .map_err(|_| Error::bad_request("the rule's payload is not base64"))?;
+    // The operation runs as of IoT Core's receipt of the publish: a retried invocation makes
+    // the same timestamps and events (`createdAt`), byte for byte, as the first did.
+    let as_received;
+    let deps = match publish.received_at {
+        Some(at) => {
+            as_received = Deps {
+                clock: Arc::new(FixedClock(at)),
+                ..deps.clone()
+            };
+            &as_received
+        }
+        None => deps,
+    };
     inbound::handle_publish(
         deps,
         &caller,
