@@ -16,7 +16,7 @@
 //! - [`scenarios`]: the operations measured, and the table layout's item names.
 //! - [`report`]: the markdown tables.
 
-#[path = "../tests/integration/common.rs"]
+#[path = "../tests/integration/common/mod.rs"]
 mod common;
 
 use std::time::Duration;
