@@ -6,7 +6,7 @@
 //! history, at its place) and taken from the store's stream as the deliver step receives it;
 //! only `deliver::handle` on it is measured.
 
-#[path = "../tests/integration/common.rs"]
+#[path = "../tests/integration/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

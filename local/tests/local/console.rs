@@ -6,8 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::http::{Response, http};
-use crate::server::{APP, command, start, start_with};
+use crate::support::{APP, Response, command, http, start, start_with};
 
 fn post(port: u16, path: &str, content_type: Option<&str>, body: &[u8]) -> Response {
     let headers: Vec<(&str, &str)> = content_type

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::http::{eventually, http};
-use crate::mqtt::connect_packet;
-use crate::server::{APP, KEY, Server, command, command_with_descriptors, start_with, token};
+use crate::support::{
+    APP, KEY, Server, command, command_with_descriptors, connect_packet, eventually, http,
+    start_with, token, upgrade_request, ws_frame,
+};
 
 const CONNACK_OK: [u8; 4] = [0x20, 2, 0, 0];
 
@@ -56,35 +57,11 @@ fn read_n(stream: &mut TcpStream, n: usize, what: &str) -> Result<Vec<u8>, Strin
     Ok(bytes)
 }
 
-/// One masked binary WebSocket frame (clients mask).
-fn ws_frame(payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 65536);
-    let mask = [0x11u8, 0x22, 0x33, 0x44];
-    let mut frame = vec![0x82];
-    if payload.len() < 126 {
-        frame.push(0x80 | payload.len() as u8);
-    } else {
-        frame.push(0x80 | 126);
-        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
-
-fn upgrade_request(port: u16) -> String {
-    format!(
-        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
-    )
-}
-
 /// Opens an MQTT connection: for WebSocket, asks to upgrade (the CONNECT follows the 101);
 /// for TCP, sends the CONNECT.
 fn begin_mqtt(stream: &mut TcpStream, port: u16, ws: bool, client_id: &str) -> std::io::Result<()> {
     if ws {
-        stream.write_all(upgrade_request(port).as_bytes())
+        stream.write_all(upgrade_request(port, "/ws").as_bytes())
     } else {
         stream.write_all(&connect_packet(
             client_id,

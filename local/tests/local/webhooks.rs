@@ -11,8 +11,7 @@ use chat21::ops::webhooks::Secret;
 use chat21::ops::webhooks::lanes::LANE_IN_FLIGHT;
 use serde_json::{Value, json};
 
-use crate::http::{eventually, http};
-use crate::server::{APP, KEY, command, start_with, token};
+use crate::support::{APP, KEY, command, eventually, start_with, token};
 
 const GLOBAL_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TENANT_SECRET: &str = "the-tenants-own-secret";
@@ -138,17 +137,8 @@ fn a_tiledesk_style_receiver_gets_message_sent_for_direct_and_group_messages() {
         .env("WEBHOOK_EVENTS", "message-sent,group-created,join-member")
         .env("WEBHOOK_SECRET", GLOBAL_SECRET);
     let server = start_with(command);
-    let port = server.port;
-    let json_body = |v: Value| v.to_string().into_bytes();
     let call = |method: &str, path: &str, who: &str, admin: bool, body: Value| {
-        let t = token(who, APP, admin);
-        http(
-            port,
-            method,
-            path,
-            &[("authorization", &t), ("content-type", "application/json")],
-            &json_body(body),
-        )
+        server.call(method, path, Some(&token(who, APP, admin)), Some(body))
     };
 
     // The tenant's own endpoint, for message-sent only.
@@ -320,15 +310,12 @@ fn one_tenants_hanging_endpoint_does_not_hold_up_another_tenants_webhooks() {
     let mut command = command();
     command.env("JWT_KEY", KEY);
     let server = start_with(command);
-    let port = server.port;
     let call = |method: &str, path: &str, who: &str, app: &str, body: Value| {
-        let t = token(who, app, who == "boss");
-        http(
-            port,
+        server.call(
             method,
             path,
-            &[("authorization", &t), ("content-type", "application/json")],
-            body.to_string().as_bytes(),
+            Some(&token(who, app, who == "boss")),
+            Some(body),
         )
     };
     let hang_url = format!("http://127.0.0.1:{}/hook", hanging.port);

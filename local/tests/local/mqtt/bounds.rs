@@ -6,14 +6,6 @@
 
 use super::*;
 
-on_both_transports!(
-    retained_messages_are_at_most_8_per_user_and_1_kib_each,
-    a_subscribe_replays_each_retained_message_once,
-    a_disconnected_presence_clears_its_retained_message,
-    at_most_50_subscriptions_per_connection,
-    a_client_that_acks_is_never_disconnected_by_the_in_flight_window,
-);
-
 fn presence(user: &str, client: &str) -> String {
     format!("apps/{APP}/users/{user}/presence/{client}")
 }
@@ -81,7 +73,7 @@ fn sorted(mut topics: Vec<String>) -> Vec<String> {
     topics
 }
 
-async fn retained_messages_are_at_most_8_per_user_and_1_kib_each(via: Via) {
+pub(super) async fn retained_messages_are_at_most_8_per_user_and_1_kib_each(via: Via) {
     let server = start();
     let mut writer = connect_as(&server, via, "u1", "writer").await;
     let mut watcher = online(&server, via, "u1").await;
@@ -207,7 +199,7 @@ fn expected_with(topics: &[String], client: &str) -> Vec<String> {
     sorted(all)
 }
 
-async fn a_subscribe_replays_each_retained_message_once(via: Via) {
+pub(super) async fn a_subscribe_replays_each_retained_message_once(via: Via) {
     let server = start();
     let mut writer = connect_as(&server, via, "u1", "writer").await;
     for client in ["x", "y"] {
@@ -261,7 +253,7 @@ async fn a_subscribe_replays_each_retained_message_once(via: Via) {
     assert_eq!(reader.count(&x), 3, "{}", reader.report());
 }
 
-async fn a_disconnected_presence_clears_its_retained_message(via: Via) {
+pub(super) async fn a_disconnected_presence_clears_its_retained_message(via: Via) {
     let server = start();
     let mut watcher = online(&server, via, "u1").await;
 
@@ -338,7 +330,7 @@ fn from(i: usize) -> String {
     format!("apps/app1/users/u1/messages/p{i}/clientadded")
 }
 
-async fn at_most_50_subscriptions_per_connection(via: Via) {
+pub(super) async fn at_most_50_subscriptions_per_connection(via: Via) {
     let server = start();
     let mut u1 = connect_as(&server, via, "u1", "many").await;
     let ok = SubscribeReasonCode::Success(QoS::AtLeastOnce);
@@ -413,14 +405,14 @@ fn puback(id: u16) -> Vec<u8> {
 /// the broker waits for the acknowledgements, never disconnects it, and never has more than
 /// the window unacknowledged. A client that never acknowledges is still bounded: once its
 /// queue is full it is disconnected as a slow client.
-async fn a_client_that_acks_is_never_disconnected_by_the_in_flight_window(via: Via) {
+pub(super) async fn a_client_that_acks_is_never_disconnected_by_the_in_flight_window(via: Via) {
     const WINDOW: usize = 16;
     const BURST: usize = 300;
-    let mut command = crate::server::command();
+    let mut command = crate::support::command();
     command
         .env("JWT_KEY", KEY)
         .env("MQTT_MAX_IN_FLIGHT", WINDOW.to_string());
-    let server = crate::server::start_with(command);
+    let server = crate::support::start_with(command);
     let topic = presence("u1", "feeder");
     let burst: Vec<u8> = (0..BURST)
         .flat_map(|_| publish_packet(&topic, b"{}", true))

@@ -14,8 +14,6 @@ use chat21::ops::webhooks::{WebhookConfig, Webhooks};
 use chat21::ops::{conversations, deliver};
 use chat21::ports::Streamed;
 
-on_both_stores!(a_redelivered_record_publishes_the_same_events,);
-
 /// The `webhook-id` each event gets from the webhooks consumer (a recording client, one
 /// global endpoint).
 async fn webhook_ids(h: &Harness, events: &[Event]) -> Vec<String> {
@@ -41,7 +39,7 @@ async fn webhook_ids(h: &Harness, events: &[Event]) -> Vec<String> {
         .collect()
 }
 
-async fn a_redelivered_record_publishes_the_same_events(h: &Harness) {
+pub(super) async fn a_redelivered_record_publishes_the_same_events(h: &Harness) {
     make_group(h, "group-i", &["u2"]).await;
     let first = SendMessage {
         timestamp: Some(1_600_000_000_000),

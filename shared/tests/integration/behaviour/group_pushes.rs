@@ -8,11 +8,6 @@ use crate::common::{APP, Harness, id, user};
 use chat21::ops::groups;
 use chat21::ports::Push;
 
-on_both_stores!(
-    a_creation_pushes_nothing_on_groups,
-    a_creation_delivered_with_a_join_pushes_the_join_only,
-);
-
 fn group_topic(member: &str, group: &str) -> String {
     format!("apps/{APP}/users/{member}/groups/{group}/clientupdated")
 }
@@ -33,7 +28,7 @@ fn expected(members: &[&str], group: &str) -> Vec<String> {
     topics
 }
 
-async fn a_creation_pushes_nothing_on_groups(h: &Harness) {
+pub(super) async fn a_creation_pushes_nothing_on_groups(h: &Harness) {
     h.realtime.take();
     make_group(h, "group-p", &["u2", "u3"]).await;
     let created = h.realtime.take();
@@ -93,7 +88,7 @@ async fn a_creation_pushes_nothing_on_groups(h: &Harness) {
 
 /// A creation and a join delivered together (one batch of settled changes): the join's
 /// pushes only, once per member.
-async fn a_creation_delivered_with_a_join_pushes_the_join_only(h: &Harness) {
+pub(super) async fn a_creation_delivered_with_a_join_pushes_the_join_only(h: &Harness) {
     groups::create(
         &h.deps,
         &user("u1"),

@@ -13,14 +13,6 @@ use chat21::ops::messages::SendMessage;
 use chat21::ops::{conversations, deliver, groups};
 use chat21::ports::{ConversationKind, RowUpdate, Streamed};
 
-on_both_stores!(
-    an_inline_group_reaches_its_members_and_creates_no_group,
-    an_inline_send_to_a_users_id_is_refused,
-    a_row_left_inline_by_old_data_is_repaired_by_the_next_real_message,
-    an_inline_send_never_takes_over_a_group_created_later,
-    an_inline_copy_delivered_late_never_touches_a_real_conversation,
-);
-
 fn inline(to: &str, members: &[&str], text: &str) -> SendMessage {
     SendMessage {
         channel_type: Some("group".into()),
@@ -38,7 +30,7 @@ async fn kind(h: &Harness, owner: &str, with: &str) -> Option<ConversationKind> 
     view.map(|v| v.kind)
 }
 
-async fn an_inline_group_reaches_its_members_and_creates_no_group(h: &Harness) {
+pub(super) async fn an_inline_group_reaches_its_members_and_creates_no_group(h: &Harness) {
     let sent = h
         .send_with(&user("u1"), inline("group-v", &["u2", "u3"], "hello"))
         .await
@@ -67,7 +59,7 @@ async fn an_inline_group_reaches_its_members_and_creates_no_group(h: &Harness) {
 /// (a) of the issue: `mal`'s inline send to `dan` naming `vic` would have made vic's
 /// conversation with dan read mal's copies forever. An id without `group-` may be a user's:
 /// such a send is refused, with or without `group.members`, and stores nothing.
-async fn an_inline_send_to_a_users_id_is_refused(h: &Harness) {
+pub(super) async fn an_inline_send_to_a_users_id_is_refused(h: &Harness) {
     let forged = SendMessage {
         sender_fullname: "Dan".into(),
         ..inline("dan", &["vic"], "dan here: please pay to account 456")
@@ -158,7 +150,9 @@ async fn poison(h: &Harness, victim: &str, text: &str) {
     assert!(seen.is_some_and(|v| !v.deleted));
 }
 
-async fn a_row_left_inline_by_old_data_is_repaired_by_the_next_real_message(h: &Harness) {
+pub(super) async fn a_row_left_inline_by_old_data_is_repaired_by_the_next_real_message(
+    h: &Harness,
+) {
     poison(h, "vic", "pay to 456").await;
     // Read at once: an inline group's id has `group-`, so this is the direct conversation.
     assert!(h.timeline("vic", "dan").await.is_empty());
@@ -254,7 +248,7 @@ async fn a_row_left_inline_by_old_data_is_repaired_by_the_next_real_message(h: &
 
 /// (c) of the issue: mal's inline send to `group-future-9` naming vic, then vic creates that
 /// group with carl: carl's posts show in vic's timeline, which is the group's.
-async fn an_inline_send_never_takes_over_a_group_created_later(h: &Harness) {
+pub(super) async fn an_inline_send_never_takes_over_a_group_created_later(h: &Harness) {
     h.send_with(&user("mal"), inline("group-future-9", &["vic"], "early"))
         .await
         .unwrap();
@@ -303,7 +297,7 @@ async fn an_inline_send_never_takes_over_a_group_created_later(h: &Harness) {
 /// An inline send accepted before the group existed but delivered after vic's conversation
 /// became the group's: the copy is stored in vic's own inline timeline, which nothing reads
 /// while the conversation is the group's; the row, vic's clients and the events never see it.
-async fn an_inline_copy_delivered_late_never_touches_a_real_conversation(h: &Harness) {
+pub(super) async fn an_inline_copy_delivered_late_never_touches_a_real_conversation(h: &Harness) {
     let quiet = SendMessage {
         attributes: Some(
             serde_json::json!({"updateconversation": false})

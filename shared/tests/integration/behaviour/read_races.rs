@@ -16,13 +16,6 @@ use chat21::ops::messages::SendMessage;
 use chat21::ops::{conversations, deliver};
 use chat21::ports::Streamed;
 
-on_both_stores!(
-    a_message_applied_between_the_reads_clock_and_its_write_is_covered,
-    a_group_read_covers_a_message_dated_later_than_the_last,
-    the_peer_sees_the_same_mark,
-    reads_racing_sends_agree_with_the_unread_count,
-);
-
 /// The messages `owner` received from `from` dated after `read_at`.
 async fn newer_than_mark(h: &Harness, owner: &str, from: &str) -> (u64, usize) {
     let row = h.conversation(owner, from).await.unwrap();
@@ -38,7 +31,9 @@ async fn newer_than_mark(h: &Harness, owner: &str, from: &str) -> (u64, usize) {
 
 /// The exact interleaving: the read takes its time, a newer message is applied, the read
 /// writes its mark.
-async fn a_message_applied_between_the_reads_clock_and_its_write_is_covered(h: &Harness) {
+pub(super) async fn a_message_applied_between_the_reads_clock_and_its_write_is_covered(
+    h: &Harness,
+) {
     h.send(&user("a"), "b", "one").await.unwrap();
     h.deliver_all().await;
     let at = h.deps.now();
@@ -72,7 +67,7 @@ async fn a_message_applied_between_the_reads_clock_and_its_write_is_covered(h: &
 
 /// A group's messages are ordered by place, not time: the message a row was given last is not
 /// the newest dated. The mark covers the newest.
-async fn a_group_read_covers_a_message_dated_later_than_the_last(h: &Harness) {
+pub(super) async fn a_group_read_covers_a_message_dated_later_than_the_last(h: &Harness) {
     make_group(h, "group-r", &["b"]).await;
     let ahead = SendMessage {
         timestamp: Some(h.deps.now() + 120_000),
@@ -95,7 +90,7 @@ async fn a_group_read_covers_a_message_dated_later_than_the_last(h: &Harness) {
 }
 
 /// The peer's `peer_read_at` (status 250 on their messages) is the reader's mark.
-async fn the_peer_sees_the_same_mark(h: &Harness) {
+pub(super) async fn the_peer_sees_the_same_mark(h: &Harness) {
     let ahead = SendMessage {
         timestamp: Some(h.deps.now() + 60_000),
         ..input("b", "dated a minute ahead")
@@ -139,7 +134,7 @@ type Span = (u64, u64);
 /// delivery settles: no message b received is newer than the mark unless it counts as unread,
 /// every message applied before the last read's write is covered by the mark, and the count is
 /// the messages applied after that write.
-async fn reads_racing_sends_agree_with_the_unread_count(h: &Harness) {
+pub(super) async fn reads_racing_sends_agree_with_the_unread_count(h: &Harness) {
     // moto answers one request at a time: a round there takes some 20 s.
     let seeds = if h.dynamo.is_some() { 2 } else { 24 };
     for seed in 0..seeds {

@@ -11,11 +11,6 @@ use chat21::model::EventType;
 use chat21::ops::conversations;
 use chat21::ports::{Origin, Written};
 
-on_both_stores!(
-    only_a_received_message_raises_conversation_unarchived,
-    ones_own_group_message_unarchives_without_an_event,
-);
-
 /// Whose conversations `conversation-unarchived` events name.
 fn unarchived_for(events: &[Event]) -> Vec<String> {
     events
@@ -64,7 +59,7 @@ async fn archive(h: &Harness, owner: &str, with: &str) {
     assert!(h.conversation(owner, with).await.unwrap().archived);
 }
 
-async fn only_a_received_message_raises_conversation_unarchived(h: &Harness) {
+pub(super) async fn only_a_received_message_raises_conversation_unarchived(h: &Harness) {
     let first = h.send(&user("u1"), "u2", "first").await.unwrap();
     h.deliver_all().await;
     archive(h, "u1", "u2").await;
@@ -120,7 +115,7 @@ async fn only_a_received_message_raises_conversation_unarchived(h: &Harness) {
     );
 }
 
-async fn ones_own_group_message_unarchives_without_an_event(h: &Harness) {
+pub(super) async fn ones_own_group_message_unarchives_without_an_event(h: &Harness) {
     make_group(h, "group-own", &["u2"]).await;
     archive(h, "u1", "group-own").await;
     archive(h, "u2", "group-own").await;

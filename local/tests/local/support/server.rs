@@ -1,13 +1,11 @@
 //! The `chat21-local` process every suite here drives: started on free ports (HTTP and both
-//! MQTT listeners), killed when dropped; and the tokens it accepts.
+//! MQTT listeners), killed when dropped.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use serde_json::json;
 
 /// The server's log lines.
 pub type Log = Arc<Mutex<Vec<String>>>;
@@ -136,22 +134,4 @@ pub fn start() -> Server {
     let mut command = command();
     command.env("JWT_KEY", KEY);
     start_with(command)
-}
-
-/// A token of `sub` in tenant `app`, valid for an hour.
-pub fn token(sub: &str, app: &str, admin: bool) -> String {
-    let mut claims = json!({
-        "sub": sub,
-        "app_id": app,
-        "exp": jsonwebtoken::get_current_timestamp() + 3600,
-    });
-    if admin {
-        claims["tiledesk_api_roles"] = json!("admin");
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
 }
