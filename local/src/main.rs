@@ -1,14 +1,17 @@
-//! `chat21-local`: the whole API on 127.0.0.1:$PORT (default 8004) on the embedded store.
+//! `chat21-local`: the whole API on 127.0.0.1:$PORT (default 8004) on the SQLite store (a file
+//! under `DATA_DIR`, default `./chat21-data`).
 
 use std::process::ExitCode;
 
 use std::sync::Arc;
 
+use chat21::adapters::sqlite::Location;
 use chat21::auth::JwtVerifier;
 use chat21::config;
 use chat21::cors::Cors;
 use chat21::ops::Settings;
 use chat21::ops::webhooks::WebhookConfig;
+use chat21_local::backend::Backend;
 use chat21_local::console::Console;
 use chat21_local::mqtt::{self, Broker, BrokerRealtime, Listener, Router};
 use chat21_local::{Limits, Local};
@@ -16,6 +19,10 @@ use tokio::net::TcpListener;
 
 /// Development key, used only when `JWT_KEY` is unset, and only by this local server.
 const DEV_KEY: &str = "chat21-local-development-key";
+/// Where the data lives when `DATA_DIR` is unset (relative to the working directory).
+const DEFAULT_DATA_DIR: &str = "./chat21-data";
+/// How long a shutdown waits for what is under way.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -80,19 +87,14 @@ async fn run() -> Result<(), String> {
     let webhook_config = WebhookConfig::from_lookup(config::env)?;
     let router = Arc::new(Router::new(mqtt::QUEUE_LEN));
     let realtime = Arc::new(BrokerRealtime(router.clone()));
-    let embedded = chat21_local::embedded_api(verifier, realtime, settings);
-    let api = embedded.api;
-    tokio::spawn(chat21_local::deliver_written(
-        api.deps.clone(),
-        embedded.written,
-    ));
+    let data_dir = config::env("DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
+    let location = Location::of_data_dir(&data_dir);
     let endpoints = webhook_config.endpoints.len();
-    let (webhooks, retries) = chat21_local::local_webhooks(api.deps.store.clone(), webhook_config)?;
-    tokio::spawn(chat21::entry::webhooks::run_memory_retries(
-        retries,
-        webhooks.clone(),
-    ));
-    tokio::spawn(chat21_local::deliver_webhooks(webhooks, embedded.events));
+    let mut backend = Backend::open(&location, verifier, realtime, settings, webhook_config)
+        .map_err(|e| format!("DATA_DIR: {e}"))?;
+    backend.start();
+    let api = backend.api.clone();
+    println!("chat21-local data in {location}");
     let broker = Arc::new(Broker {
         router,
         api: api.clone(),
@@ -127,9 +129,11 @@ async fn run() -> Result<(), String> {
     // The listeners never stop (accept errors are waited out): the process runs until it is
     // interrupted.
     tokio::select! {
-        () = chat21_local::serve(listener, local, limits) => Ok(()),
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        () = chat21_local::serve(listener, local, limits) => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
+    backend.shutdown(SHUTDOWN_GRACE).await;
+    Ok(())
 }
 
 fn example_token() -> Result<String, String> {

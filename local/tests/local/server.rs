@@ -64,6 +64,8 @@ fn configured(mut command: Command) -> Command {
         .env("MQTT_WS_PORT", "0")
         .env("MQTT_TCP_PORT", "0")
         .env("RUST_LOG", "warn")
+        // Each test's own server, nothing kept: in memory (the restart tests name a directory).
+        .env("DATA_DIR", ":memory:")
         .env_remove("JWT_KEY")
         .env_remove("JWT_PUBLIC_KEY")
         .env_remove("JWT_ALGORITHM")

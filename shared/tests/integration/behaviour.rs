@@ -1,5 +1,5 @@
-//! The behavioural suite: every scenario runs against the embedded store and against DynamoDB
-//! (moto), so the two adapters cannot drift apart.
+//! The behavioural suite: every scenario runs against the SQLite store (in memory) and against
+//! DynamoDB (moto), so the two adapters cannot drift apart.
 
 use crate::common::{APP, Harness, admin, count, id, input, label, user};
 use chat21::events::EventData;
@@ -13,11 +13,11 @@ use serde_json::json;
 
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
-        mod embedded {
+        mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(&super::Harness::embedded()).await
+                    super::$name(&super::Harness::sqlite()).await
                 }
             )*
         }

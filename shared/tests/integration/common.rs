@@ -1,4 +1,4 @@
-//! Test harness shared by the integration suites: the same deps on the embedded store or on
+//! Test harness shared by the integration suites: the same deps on SQLite (in memory) or on
 //! DynamoDB (moto's server on loopback, started by `scripts/test`).
 #![allow(dead_code)]
 
@@ -12,7 +12,8 @@ use aws_sdk_dynamodb::types::{
 };
 use chat21::adapters::dynamo::stream::streamed_of;
 use chat21::adapters::dynamo::{DynamoStore, ORDER_INDEX};
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, RecordingRealtime};
+use chat21::adapters::embedded::{EmbeddedEvents, RecordingRealtime};
+use chat21::adapters::sqlite::SqliteStore;
 use chat21::events::Event;
 use chat21::ids::Id;
 use chat21::model::EventType;
@@ -20,7 +21,6 @@ use chat21::model::{Caller, Conversation, Message};
 use chat21::ops::messages::SendMessage;
 use chat21::ops::{Deps, Settings, conversations, deliver, messages};
 use chat21::ports::{Clock, IdSource, Page, PageRequest, Streamed, Timeline};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A clock that moves forward by one millisecond per reading: deterministic order.
 pub struct StepClock(AtomicU64);
@@ -290,10 +290,10 @@ pub fn stream_event(images: &[(serde_dynamo::Item, String)]) -> dynamodb::Event 
     serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
 
-/// Where the new messages a store writes come from: the embedded store's channel, or the
+/// Where the new messages a store writes come from: the SQLite store's outbox, or the
 /// DynamoDB table's stream.
 pub enum Stream {
-    Embedded(tokio::sync::Mutex<UnboundedReceiver<Streamed>>),
+    Sqlite(Arc<SqliteStore>),
     Dynamo(StreamReader),
 }
 
@@ -331,20 +331,17 @@ fn deps_with(
 }
 
 impl Harness {
-    pub fn embedded() -> Harness {
+    /// A fresh in-memory SQLite store; the test plays the deliver step from its outbox.
+    pub fn sqlite() -> Harness {
         let events = Arc::new(EmbeddedEvents::new());
         let realtime = Arc::new(RecordingRealtime::new());
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let store = Arc::new(SqliteStore::memory().expect("an in-memory database"));
         Harness {
-            deps: deps_with(
-                Arc::new(EmbeddedStore::with_stream(sender)),
-                events.clone(),
-                realtime.clone(),
-            ),
+            deps: deps_with(store.clone(), events.clone(), realtime.clone()),
             events,
             realtime,
             dynamo: None,
-            stream: Arc::new(Stream::Embedded(tokio::sync::Mutex::new(receiver))),
+            stream: Arc::new(Stream::Sqlite(store)),
             delivered: Default::default(),
         }
     }
@@ -372,14 +369,7 @@ impl Harness {
     /// delivered.
     pub async fn take_written(&self) -> Vec<Streamed> {
         match &*self.stream {
-            Stream::Embedded(receiver) => {
-                let mut receiver = receiver.lock().await;
-                let mut written = Vec::new();
-                while let Ok(w) = receiver.try_recv() {
-                    written.push(w);
-                }
-                written
-            }
+            Stream::Sqlite(store) => store.take_deliveries().await.expect("the outbox"),
             Stream::Dynamo(reader) => reader.written().await,
         }
     }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::common::{RecordingClient, stream_event};
 use aws_lambda_events::event::dynamodb;
 use chat21::adapters::dynamo::stream::{image_of, streamed_of};
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries, RecordingRealtime};
+use chat21::adapters::embedded::{EmbeddedEvents, MemoryRetries, RecordingRealtime};
+use chat21::adapters::sqlite::SqliteStore;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::auth::JwtVerifier;
 use chat21::entry::http::Api;
@@ -203,20 +204,18 @@ struct Harness {
     /// The webhooks consumer, on the same store, sending nothing (it records its POSTs).
     webhooks: Webhooks,
     posted: Arc<RecordingClient>,
-    store: Arc<EmbeddedStore>,
+    /// Its outbox is the store's stream of new messages.
+    store: Arc<SqliteStore>,
     events: Arc<EmbeddedEvents>,
     /// What was published to clients (and which retained messages were cleared).
     realtime: Arc<RecordingRealtime>,
-    /// The store's stream of new messages.
-    stream: tokio::sync::mpsc::UnboundedReceiver<Streamed>,
     /// Written and not yet handed to deliver.
     pending: Vec<Streamed>,
 }
 
 impl Harness {
     fn new() -> Harness {
-        let (sender, stream) = tokio::sync::mpsc::unbounded_channel();
-        let store = Arc::new(EmbeddedStore::with_stream(sender));
+        let store = Arc::new(SqliteStore::memory().unwrap());
         let events = Arc::new(EmbeddedEvents::new());
         let realtime = Arc::new(RecordingRealtime::new());
         let deps = Deps {
@@ -243,21 +242,19 @@ impl Harness {
             store,
             events,
             realtime,
-            stream,
             pending: Vec::new(),
         }
     }
 
-    fn take_written(&mut self) {
-        while let Ok(w) = self.stream.try_recv() {
-            self.pending.push(w);
-        }
+    async fn take_written(&mut self) {
+        let written = self.store.take_deliveries().await.unwrap();
+        self.pending.extend(written);
     }
 
     /// Hands the new messages to deliver as the table's stream would, until none are left.
     async fn pump(&mut self) {
         loop {
-            self.take_written();
+            self.take_written().await;
             if self.pending.is_empty() {
                 return;
             }
@@ -394,7 +391,7 @@ async fn replay_stream(h: &mut Harness, json: &str) {
     let event: dynamodb::Event =
         serde_json::from_str(json).expect("events/deliver.json is not a DynamoDB stream event");
     assert!(!event.records.is_empty());
-    h.take_written();
+    h.take_written().await;
     for record in &event.records {
         let written = streamed_of(record.change.new_image.clone())
             .expect("a readable record")

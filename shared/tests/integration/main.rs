@@ -15,6 +15,7 @@ mod iot_endpoints_resource;
 mod iot_policy;
 mod lambda_e2e;
 mod openapi;
+mod sqlite_store;
 mod template;
 mod template_realtime;
 mod webhooks;
