@@ -129,6 +129,7 @@ async fn main() {
         api,
         cors: Cors::default(),
         console: chat21_local::console::Console::new(0, None),
+        store: backend.store.clone(),
     });
     tokio::spawn(chat21_local::serve(
         listener,

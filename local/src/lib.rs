@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat21::adapters::sqlite::SqliteStore;
 use chat21::cors::Cors;
 use chat21::entry::http::{self, Api};
 use chat21::error::Error;
@@ -20,7 +21,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tracing::info;
 
 pub mod backend;
@@ -37,6 +38,8 @@ pub struct Local {
     pub api: Arc<Api>,
     pub cors: Cors,
     pub console: console::Console,
+    /// The store, for `GET /health`.
+    pub store: Arc<SqliteStore>,
 }
 
 /// The OpenAPI document of the HTTP API, served at `/openapi.yaml`.
@@ -52,26 +55,48 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// request headers must come within the handshake timeout, on a new connection and between
 /// requests of a kept-alive one.
 pub async fn serve(listener: TcpListener, local: Arc<Local>, limits: Limits) {
+    serve_until(listener, local, limits, listen::never()).await
+}
+
+/// [`serve`] until `stop` turns true: then no new connection is accepted, each connection
+/// finishes the request under way (an idle one closes at once), and this returns once all
+/// have closed.
+pub async fn serve_until(
+    listener: TcpListener,
+    local: Arc<Local>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+) {
     let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let refuse = move |stream| refuse_busy(stream, &refusals);
+    let connection_stop = stop.clone();
     listen::accept_loop(
         listener,
         "HTTP",
         limits.max_connections,
+        stop,
         refuse,
         move |stream, peer| {
             let local = local.clone();
+            let mut stop = connection_stop.clone();
             async move {
                 let service = service_fn(move |request| {
                     let local = local.clone();
                     async move { Ok::<_, Infallible>(respond(&local, request).await) }
                 });
-                if let Err(e) = http1::Builder::new()
+                let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(limits.handshake_timeout)
-                    .serve_connection(TokioIo::new(JsonErrors::new(stream)), service)
-                    .await
-                {
+                    .serve_connection(TokioIo::new(JsonErrors::new(stream)), service);
+                tokio::pin!(connection);
+                let served = tokio::select! {
+                    served = connection.as_mut() => served,
+                    () = listen::stopped(&mut stop) => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.as_mut().await
+                    }
+                };
+                if let Err(e) = served {
                     info!(%peer, error = %e, "connection closed with an error");
                 }
             }
@@ -98,6 +123,37 @@ fn refuse_busy(stream: TcpStream, refusals: &Arc<Semaphore>) {
         .await;
         drop(place);
     });
+}
+
+/// `GET /health`: 200 when the database answers a read, with what its outbox holds (entries
+/// waiting, and dead ones, which an operator should look at); 503 in the error envelope when
+/// it does not answer.
+async fn health(store: &SqliteStore) -> hyper::Response<Full<Bytes>> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let checked = match store.check().await {
+        Ok(()) => store.outbox_counts(now).await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(outbox) => {
+            let body = serde_json::json!({
+                "success": true,
+                "database": "ok",
+                "outbox": outbox,
+            });
+            let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => error(&Error::unavailable(format!(
+            "the database does not answer: {e}"
+        ))),
+    }
 }
 
 fn to_hyper(response: lambda_http::Response<Body>) -> hyper::Response<Full<Bytes>> {
@@ -139,6 +195,9 @@ async fn route(local: &Local, request: hyper::Request<Incoming>) -> hyper::Respo
         return console
             .respond(&parts.method, parts.uri.path(), &parts.headers, body)
             .await;
+    }
+    if parts.method == hyper::Method::GET && parts.uri.path() == "/health" {
+        return health(&local.store).await;
     }
     if parts.method == hyper::Method::GET && parts.uri.path() == "/openapi.yaml" {
         let mut response = hyper::Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));

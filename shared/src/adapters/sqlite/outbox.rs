@@ -49,6 +49,18 @@ impl Queue {
     }
 }
 
+/// What the outbox holds (the health check shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxCounts {
+    /// Deliveries not yet consumed.
+    pub deliveries: u64,
+    /// Webhooks records (events, retries) due and not yet consumed.
+    pub webhooks_due: u64,
+    /// Entries whose consumer failed on every attempt: for an operator to look at.
+    pub dead_deliveries: u64,
+    pub dead_webhooks: u64,
+}
+
 /// One entry of the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -193,15 +205,23 @@ impl SqliteStore {
             .await
     }
 
-    /// How many dead entries each queue holds (deliveries, webhooks).
-    pub async fn dead_count(&self) -> Result<(u64, u64)> {
+    /// How many entries each queue holds: waiting (dead = 0; for the webhooks queue, those
+    /// due by `now`) and dead.
+    pub async fn outbox_counts(&self, now: u64) -> Result<OutboxCounts> {
         self.db
-            .read(|c| {
-                let count = |table: &str| -> Result<u64> {
-                    let sql = format!("SELECT count(*) FROM {table} WHERE dead = 1");
-                    Ok(c.prepare_cached(&sql)?.query_row([], |r| r.get(0))?)
+            .read(move |c| {
+                let count = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<u64> {
+                    Ok(c.prepare_cached(sql)?.query_row(params, |r| r.get(0))?)
                 };
-                Ok((count("deliveries")?, count("webhook_queue")?))
+                Ok(OutboxCounts {
+                    deliveries: count("SELECT count(*) FROM deliveries WHERE dead = 0", &[])?,
+                    webhooks_due: count(
+                        "SELECT count(*) FROM webhook_queue WHERE dead = 0 AND due <= ?1",
+                        &[&now],
+                    )?,
+                    dead_deliveries: count("SELECT count(*) FROM deliveries WHERE dead = 1", &[])?,
+                    dead_webhooks: count("SELECT count(*) FROM webhook_queue WHERE dead = 1", &[])?,
+                })
             })
             .await
     }
