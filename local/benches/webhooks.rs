@@ -103,31 +103,24 @@ async fn main() {
     let waiting: Waiting = Arc::default();
     let hooks = receiver(waiting.clone()).await;
 
-    // chat21-local, as main.rs builds it (without the MQTT broker).
+    // chat21-local, as main.rs builds it (without the MQTT broker), its data in memory.
     let verifier = JwtVerifier::hs256(KEY.as_bytes()).expect("key");
-    let embedded = chat21_local::embedded_api(
-        verifier,
-        Arc::new(chat21::ports::NoRealtime),
-        Settings::default(),
-    );
-    let api = embedded.api;
-    tokio::spawn(chat21_local::deliver_written(
-        api.deps.clone(),
-        embedded.written,
-    ));
     let config = WebhookConfig {
         endpoints: vec![format!("{hooks}/tiledesk")],
         events: chat21::model::EventType::ALL.to_vec(),
         secret: Some(Secret::parse("secret", SECRET).expect("secret")),
         allowed_hosts: AllowedHosts::any(),
     };
-    let (webhooks, retries) =
-        chat21_local::local_webhooks(api.deps.store.clone(), config).expect("webhooks");
-    tokio::spawn(chat21::entry::webhooks::run_memory_retries(
-        retries,
-        webhooks.clone(),
-    ));
-    tokio::spawn(chat21_local::deliver_webhooks(webhooks, embedded.events));
+    let mut backend = chat21_local::backend::Backend::open(
+        &chat21::adapters::sqlite::Location::Memory,
+        verifier,
+        Arc::new(chat21::ports::NoRealtime),
+        Settings::default(),
+        config,
+    )
+    .expect("the back end");
+    backend.start();
+    let api = backend.api.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -136,6 +129,7 @@ async fn main() {
         api,
         cors: Cors::default(),
         console: chat21_local::console::Console::new(0, None),
+        store: backend.store.clone(),
     });
     tokio::spawn(chat21_local::serve(
         listener,

@@ -1,27 +1,18 @@
-//! The local server: every route of the API in one process, on the embedded store, at the same
+//! The local server: every route of the API in one process, on the SQLite store, at the same
 //! paths as `template.yaml`. Requests go through the same HTTP glue and operations as on
 //! Lambda; new messages are delivered in-process by the same deliver operation, and published
-//! events reach the same webhooks consumer (retries in memory).
+//! events reach the same webhooks consumer, both through the store's outbox (`backend`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, MemoryRetries, RetryBounds};
-use chat21::adapters::http::HttpClient;
-use chat21::adapters::system::{SystemClock, UuidIds};
-use chat21::auth::JwtVerifier;
+use chat21::adapters::sqlite::SqliteStore;
 use chat21::cors::Cors;
 use chat21::entry::http::{self, Api};
 use chat21::error::Error;
-use chat21::events::Event;
 use chat21::input::MAX_BODY_BYTES;
 use chat21::lambda_http::{self, Body, RequestExt};
-use chat21::ops::webhooks::delivery::POST_TIMEOUT;
-use chat21::ops::webhooks::{WebhookConfig, Webhooks};
-use chat21::ops::{Deps, Settings, deliver};
-use chat21::ports::{Realtime, Streamed, WebhookStore};
-
 use chat21::routes::{self, Match};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -30,10 +21,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
-use tracing::{info, warn};
+use tokio::sync::{Semaphore, watch};
+use tracing::info;
 
+pub mod backend;
 pub mod console;
 pub mod listen;
 pub mod mqtt;
@@ -41,101 +32,14 @@ mod wire;
 pub use listen::Limits;
 use wire::JsonErrors;
 
-/// The API on the embedded store, and what it hands on: the new messages it writes (what
-/// DynamoDB's stream is on AWS) and the events it publishes (what the SNS topic is).
-pub struct Embedded {
-    pub api: Arc<Api>,
-    pub written: UnboundedReceiver<Streamed>,
-    pub events: UnboundedReceiver<Event>,
-}
-
-/// Builds the API on the embedded store, publishing to connected clients through `realtime`.
-pub fn embedded_api(
-    verifier: JwtVerifier,
-    realtime: Arc<dyn Realtime>,
-    settings: Settings,
-) -> Embedded {
-    let (stream, written) = unbounded_channel();
-    let (sink, events) = unbounded_channel();
-    let deps = Deps {
-        store: Arc::new(EmbeddedStore::with_stream(stream)),
-        events: Arc::new(EmbeddedEvents::with_sink(sink)),
-        realtime,
-        clock: Arc::new(SystemClock),
-        ids: Arc::new(UuidIds),
-        settings,
-    };
-    Embedded {
-        api: Arc::new(Api { deps, verifier }),
-        written,
-        events,
-    }
-}
-
-/// Webhook retries that may wait in memory at once: in all, per endpoint, and per tenant
-/// (beyond, a failing webhook is dropped and logged). One tenant holds at most a fifth.
-pub const RETRY_BOUNDS: RetryBounds = RetryBounds {
-    total: 10_000,
-    per_endpoint: 1_000,
-    per_tenant: 2_000,
-};
-
-/// The webhooks consumer of the local server: the tenants' endpoints in `store`, the real HTTP
-/// client, retries in memory (they live as long as the process). Its retry queue must be run
-/// (`chat21::entry::webhooks::run_memory_retries`).
-pub fn local_webhooks(
-    store: Arc<dyn WebhookStore>,
-    config: WebhookConfig,
-) -> Result<(Arc<Webhooks>, Arc<MemoryRetries>), String> {
-    let clock = Arc::new(SystemClock);
-    let retries = Arc::new(MemoryRetries::with_bounds(clock.clone(), RETRY_BOUNDS));
-    let webhooks = Webhooks::new(
-        store,
-        Arc::new(HttpClient::new(POST_TIMEOUT)?),
-        retries.clone(),
-        clock,
-        config,
-    );
-    Ok((Arc::new(webhooks), retries))
-}
-
-/// Hands every published event to the webhooks consumer as it comes, each in its own task.
-/// Nothing is shared between events but the consumer's bounds: each endpoint's POSTs wait in
-/// that endpoint's own lane (bounded: beyond, retried later), so an endpoint that hangs holds
-/// up only its own POSTs, never the next events' other endpoints nor another tenant's.
-pub async fn deliver_webhooks(webhooks: Arc<Webhooks>, mut events: UnboundedReceiver<Event>) {
-    while let Some(event) = events.recv().await {
-        let webhooks = webhooks.clone();
-        tokio::spawn(async move {
-            if let Err(e) = webhooks.handle_record(&event.to_json()).await {
-                warn!(error = %e, event = event.event_type().as_str(), "webhooks for an event failed");
-            }
-        });
-    }
-}
-
-/// The in-process deliver step: what the table's stream and the deliver function do on AWS,
-/// in order, with retries.
-pub async fn deliver_written(deps: Deps, mut stream: UnboundedReceiver<Streamed>) {
-    while let Some(streamed) = stream.recv().await {
-        for attempt in 1..=5u32 {
-            match deliver::handle(&deps, &streamed).await {
-                Ok(()) => break,
-                Err(e) => {
-                    warn!(error = %e, attempt, "delivery failed");
-                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                }
-            }
-        }
-    }
-}
-
 /// The local HTTP front: the API, and what API Gateway does in front of it on AWS (routing,
 /// CORS), plus the API's own OpenAPI document and the web console.
 pub struct Local {
     pub api: Arc<Api>,
     pub cors: Cors,
     pub console: console::Console,
+    /// The store, for `GET /health`.
+    pub store: Arc<SqliteStore>,
 }
 
 /// The OpenAPI document of the HTTP API, served at `/openapi.yaml`.
@@ -151,26 +55,48 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// request headers must come within the handshake timeout, on a new connection and between
 /// requests of a kept-alive one.
 pub async fn serve(listener: TcpListener, local: Arc<Local>, limits: Limits) {
+    serve_until(listener, local, limits, listen::never()).await
+}
+
+/// [`serve`] until `stop` turns true: then no new connection is accepted, each connection
+/// finishes the request under way (an idle one closes at once), and this returns once all
+/// have closed.
+pub async fn serve_until(
+    listener: TcpListener,
+    local: Arc<Local>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+) {
     let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let refuse = move |stream| refuse_busy(stream, &refusals);
+    let connection_stop = stop.clone();
     listen::accept_loop(
         listener,
         "HTTP",
         limits.max_connections,
+        stop,
         refuse,
         move |stream, peer| {
             let local = local.clone();
+            let mut stop = connection_stop.clone();
             async move {
                 let service = service_fn(move |request| {
                     let local = local.clone();
                     async move { Ok::<_, Infallible>(respond(&local, request).await) }
                 });
-                if let Err(e) = http1::Builder::new()
+                let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(limits.handshake_timeout)
-                    .serve_connection(TokioIo::new(JsonErrors::new(stream)), service)
-                    .await
-                {
+                    .serve_connection(TokioIo::new(JsonErrors::new(stream)), service);
+                tokio::pin!(connection);
+                let served = tokio::select! {
+                    served = connection.as_mut() => served,
+                    () = listen::stopped(&mut stop) => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.as_mut().await
+                    }
+                };
+                if let Err(e) = served {
                     info!(%peer, error = %e, "connection closed with an error");
                 }
             }
@@ -197,6 +123,37 @@ fn refuse_busy(stream: TcpStream, refusals: &Arc<Semaphore>) {
         .await;
         drop(place);
     });
+}
+
+/// `GET /health`: 200 when the database answers a read, with what its outbox holds (entries
+/// waiting, and dead ones, which an operator should look at); 503 in the error envelope when
+/// it does not answer.
+async fn health(store: &SqliteStore) -> hyper::Response<Full<Bytes>> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let checked = match store.check().await {
+        Ok(()) => store.outbox_counts(now).await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(outbox) => {
+            let body = serde_json::json!({
+                "success": true,
+                "database": "ok",
+                "outbox": outbox,
+            });
+            let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => error(&Error::unavailable(format!(
+            "the database does not answer: {e}"
+        ))),
+    }
 }
 
 fn to_hyper(response: lambda_http::Response<Body>) -> hyper::Response<Full<Bytes>> {
@@ -238,6 +195,9 @@ async fn route(local: &Local, request: hyper::Request<Incoming>) -> hyper::Respo
         return console
             .respond(&parts.method, parts.uri.path(), &parts.headers, body)
             .await;
+    }
+    if parts.method == hyper::Method::GET && parts.uri.path() == "/health" {
+        return health(&local.store).await;
     }
     if parts.method == hyper::Method::GET && parts.uri.path() == "/openapi.yaml" {
         let mut response = hyper::Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chat21::config;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, warn};
 
 /// The first wait after a failed accept(); it doubles with each failure in a row.
@@ -88,15 +88,32 @@ impl Limits {
     }
 }
 
-/// Accepts connections for ever. Each one within the cap is handed to `serve` (in its own
-/// task, holding its place until that ends); one beyond it goes to `refuse` and is closed.
-/// A failed accept() (descriptors used up, say) is logged and retried after a short wait,
-/// growing from 10 ms to 1 s while failures last: connections that wait meanwhile are taken
-/// as soon as it succeeds again.
+/// Resolves once `stop` turns true (never if its sender is gone without: nobody can stop it).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A stop that never comes.
+pub fn never() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
+    // Kept for the life of the process: the receiver then simply never sees a change.
+    std::mem::forget(sender);
+    receiver
+}
+
+/// Accepts connections until `stop` turns true, then waits for the connections under way to
+/// end (each `serve` is told by its own copy of `stop`). Each one within the cap is handed to
+/// `serve` (in its own task, holding its place until that ends); one beyond it goes to
+/// `refuse` and is closed. A failed accept() (descriptors used up, say) is logged and retried
+/// after a short wait, growing from 10 ms to 1 s while failures last: connections that wait
+/// meanwhile are taken as soon as it succeeds again.
 pub async fn accept_loop<R, S, F>(
     listener: TcpListener,
     name: &'static str,
     max_connections: usize,
+    mut stop: watch::Receiver<bool>,
     refuse: R,
     serve: S,
 ) where
@@ -107,7 +124,11 @@ pub async fn accept_loop<R, S, F>(
     let places = Arc::new(Semaphore::new(max_connections));
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopped(&mut stop) => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => {
                 backoff = FIRST_BACKOFF;
                 accepted
@@ -130,6 +151,9 @@ pub async fn accept_loop<R, S, F>(
             }
         }
     }
+    drop(listener);
+    // Every place back: every connection has ended.
+    let _ = places.acquire_many(max_connections as u32).await;
 }
 
 async fn hold(place: OwnedSemaphorePermit, connection: impl Future<Output = ()>) {

@@ -5,7 +5,7 @@
 #   start_chat21_local OUTDIR
 #
 # starts target/debug/chat21-local (under $CARGO_TARGET_DIR when set; built first if missing) on
-# free loopback ports (PORT, MQTT_WS_PORT, MQTT_TCP_PORT = 0) with the JWT_KEY of the environment,
+# free loopback ports (PORT, MQTT_WS_PORT, MQTT_TCP_PORT = 0), its data in memory, with the JWT_KEY of the environment,
 # its stdout and log in OUTDIR, and waits until it prints its URLs. Sets CHAT21_LOCAL_PID,
 # CHAT21_LOCAL_HTTP (http://127.0.0.1:PORT) and CHAT21_LOCAL_WS (ws://127.0.0.1:PORT/ws). The
 # caller stops it (e.g. `trap 'kill "$CHAT21_LOCAL_PID"' EXIT`). Returns 1 if it does not start.
@@ -14,7 +14,8 @@ start_chat21_local() {
   local out=$1 server=${CARGO_TARGET_DIR:-target}/debug/chat21-local
   [[ -x $server ]] || cargo build -p chat21-local
   mkdir -p "$out"
-  PORT=0 MQTT_WS_PORT=0 MQTT_TCP_PORT=0 RUST_LOG=${RUST_LOG:-warn} "$server" >"$out/server.out" 2>"$out/server.log" &
+  # In memory: a throwaway server whose data nobody needs afterwards (and nothing to clean up).
+  DATA_DIR=:memory: PORT=0 MQTT_WS_PORT=0 MQTT_TCP_PORT=0 RUST_LOG=${RUST_LOG:-warn} "$server" >"$out/server.out" 2>"$out/server.log" &
   CHAT21_LOCAL_PID=$!
   CHAT21_LOCAL_HTTP='' CHAT21_LOCAL_WS=''
   for _ in $(seq 200); do

@@ -142,7 +142,7 @@ async fn run(name: &str, h: &Harness, rounds: usize) {
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        run("embedded", &Harness::embedded(), 20).await;
+        run("sqlite", &Harness::sqlite(), 20).await;
         if std::env::var("AWS_ENDPOINT_URL").is_ok() {
             run("dynamodb (moto)", &Harness::dynamo().await, 3).await;
         } else {

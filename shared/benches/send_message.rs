@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore};
+use chat21::adapters::embedded::EmbeddedEvents;
+use chat21::adapters::sqlite::SqliteStore;
 use chat21::adapters::system::{SystemClock, UuidIds};
 use chat21::auth::JwtVerifier;
 use chat21::entry::http::{Api, handle};
@@ -20,7 +21,7 @@ fn api() -> Api {
     let (sink, _) = tokio::sync::mpsc::unbounded_channel();
     Api {
         deps: Deps {
-            store: Arc::new(EmbeddedStore::new()),
+            store: Arc::new(SqliteStore::memory().unwrap()),
             events: Arc::new(EmbeddedEvents::with_sink(sink)),
             realtime: std::sync::Arc::new(chat21::ports::NoRealtime),
             clock: Arc::new(SystemClock),

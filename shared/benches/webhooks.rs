@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use chat21::adapters::embedded::{EmbeddedStore, MemoryRetries};
+use chat21::adapters::embedded::MemoryRetries;
 use chat21::adapters::http::HttpClient;
+use chat21::adapters::sqlite::SqliteStore;
 use chat21::adapters::system::SystemClock;
 use chat21::entry::webhooks::handle_webhooks;
 use chat21::events::Event;
@@ -138,7 +139,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     for case in cases {
         runtime.block_on(async {
-            let store = Arc::new(EmbeddedStore::new());
+            let store = Arc::new(SqliteStore::memory().unwrap());
             for t in 0..case.tenant_endpoints {
                 let hook = Webhook {
                     id: format!("tenant-{t}"),

@@ -105,9 +105,15 @@ pub enum Listener {
     WebSocket,
 }
 
-/// Serves one listener for ever (see [`listen::accept_loop`]); a connection beyond the cap
-/// is closed at once.
-pub async fn serve(listener: TcpListener, kind: Listener, broker: Arc<Broker>, limits: Limits) {
+/// Serves one listener until `stop` (see [`listen::accept_loop`]); a connection beyond the
+/// cap is closed at once. Connections are closed by [`Router::close_all`].
+pub async fn serve(
+    listener: TcpListener,
+    kind: Listener,
+    broker: Arc<Broker>,
+    limits: Limits,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let name = match kind {
         Listener::Tcp => "MQTT over TCP",
         Listener::WebSocket => "MQTT over WebSocket",
@@ -116,6 +122,7 @@ pub async fn serve(listener: TcpListener, kind: Listener, broker: Arc<Broker>, l
         listener,
         name,
         limits.max_connections,
+        stop,
         listen::close,
         move |stream, peer| {
             let broker = broker.clone();

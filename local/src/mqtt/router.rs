@@ -155,6 +155,15 @@ impl Router {
         (connection, receiver)
     }
 
+    /// Asks every connection to close (shutting down): each session closes its transport (a
+    /// WebSocket close frame, a TCP shutdown) and, as the client did not say DISCONNECT, its
+    /// will goes out. Returns how many were asked.
+    pub fn close_all(&self) -> usize {
+        let connections: Vec<Arc<Connection>> =
+            self.lock().by_user.values().flatten().cloned().collect();
+        connections.iter().filter(|c| c.kick()).count()
+    }
+
     /// Forgets a closed connection.
     pub fn disconnect(&self, connection: &Connection) {
         let mut state = self.lock();

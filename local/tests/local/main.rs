@@ -4,6 +4,7 @@
 //! listeners under misbehaving connections (`listeners`). What they share: `support`.
 
 mod console;
+mod durability;
 mod http;
 mod listeners;
 mod mqtt;

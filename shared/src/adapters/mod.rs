@@ -1,5 +1,7 @@
 //! Adapters of the ports: production (DynamoDB, SNS, SQS, IoT Core, the webhooks' HTTP
-//! client, the system clock) and embedded (in-process; the local server and the tests).
+//! client, the system clock), SQLite (`chat21-local`'s store and outbox, in memory for tests;
+//! behind the `sqlite` feature, which Lambda functions never enable) and embedded
+//! (in-process recorders: the tests' event bus and real time).
 
 pub mod aws;
 pub mod dynamo;
@@ -9,5 +11,7 @@ pub mod iot;
 mod retry;
 pub mod row;
 pub mod sns;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod sqs;
 pub mod system;

@@ -2,6 +2,7 @@
 //! timelines it is read from, and the store of both.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::common::{Page, PageRequest};
 use super::conversations::Window;
@@ -10,7 +11,7 @@ use crate::model::Message;
 
 /// Where a message was written, and so what its delivery is (the store's change stream tells
 /// the deliver step).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Origin {
     /// A direct message, in the timeline its sender and recipient share.
     Direct,
@@ -21,7 +22,7 @@ pub enum Origin {
 }
 
 /// A new message as the store wrote it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Written {
     pub message: Message,
     pub origin: Origin,

@@ -35,8 +35,9 @@ pub use messages::{MessageStore, Origin, Timeline, Written};
 pub use realtime::{NoRealtime, Push, Realtime};
 pub use webhooks::{PostOutcome, RetryQueue, Target, WebhookClient, WebhookPut, WebhookStore};
 
-/// What the store's change stream hands the deliver step.
-#[derive(Debug, Clone, PartialEq)]
+/// What the store's change stream hands the deliver step (the SQLite store keeps it as JSON
+/// in its outbox).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Streamed {
     /// A new message to deliver.
     Message(Written),

@@ -1,17 +1,17 @@
-//! The behavioural suite: every scenario runs against the embedded store and against DynamoDB
+//! The behavioural suite: every scenario runs against the SQLite store (in memory) and against DynamoDB
 //! (moto), so the two adapters cannot drift apart. Every scenario is listed below, named by the
-//! file of its family under `behaviour/`; its tests are `behaviour::{embedded,dynamodb}::name`.
+//! file of its family under `behaviour/`; its tests are `behaviour::{sqlite,dynamodb}::name`.
 
 use crate::common::{Harness, user};
 use chat21::ops::groups::CreateGroup;
 
 macro_rules! on_both_stores {
     ($($family:ident :: $name:ident),* $(,)?) => {
-        mod embedded {
+        mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$family::$name(&super::Harness::embedded()).await
+                    super::$family::$name(&super::Harness::sqlite()).await
                 }
             )*
         }

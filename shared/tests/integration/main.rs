@@ -16,6 +16,7 @@ mod iot_policy;
 mod lambda_e2e;
 mod openapi;
 mod rule_retries;
+mod sqlite_store;
 mod template;
 mod template_realtime;
 mod webhooks;

@@ -37,7 +37,7 @@ async fn twice(h: &Harness, event: &Value) -> (Vec<String>, Vec<String>) {
 
 #[tokio::test]
 async fn a_retried_rule_invocation_publishes_the_same_events() {
-    let h = Harness::embedded();
+    let h = Harness::sqlite();
     let at = 1_700_000_500_000;
 
     let presence = format!("apps/{APP}/users/u1/presence/client-1");

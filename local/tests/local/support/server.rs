@@ -13,9 +13,14 @@ pub type Log = Arc<Mutex<Vec<String>>>;
 pub const KEY: &str = "server-test-key";
 pub const APP: &str = "app1";
 pub const STARTUP: Duration = Duration::from_secs(20);
-const LISTENING: &str = "chat21-local listening on http://127.0.0.1:";
-const MQTT_WS: &str = "chat21-local MQTT over WebSocket on ws://127.0.0.1:";
-const MQTT_TCP: &str = "chat21-local MQTT over TCP on mqtt://127.0.0.1:";
+const LISTENING: &str = "chat21-local listening on http://";
+const MQTT_WS: &str = "chat21-local MQTT over WebSocket on ws://";
+const MQTT_TCP: &str = "chat21-local MQTT over TCP on mqtt://";
+
+/// The port of `host:port` (whatever `HOST` is).
+fn port_of(address: &str) -> Option<u16> {
+    address.trim().rsplit_once(':')?.1.parse().ok()
+}
 
 // ---------------------------------------------------------------------------------------------
 // The server process
@@ -62,6 +67,8 @@ fn configured(mut command: Command) -> Command {
         .env("MQTT_WS_PORT", "0")
         .env("MQTT_TCP_PORT", "0")
         .env("RUST_LOG", "warn")
+        // Each test's own server, nothing kept: in memory (the restart tests name a directory).
+        .env("DATA_DIR", ":memory:")
         .env_remove("JWT_KEY")
         .env_remove("JWT_PUBLIC_KEY")
         .env_remove("JWT_ALGORITHM")
@@ -97,13 +104,13 @@ pub fn start_with(mut command: Command) -> Server {
         let left = deadline.saturating_duration_since(Instant::now());
         match server.lines.recv_timeout(left) {
             Ok(line) => {
-                if let Some(port) = line.strip_prefix(LISTENING) {
-                    server.port = port.trim().parse().expect("a port number");
+                if let Some(address) = line.strip_prefix(LISTENING) {
+                    server.port = port_of(address).expect("a port number");
                 } else if let Some(rest) = line.strip_prefix(MQTT_WS) {
-                    let port = rest.trim().trim_end_matches("/ws");
-                    server.ws_port = port.parse().expect("a WebSocket port");
-                } else if let Some(port) = line.strip_prefix(MQTT_TCP) {
-                    server.tcp_port = port.trim().parse().expect("a TCP port");
+                    let address = rest.trim().trim_end_matches("/ws");
+                    server.ws_port = port_of(address).expect("a WebSocket port");
+                } else if let Some(address) = line.strip_prefix(MQTT_TCP) {
+                    server.tcp_port = port_of(address).expect("a TCP port");
                 }
             }
             Err(e) => {

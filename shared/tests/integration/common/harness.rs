@@ -1,4 +1,4 @@
-//! The harness every behavioural scenario runs on: the same deps on the embedded store or on
+//! The harness every behavioural scenario runs on: the same deps on SQLite (in memory) or on
 //! DynamoDB (moto), with a recording event bus and real-time publisher, a deterministic clock
 //! and ids, and the store's stream of new messages to deliver; and the inputs and counts the
 //! scenarios share.
@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chat21::adapters::dynamo::DynamoStore;
-use chat21::adapters::embedded::{EmbeddedEvents, EmbeddedStore, RecordingRealtime};
+use chat21::adapters::embedded::{EmbeddedEvents, RecordingRealtime};
+use chat21::adapters::sqlite::SqliteStore;
 use chat21::events::Event;
 use chat21::model::EventType;
 use chat21::model::{Caller, Conversation, Message};
 use chat21::ops::messages::SendMessage;
 use chat21::ops::{Deps, Settings, conversations, deliver, messages};
 use chat21::ports::{Clock, IdSource, Page, PageRequest, Streamed, Timeline};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{APP, StreamReader, aws_config, create_table, id, unique, user};
 
@@ -35,10 +35,10 @@ impl IdSource for SeqIds {
     }
 }
 
-/// Where the new messages a store writes come from: the embedded store's channel, or the
+/// Where the new messages a store writes come from: the SQLite store's outbox, or the
 /// DynamoDB table's stream.
 pub enum Stream {
-    Embedded(tokio::sync::Mutex<UnboundedReceiver<Streamed>>),
+    Sqlite(Arc<SqliteStore>),
     Dynamo(StreamReader),
 }
 
@@ -76,20 +76,17 @@ fn deps_with(
 }
 
 impl Harness {
-    pub fn embedded() -> Harness {
+    /// A fresh in-memory SQLite store; the test plays the deliver step from its outbox.
+    pub fn sqlite() -> Harness {
         let events = Arc::new(EmbeddedEvents::new());
         let realtime = Arc::new(RecordingRealtime::new());
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let store = Arc::new(SqliteStore::memory().expect("an in-memory database"));
         Harness {
-            deps: deps_with(
-                Arc::new(EmbeddedStore::with_stream(sender)),
-                events.clone(),
-                realtime.clone(),
-            ),
+            deps: deps_with(store.clone(), events.clone(), realtime.clone()),
             events,
             realtime,
             dynamo: None,
-            stream: Arc::new(Stream::Embedded(tokio::sync::Mutex::new(receiver))),
+            stream: Arc::new(Stream::Sqlite(store)),
             delivered: Default::default(),
         }
     }
@@ -117,14 +114,7 @@ impl Harness {
     /// delivered.
     pub async fn take_written(&self) -> Vec<Streamed> {
         match &*self.stream {
-            Stream::Embedded(receiver) => {
-                let mut receiver = receiver.lock().await;
-                let mut written = Vec::new();
-                while let Ok(w) = receiver.try_recv() {
-                    written.push(w);
-                }
-                written
-            }
+            Stream::Sqlite(store) => store.take_deliveries().await.expect("the outbox"),
             Stream::Dynamo(reader) => reader.written().await,
         }
     }

@@ -9,20 +9,18 @@ pub(super) struct Harness {
     /// The webhooks consumer, on the same store, sending nothing (it records its POSTs).
     pub(super) webhooks: Webhooks,
     pub(super) posted: Arc<RecordingClient>,
-    pub(super) store: Arc<EmbeddedStore>,
+    /// Its outbox is the store's stream of new messages.
+    pub(super) store: Arc<SqliteStore>,
     pub(super) events: Arc<EmbeddedEvents>,
     /// What was published to clients (and which retained messages were cleared).
     pub(super) realtime: Arc<RecordingRealtime>,
-    /// The store's stream of new messages.
-    pub(super) stream: tokio::sync::mpsc::UnboundedReceiver<Streamed>,
     /// Written and not yet handed to deliver.
     pub(super) pending: Vec<Streamed>,
 }
 
 impl Harness {
     pub(super) fn new() -> Harness {
-        let (sender, stream) = tokio::sync::mpsc::unbounded_channel();
-        let store = Arc::new(EmbeddedStore::with_stream(sender));
+        let store = Arc::new(SqliteStore::memory().unwrap());
         let events = Arc::new(EmbeddedEvents::new());
         let realtime = Arc::new(RecordingRealtime::new());
         let deps = Deps {
@@ -49,21 +47,19 @@ impl Harness {
             store,
             events,
             realtime,
-            stream,
             pending: Vec::new(),
         }
     }
 
-    pub(super) fn take_written(&mut self) {
-        while let Ok(w) = self.stream.try_recv() {
-            self.pending.push(w);
-        }
+    pub(super) async fn take_written(&mut self) {
+        let written = self.store.take_deliveries().await.unwrap();
+        self.pending.extend(written);
     }
 
     /// Hands the new messages to deliver as the table's stream would, until none are left.
     pub(super) async fn pump(&mut self) {
         loop {
-            self.take_written();
+            self.take_written().await;
             if self.pending.is_empty() {
                 return;
             }
@@ -171,7 +167,7 @@ pub(super) async fn replay_stream(h: &mut Harness, json: &str) {
     let event: dynamodb::Event =
         serde_json::from_str(json).expect("events/deliver.json is not a DynamoDB stream event");
     assert!(!event.records.is_empty());
-    h.take_written();
+    h.take_written().await;
     for record in &event.records {
         let written = streamed_of(record.change.new_image.clone())
             .expect("a readable record")

@@ -43,7 +43,7 @@ struct World {
 
 /// An empty embedded store behind the HTTP glue.
 fn empty() -> World {
-    let h = Harness::embedded();
+    let h = Harness::sqlite();
     let api = api_on(h.deps.clone());
     World { h, api }
 }

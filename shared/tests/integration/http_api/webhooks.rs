@@ -355,7 +355,7 @@ async fn at_most_20_webhooks_then_409() {
 
 #[tokio::test]
 async fn hosts_outside_the_allow_list_are_400() {
-    let h = crate::common::Harness::embedded();
+    let h = crate::common::Harness::sqlite();
     let mut deps = h.deps.clone();
     deps.settings.webhook_hosts = AllowedHosts::parse("*.tiledesk.com, 127.0.0.1").unwrap();
     let w = World {

@@ -70,7 +70,7 @@ async fn each_endpoint_gets_each_event_once_the_flaky_one_after_retries() {
         ("/tenant-two", Script::Ok, Some(TENANT_SECRET)),
     ])
     .await;
-    let h = Harness::embedded();
+    let h = Harness::sqlite();
     // Webhooks carry every type but message-delivered (WEBHOOK_EVENTS).
     let wanted: Vec<EventType> = EventType::ALL
         .into_iter()
@@ -248,7 +248,7 @@ async fn a_dead_endpoint_is_retried_for_a_day_then_dead_lettered() {
         ("/healthy", Script::Ok, Some(GLOBAL_SECRET)),
     ])
     .await;
-    let h = Harness::embedded();
+    let h = Harness::sqlite();
     let consumer = Consumer::new(
         h.deps.store.clone(),
         config(&receiver, &["/down", "/healthy"], &EventType::ALL),
@@ -327,7 +327,7 @@ async fn retries_follow_the_endpoint_as_it_is_now() {
         ),
     ])
     .await;
-    let h = Harness::embedded();
+    let h = Harness::sqlite();
     let store = h.deps.store.clone();
     store
         .put_webhook(
@@ -378,7 +378,7 @@ async fn the_in_memory_queue_hands_retries_back_in_real_time() {
     let receiver = Receiver::start(&[("/later", Script::Ok, Some(GLOBAL_SECRET))]).await;
     let clock: Arc<dyn Clock> = Arc::new(chat21::adapters::system::SystemClock);
     let retries = Arc::new(MemoryRetries::new(clock.clone(), 3));
-    let h = Harness::embedded();
+    let h = Harness::sqlite();
     let webhooks = Arc::new(Webhooks::new(
         h.deps.store.clone(),
         Arc::new(HttpClient::new(TIMEOUT).unwrap()),

@@ -79,7 +79,7 @@ async fn endpoint() -> (String, Arc<Seen>, watch::Sender<bool>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batchs_hanging_endpoints_hold_up_no_other_endpoints_post() {
     let (base, seen, release) = endpoint().await;
-    let store = Arc::new(chat21::adapters::embedded::EmbeddedStore::new());
+    let store = Arc::new(chat21::adapters::sqlite::SqliteStore::memory().unwrap());
     for i in 0..8 {
         let hook = tenant_hook(
             "sl",
@@ -165,7 +165,7 @@ async fn a_full_lane_puts_posts_off_without_counting_attempts() {
         secret: None,
         allowed_hosts: AllowedHosts::any(),
     };
-    let store = Arc::new(chat21::adapters::embedded::EmbeddedStore::new());
+    let store = Arc::new(chat21::adapters::sqlite::SqliteStore::memory().unwrap());
     let consumer = Consumer::new(store, config);
     let target = Target::Global { url };
     let full = LANE_IN_FLIGHT + LANE_WAITING;

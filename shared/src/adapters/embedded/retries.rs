@@ -1,5 +1,5 @@
-//! Webhooks, embedded: tenants' endpoints in the store's state, and an in-memory retry queue
-//! (the local server's, and the tests', with a clock they control).
+//! An in-memory retry queue for the webhooks consumer: the tests', with a clock they control
+//! (`chat21-local` keeps its retries in its database: `adapters::sqlite::outbox`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,49 +9,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Notify;
 
-use super::EmbeddedStore;
 use crate::error::{Error, Result};
-use crate::model::Webhook;
-use crate::ports::{Clock, RetryQueue, Target, WebhookPut, WebhookStore};
-
-#[async_trait]
-impl WebhookStore for EmbeddedStore {
-    async fn list_webhooks(&self, app: &str) -> Result<Vec<Webhook>> {
-        let state = self.state();
-        Ok(state
-            .webhooks
-            .get(app)
-            .map(|hooks| hooks.values().cloned().collect())
-            .unwrap_or_default())
-    }
-
-    async fn get_webhook(&self, app: &str, id: &str) -> Result<Option<Webhook>> {
-        let state = self.state();
-        Ok(state.webhooks.get(app).and_then(|h| h.get(id)).cloned())
-    }
-
-    async fn put_webhook(&self, webhook: &Webhook, max: usize) -> Result<WebhookPut> {
-        let mut state = self.state();
-        let hooks = state.webhooks.entry(webhook.app_id.clone()).or_default();
-        let outcome = if hooks.contains_key(&webhook.id) {
-            WebhookPut::Replaced
-        } else if hooks.len() >= max {
-            return Ok(WebhookPut::Full);
-        } else {
-            WebhookPut::Created
-        };
-        hooks.insert(webhook.id.clone(), webhook.clone());
-        Ok(outcome)
-    }
-
-    async fn delete_webhook(&self, app: &str, id: &str) -> Result<bool> {
-        let mut state = self.state();
-        Ok(state
-            .webhooks
-            .get_mut(app)
-            .is_some_and(|hooks| hooks.remove(id).is_some()))
-    }
-}
+use crate::ports::{Clock, RetryQueue, Target};
 
 /// Messages kept after their last attempt, for a look (the newest).
 const DEAD_LETTERS_KEPT: usize = 1_000;
